@@ -1,0 +1,10 @@
+"""Dramatiq actors: ``dramatiq actors`` runs a worker, ``periodiq actors`` the scheduler.
+
+Importing this package sets up the broker and declares every actor.
+"""
+
+from actors.broker import broker
+from actors.download import download_video
+from actors.lifeline import requeue_lost_jobs
+
+__all__ = ["broker", "download_video", "requeue_lost_jobs"]

@@ -1,0 +1,52 @@
+"""The Redis broker, its middleware and its queues, built from the settings.
+
+PeriodiqMiddleware must be on the broker before any actor is declared, and every queue
+is declared up front so a worker consumes a message whatever queue it was sent to.
+"""
+
+from __future__ import annotations
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import (
+    AgeLimit,
+    Callbacks,
+    CurrentMessage,
+    Pipelines,
+    Retries,
+    ShutdownNotifications,
+    TimeLimit,
+)
+from periodiq import PeriodiqMiddleware
+
+from actors.job_middleware import JobTracking
+from actors.queues import Queue
+from db.settings import Settings, get_settings
+
+RETRY_MIN_BACKOFF_MS = 5_000
+RETRY_MAX_BACKOFF_MS = 5 * 60_000
+
+
+def make_broker(settings: Settings) -> RedisBroker:
+    broker = RedisBroker(
+        url=settings.redis_url,
+        middleware=[
+            AgeLimit(),
+            TimeLimit(),
+            ShutdownNotifications(),
+            Callbacks(),
+            Pipelines(),
+            Retries(min_backoff=RETRY_MIN_BACKOFF_MS, max_backoff=RETRY_MAX_BACKOFF_MS),
+            CurrentMessage(),
+            PeriodiqMiddleware(skip_delay=30),
+            # After Retries: it reads ``message.failed`` to tell a retry from a failure.
+            JobTracking(settings),
+        ],
+    )
+    for queue in Queue:
+        broker.declare_queue(queue)
+    return broker
+
+
+broker = make_broker(get_settings())
+dramatiq.set_broker(broker)

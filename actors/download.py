@@ -1,0 +1,107 @@
+"""download_video: fetch one URL with yt-dlp, probe it, file it in the library."""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+from actors.job_middleware import JobContext, current_job, is_retryable, job_actor
+from actors.queues import Queue
+from db import library
+from db.models import JobKind
+from db.settings import get_settings
+from media.download import DownloadedMedia, DownloadProgress
+from media.download import download_video as fetch
+from media.ffmpeg import ffmpeg_path
+from media.library import library_path, place_in_library
+from media.probe import MediaInfo, probe_file
+from media.urls import check_url
+
+settings = get_settings()
+
+# The share of the overall progress that the download itself takes.
+DOWNLOAD_SHARE = 0.95
+
+
+@job_actor(
+    kind=JobKind.download,
+    queue_name=Queue.interactive,
+    time_limit=settings.download_time_limit * 1000,
+)
+def download_video(job_id: str) -> dict[str, Any]:
+    job = current_job()
+    params = job.params
+    url = check_url(params["url"], allow_private=settings.allow_private_urls)
+    workdir = settings.tmp_dir / job_id
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    def on_progress(update: DownloadProgress) -> None:
+        job.report(
+            stage=update.stage,
+            progress=None if update.fraction is None else update.fraction * DOWNLOAD_SHARE,
+            downloaded_bytes=update.downloaded_bytes,
+            total_bytes=update.total_bytes,
+            speed=update.speed,
+            eta=update.eta,
+        )
+
+    try:
+        job.report(stage="downloading", progress=None)
+        downloaded = fetch(
+            url,
+            workdir,
+            quality=params.get("quality") or "best",
+            ffmpeg_location=ffmpeg_path(),
+            allow_generic=settings.enable_generic_extractor,
+            on_progress=on_progress,
+        )
+        job.report(stage="probing", progress=DOWNLOAD_SHARE)
+        info = probe_file(downloaded.path)
+        video_id = _file_in_library(job, downloaded, info, url)
+    except BaseException as exc:
+        if not is_retryable(exc):
+            shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    shutil.rmtree(workdir, ignore_errors=True)
+    return {"video_id": video_id}
+
+
+def _file_in_library(
+    job: JobContext, downloaded: DownloadedMedia, info: MediaInfo, url: str
+) -> int:
+    """Move the file into the media root and add its row in one transaction: when the
+    commit fails the file is removed again, so no half-written library entry remains."""
+    params = job.params
+    with job.sessions() as session:
+        existing = library.find_video(session, downloaded.extractor, downloaded.video_id)
+        if existing is not None:
+            return existing.id  # a redelivery after the row was committed
+        artist = params.get("artist") or downloaded.artist
+        title = params.get("title") or downloaded.title
+        relative = library_path(
+            artist=artist, title=title, video_id=downloaded.video_id, ext=downloaded.ext
+        )
+        final = place_in_library(downloaded.path, settings.media_root, relative)
+        try:
+            video = library.add_video(
+                session,
+                library.NewVideo(
+                    title=title,
+                    artist=artist,
+                    source_url=url,
+                    extractor=downloaded.extractor,
+                    extractor_id=downloaded.video_id,
+                    path=relative.as_posix(),
+                    size=final.stat().st_size,
+                    duration=info.duration,
+                    width=info.width,
+                    height=info.height,
+                    vcodec=info.vcodec,
+                    acodec=info.acodec,
+                ),
+            )
+            session.commit()
+        except BaseException:
+            final.unlink(missing_ok=True)
+            raise
+        return video.id

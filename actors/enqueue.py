@@ -1,0 +1,16 @@
+"""Sends a job's message to the queue the job row names.
+
+Dramatiq fixes an actor's queue when it is declared; a job may ask for another queue
+(its priority), so we enqueue a copy of the actor's message with that ``queue_name``.
+Every queue is declared on the broker up front, so workers consume all of them.
+"""
+
+from __future__ import annotations
+
+import dramatiq
+
+
+def enqueue_job(actor: dramatiq.Actor, job_id: str, queue: str) -> dramatiq.Message:
+    """Enqueue ``actor(job_id)`` on ``queue``; JobTracking records the message id."""
+    message = actor.message(job_id).copy(queue_name=queue)
+    return actor.broker.enqueue(message)

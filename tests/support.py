@@ -1,0 +1,196 @@
+"""Real parts for the tests: generated media, a local media HTTP server, a uvicorn
+server in a thread, and helpers that wait with a deadline instead of sleeping."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import uvicorn
+
+from media.ffmpeg import ffmpeg_path
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(
+    check: Callable[[], T | None], *, timeout: float = 30.0, interval: float = 0.05, what: str = ""
+) -> T:
+    """Poll ``check`` until it returns something truthy, or fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or check}")
+        time.sleep(interval)
+
+
+def make_video(path: Path, *, seconds: float = 3, size: str = "640x360", bitrate: str = "2M") -> Path:
+    """An H.264 + AAC mp4 made from FFmpeg's lavfi test sources."""
+    subprocess.run(
+        [
+            ffmpeg_path(), "-hide_banner", "-loglevel", "error", "-y",
+            "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=25:duration={seconds}",
+            "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}",
+            "-c:v", "libx264", "-preset", "ultrafast", "-b:v", bitrate, "-pix_fmt", "yuv420p",
+            "-c:a", "aac", "-shortest", "-movflags", "+faststart", str(path),
+        ],
+        check=True,
+    )  # fmt: skip
+    return path
+
+
+@dataclass
+class MediaServer:
+    """Serves ``/media/<anything>.mp4`` (the same generated file under any name, so each
+    test gets its own yt-dlp id), ``/slow/<name>.mp4`` throttled, ``/missing/...`` 404,
+    and ``/text/<name>.mp4`` (a file that is not media)."""
+
+    video: Path
+    port: int = 0
+    chunk: int = 16 * 1024
+    slow_delay: float = 0.05
+    hits: dict[str, int] = field(default_factory=dict)
+    server: ThreadingHTTPServer | None = None
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def start(self) -> MediaServer:
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_HEAD(self) -> None:
+                self.handle_request(body=False)
+
+            def do_GET(self) -> None:
+                self.handle_request(body=True)
+
+            def handle_request(self, *, body: bool) -> None:
+                path = self.path.split("?", 1)[0]
+                owner.hits[path] = owner.hits.get(path, 0) + 1
+                if path.startswith("/missing/"):
+                    self.send_error(HTTPStatus.NOT_FOUND)
+                    return
+                if path.startswith("/text/"):
+                    data = b"this is not a video\n" * 100
+                elif path.startswith(("/media/", "/slow/")):
+                    data = owner.video.read_bytes()
+                else:
+                    self.send_error(HTTPStatus.NOT_FOUND)
+                    return
+                start = 0
+                range_header = self.headers.get("Range")
+                if range_header and range_header.startswith("bytes="):
+                    start = int(range_header[6:].split("-", 1)[0] or 0)
+                    self.send_response(HTTPStatus.PARTIAL_CONTENT)
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                else:
+                    self.send_response(HTTPStatus.OK)
+                self.send_header("Content-Type", "video/mp4")
+                self.send_header("Content-Length", str(len(data) - start))
+                self.send_header("Accept-Ranges", "bytes")
+                self.end_headers()
+                if not body:
+                    return
+                slow = path.startswith("/slow/")
+                try:
+                    for offset in range(start, len(data), owner.chunk):
+                        self.wfile.write(data[offset : offset + owner.chunk])
+                        if slow:
+                            self.wfile.flush()
+                            time.sleep(owner.slow_delay)  # the throttle itself
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+
+
+class LiveServer:
+    """A uvicorn server running an app in a background thread, on a free port."""
+
+    def __init__(self, app: Any) -> None:
+        self.port = free_port()
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def start(self) -> LiveServer:
+        self.thread.start()
+        wait_for(lambda: self.server.started, timeout=20, what="uvicorn to start")
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+
+
+@contextmanager
+def live_server(app: Any) -> Iterator[LiveServer]:
+    server = LiveServer(app).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def api_client(base_url: str, token: str | None) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=base_url, headers=headers, timeout=15)
+
+
+def wait_for_job(client: httpx.Client, job_id: str, *, timeout: float = 60.0) -> dict[str, Any]:
+    """Poll ``GET /api/jobs/{id}`` until the job is finished."""
+
+    def finished() -> dict[str, Any] | None:
+        job = client.get(f"/api/jobs/{job_id}").json()
+        return job if job["status"] in ("succeeded", "failed", "cancelled") else None
+
+    return wait_for(finished, timeout=timeout, interval=0.1, what=f"job {job_id} to finish")
+
+
+def frames_to_events(raw: str | bytes) -> list[dict[str, Any]]:
+    data = json.loads(raw)
+    return data if isinstance(data, list) else [data]

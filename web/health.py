@@ -1,0 +1,42 @@
+"""``/healthz`` (the process answers) and ``/readyz`` (Redis and the database answer)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import text
+from starlette import status
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+CHECK_TIMEOUT_S = 2.0
+
+
+async def healthz(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> JSONResponse:
+    async def database() -> None:
+        async with request.app.state.db() as session:
+            await session.execute(text("SELECT 1"))
+
+    async def redis() -> None:
+        await request.app.state.redis.ping()
+
+    checks = {}
+    for name, check in (("database", database), ("redis", redis)):
+        try:
+            await asyncio.wait_for(check(), CHECK_TIMEOUT_S)
+            checks[name] = "ok"
+        except Exception as exc:
+            checks[name] = f"error: {type(exc).__name__}"
+    ready = all(value == "ok" for value in checks.values())
+    return JSONResponse(
+        {"status": "ok" if ready else "unavailable", "checks": checks},
+        status_code=status.HTTP_200_OK if ready else status.HTTP_503_SERVICE_UNAVAILABLE,
+    )
+
+
+routes = [Route("/healthz", healthz), Route("/readyz", readyz)]

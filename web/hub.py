@@ -1,0 +1,229 @@
+"""ProgressHub: one Redis Stream reader per web process, fanned out to its sockets.
+
+The reader ``XREAD BLOCK``s on ``vf:events`` from the last id it saw, on a connection of
+its own whose socket timeout is above the block time, and offers each event to every
+matching subscriber's bounded queue. A subscriber whose queue overflows is closed with
+1013 instead of slowing the others down.
+
+A subscriber's sender sends an event at once when it has sent nothing in the last
+``batch_interval``; otherwise it waits out the interval and sends everything pending as
+one frame (a JSON array). Idle sockets get no added latency; busy ones get one frame per
+interval (DESIGN §5 has the measurements behind this).
+
+On subscribe with ``since`` the sender first replays the stream after that id, then
+goes live; ids already sent are skipped, so the switch loses and repeats nothing. A
+``since`` that the stream no longer covers gets ``{"type": "resync"}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from db import live
+
+logger = logging.getLogger(__name__)
+
+BLOCK_MS = 5_000
+BATCH_INTERVAL_S = 0.05
+QUEUE_SIZE = 2_000
+REPLAY_CHUNK = 1_000
+RECONNECT_DELAY_S = 1.0
+
+StreamId = tuple[int, int]
+
+
+def parse_stream_id(value: str) -> StreamId:
+    """``"1700000000000-3"`` -> ``(1700000000000, 3)``; raises ValueError."""
+    ms, _, seq = value.partition("-")
+    parsed = (int(ms), int(seq or 0))
+    if parsed[0] < 0 or parsed[1] < 0:
+        raise ValueError(value)
+    return parsed
+
+
+class Subscriber:
+    """One socket's subscription: a filter, a bounded queue and the last id sent.
+
+    Parameters:
+      send_text: sends one text frame on the socket.
+      close: closes the socket with a code.
+    """
+
+    def __init__(
+        self,
+        *,
+        send_text: Callable[[str], Awaitable[None]],
+        close: Callable[[int], Awaitable[None]],
+        queue_size: int = QUEUE_SIZE,
+    ) -> None:
+        self.send_text = send_text
+        self.close = close
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=queue_size)
+        self.jobs: frozenset[str] | None = frozenset()  # None: every job
+        self.last_sent: StreamId | None = None
+        self.last_send_at = float("-inf")
+        self.overflowed = False
+
+    def wants(self, event: dict[str, Any]) -> bool:
+        if self.jobs is None:
+            return True
+        job = event["job"]
+        return job["id"] in self.jobs or job.get("parent_id") in self.jobs
+
+    def offer(self, event: dict[str, Any]) -> bool:
+        """Queue an event; False when the queue is full (the socket is too slow)."""
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.overflowed = True
+            return False
+        return True
+
+    def fresh(self, events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The events not sent yet, in order (drops what a replay already sent)."""
+        out = []
+        for event in events:
+            event_id = parse_stream_id(event["id"])
+            if self.last_sent is None or event_id > self.last_sent:
+                out.append(event)
+                self.last_sent = event_id
+        return out
+
+    async def send_events(self, events: list[dict[str, Any]]) -> None:
+        events = self.fresh(events)
+        if not events:
+            return
+        payload: Any = events[0] if len(events) == 1 else events
+        await self.send_text(json.dumps(payload, separators=(",", ":")))
+        self.last_send_at = asyncio.get_running_loop().time()
+
+
+class ProgressHub:
+    """Reads the event stream once per process and fans it out.
+
+    Parameters:
+      redis_url: where the stream lives.
+      block_ms: how long one ``XREAD`` blocks.
+      batch_interval: the least time between two frames to one socket.
+    """
+
+    def __init__(
+        self, redis_url: str, *, block_ms: int = BLOCK_MS, batch_interval: float = BATCH_INTERVAL_S
+    ) -> None:
+        self.redis_url = redis_url
+        self.block_ms = block_ms
+        self.batch_interval = batch_interval
+        self.subscribers: set[Subscriber] = set()
+        self.client: aioredis.Redis | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self.events_read = 0
+
+    async def start(self) -> None:
+        # Its own connection: a blocking XREAD must not hold a pooled one others need.
+        self.client = live.async_client(
+            self.redis_url, socket_timeout=self.block_ms / 1000 + 10, socket_connect_timeout=5
+        )
+        self._reader = asyncio.create_task(self._read_forever(), name="progress-hub-reader")
+
+    async def stop(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        if self.client is not None:
+            await self.client.aclose()
+
+    # -- the one reader
+    async def _last_id(self) -> str:
+        assert self.client is not None
+        newest = await self.client.xrevrange(live.EVENTS_STREAM, count=1)
+        return newest[0][0] if newest else "0-0"
+
+    async def _read_forever(self) -> None:
+        assert self.client is not None
+        last_id: str | None = None
+        while True:
+            try:
+                if last_id is None:
+                    last_id = await self._last_id()
+                reply = await self.client.xread(
+                    {live.EVENTS_STREAM: last_id}, block=self.block_ms, count=REPLAY_CHUNK
+                )
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError):
+                logger.warning("progress stream read failed; retrying", exc_info=True)
+                await asyncio.sleep(RECONNECT_DELAY_S)  # back off before reconnecting
+                last_id = None if last_id == "0-0" else last_id
+                continue
+            for _stream, entries in reply or ():
+                for entry_id, fields in entries:
+                    last_id = entry_id
+                    self.events_read += 1
+                    self.fan_out(live.decode_event(entry_id, fields))
+
+    def fan_out(self, event: dict[str, Any]) -> None:
+        for subscriber in list(self.subscribers):
+            if subscriber.wants(event) and not subscriber.offer(event):
+                logger.warning("closing a slow WebSocket: its queue is full")
+                self.subscribers.discard(subscriber)
+                asyncio.create_task(subscriber.close(1013))
+
+    # -- per socket
+    def add(self, subscriber: Subscriber) -> None:
+        self.subscribers.add(subscriber)
+
+    def remove(self, subscriber: Subscriber) -> None:
+        self.subscribers.discard(subscriber)
+
+    async def serve(self, subscriber: Subscriber, since: str | None) -> None:
+        """Replay after ``since`` (or send ``resync``), then send live events forever."""
+        if since is not None:
+            await self._replay(subscriber, since)
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await subscriber.queue.get()]
+            wait = subscriber.last_send_at + self.batch_interval - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)  # waiting out the batch interval, by design
+            while not subscriber.queue.empty():
+                batch.append(subscriber.queue.get_nowait())
+            await subscriber.send_events(batch)
+
+    async def _replay(self, subscriber: Subscriber, since: str) -> None:
+        assert self.client is not None
+        since_id = parse_stream_id(since)
+        oldest = await self.client.xrange(live.EVENTS_STREAM, count=1)
+        newest = await self.client.xrevrange(live.EVENTS_STREAM, count=1)
+        covered = since_id == (0, 0) or bool(
+            oldest
+            and parse_stream_id(oldest[0][0]) <= since_id <= parse_stream_id(newest[0][0])
+        )
+        if not covered:
+            # The stream no longer holds what came after ``since`` (trimmed, or Redis
+            # lost it): the client must reload the job list.
+            await subscriber.send_text(json.dumps({"type": "resync"}))
+            subscriber.last_sent = None
+            return
+        subscriber.last_sent = since_id
+        start = f"({since}"
+        while True:
+            entries = await self.client.xrange(live.EVENTS_STREAM, min=start, count=REPLAY_CHUNK)
+            if not entries:
+                return
+            events = [live.decode_event(entry_id, fields) for entry_id, fields in entries]
+            wanted = [event for event in events if subscriber.wants(event)]
+            if wanted:
+                await subscriber.send_events(wanted)
+            start = f"({entries[-1][0]}"
+            # Skipped (unwanted) events still move the mark, so live ones are compared right.
+            last = parse_stream_id(entries[-1][0])
+            subscriber.last_sent = max(subscriber.last_sent or last, last)

@@ -1,0 +1,121 @@
+"""``/api/jobs``: the job history, one job, its live progress."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from redis.exceptions import RedisError
+from sqlalchemy import func, select
+from starlette import status
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from db import jobs, live
+from db.models import Job, JobStatus
+from web.errors import ApiError, not_found
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+
+
+def parse_limit(request: Request) -> int:
+    raw = request.query_params.get("limit", str(DEFAULT_LIMIT))
+    try:
+        limit = int(raw)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ApiError(
+            status.HTTP_400_BAD_REQUEST,
+            "invalid_limit",
+            f"limit must be a number from 1 to {MAX_LIMIT}",
+            field="limit",
+        )
+    return limit
+
+
+def parse_job_id(request: Request) -> str:
+    raw = request.path_params["job_id"]
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise not_found("job") from None
+
+
+async def load_job(request: Request, job_id: str) -> Job:
+    async with request.app.state.db() as session:
+        job = await session.get(Job, job_id)
+    if job is None:
+        raise not_found("job")
+    return job
+
+
+async def list_jobs(request: Request) -> JSONResponse:
+    params = request.query_params
+    job_status = params.get("status")
+    if job_status is not None and job_status not in JobStatus.__members__:
+        raise ApiError(
+            status.HTTP_400_BAD_REQUEST,
+            "invalid_status",
+            f"status must be one of {', '.join(JobStatus)}",
+            field="status",
+        )
+    limit = parse_limit(request)
+    try:
+        query = jobs.list_jobs_query(
+            status=job_status,
+            kind=params.get("kind"),
+            parent_id=params.get("parent_id"),
+            cursor=params.get("cursor"),
+            limit=limit,
+        )
+    except jobs.InvalidCursor:
+        raise ApiError(
+            status.HTTP_400_BAD_REQUEST, "invalid_cursor", "unknown cursor", field="cursor"
+        ) from None
+    async with request.app.state.db() as session:
+        rows = list((await session.scalars(query)).all())
+    page, more = rows[:limit], len(rows) > limit
+    return JSONResponse(
+        {
+            "items": [jobs.job_to_dict(job) for job in page],
+            "next": jobs.encode_cursor(page[-1]) if more else None,
+        }
+    )
+
+
+async def get_job(request: Request) -> JSONResponse:
+    job = await load_job(request, parse_job_id(request))
+    data = jobs.job_to_dict(job)
+    async with request.app.state.db() as session:
+        counts = await session.execute(
+            select(Job.status, func.count()).where(Job.parent_id == job.id).group_by(Job.status)
+        )
+        children = {str(row[0]): row[1] for row in counts}
+    if children:
+        data["children"] = {"total": sum(children.values()), **children}
+    return JSONResponse(data)
+
+
+async def job_progress(request: Request) -> JSONResponse:
+    """The freshest state: the snapshot the worker last published, else the row."""
+    job_id = parse_job_id(request)
+    snapshot: dict[str, Any] | None = None
+    try:
+        raw = await request.app.state.redis.get(live.snapshot_key(job_id))
+        snapshot = json.loads(raw) if raw else None
+    except (RedisError, OSError, ValueError):
+        snapshot = None
+    if snapshot is None:
+        snapshot = jobs.job_to_dict(await load_job(request, job_id))
+    return JSONResponse(snapshot)
+
+
+routes = [
+    Route("/api/jobs", list_jobs, methods=["GET"]),
+    Route("/api/jobs/{job_id}", get_job, methods=["GET"]),
+    Route("/api/jobs/{job_id}/progress", job_progress, methods=["GET"]),
+]

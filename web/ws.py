@@ -1,0 +1,86 @@
+"""``WS /ws``: subscribe to job events.
+
+In: ``{"action": "subscribe", "jobs": ["*"] | [ids], "since": stream-id | null}`` (again
+at any time to change the subscription). Out: frames of one event or a JSON array of
+events, ``{"type": "job", "id": ..., "job": {...}}`` and ``{"type": "resync"}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from starlette import status
+from starlette.endpoints import WebSocketEndpoint
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from web.hub import ProgressHub, Subscriber, parse_stream_id
+
+MAX_JOB_IDS = 1_000
+
+
+class JobEvents(WebSocketEndpoint):
+    encoding = "json"
+
+    async def on_connect(self, websocket: WebSocket) -> None:
+        await websocket.accept()
+        self.hub: ProgressHub = websocket.app.state.hub
+        self.sender: asyncio.Task[None] | None = None
+
+        async def close(code: int) -> None:
+            with contextlib.suppress(Exception):
+                await websocket.close(code)
+
+        self.subscriber = Subscriber(send_text=websocket.send_text, close=close)
+
+    async def on_receive(self, websocket: WebSocket, data: Any) -> None:
+        problem = self._subscription_problem(data)
+        if problem is not None:
+            await websocket.send_json({"type": "error", "error": problem})
+            return
+        await self._stop_sender()
+        jobs = data.get("jobs", ["*"])
+        self.subscriber.jobs = None if "*" in jobs else frozenset(jobs)
+        self.hub.add(self.subscriber)  # live events queue up while the replay runs
+        self.sender = asyncio.create_task(self._send(data.get("since")))
+
+    async def on_disconnect(self, websocket: WebSocket, close_code: int) -> None:
+        self.hub.remove(self.subscriber)
+        await self._stop_sender()
+
+    async def _send(self, since: str | None) -> None:
+        try:
+            await self.hub.serve(self.subscriber, since)
+        except (RuntimeError, OSError, WebSocketDisconnect):
+            # The socket went away mid-send; on_disconnect cleans up.
+            await self.subscriber.close(status.WS_1011_INTERNAL_ERROR)
+
+    async def _stop_sender(self) -> None:
+        if self.sender is not None:
+            self.sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.sender
+            self.sender = None
+
+    @staticmethod
+    def _subscription_problem(data: Any) -> dict[str, str] | None:
+        if not isinstance(data, dict) or data.get("action") != "subscribe":
+            return {"code": "bad_message", "message": 'expected {"action": "subscribe", ...}'}
+        jobs = data.get("jobs", ["*"])
+        if (
+            not isinstance(jobs, list)
+            or len(jobs) > MAX_JOB_IDS
+            or not all(isinstance(job, str) and len(job) <= 64 for job in jobs)
+        ):
+            return {"code": "bad_jobs", "message": "jobs must be a list of job ids or [\"*\"]"}
+        since = data.get("since")
+        if since is not None:
+            problem = {"code": "bad_since", "message": "since must be a stream id or null"}
+            if not isinstance(since, str):
+                return problem
+            try:
+                parse_stream_id(since)
+            except ValueError:
+                return problem
+        return None

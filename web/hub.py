@@ -26,6 +26,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+from starlette import status
 
 from db import live
 
@@ -34,6 +35,7 @@ logger = logging.getLogger(__name__)
 BLOCK_MS = 5_000
 BATCH_INTERVAL_S = 0.05
 QUEUE_SIZE = 2_000
+MAX_BATCH = 500  # events per frame: keeps frames well under clients' size limits
 REPLAY_CHUNK = 1_000
 RECONNECT_DELAY_S = 1.0
 
@@ -113,14 +115,21 @@ class ProgressHub:
       redis_url: where the stream lives.
       block_ms: how long one ``XREAD`` blocks.
       batch_interval: the least time between two frames to one socket.
+      queue_size: how many events may wait for one socket before it counts as slow.
     """
 
     def __init__(
-        self, redis_url: str, *, block_ms: int = BLOCK_MS, batch_interval: float = BATCH_INTERVAL_S
+        self,
+        redis_url: str,
+        *,
+        block_ms: int = BLOCK_MS,
+        batch_interval: float = BATCH_INTERVAL_S,
+        queue_size: int = QUEUE_SIZE,
     ) -> None:
         self.redis_url = redis_url
         self.block_ms = block_ms
         self.batch_interval = batch_interval
+        self.queue_size = queue_size
         self.subscribers: set[Subscriber] = set()
         self.client: aioredis.Redis | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -175,7 +184,7 @@ class ProgressHub:
             if subscriber.wants(event) and not subscriber.offer(event):
                 logger.warning("closing a slow WebSocket: its queue is full")
                 self.subscribers.discard(subscriber)
-                asyncio.create_task(subscriber.close(1013))
+                asyncio.create_task(subscriber.close(status.WS_1013_TRY_AGAIN_LATER))
 
     # -- per socket
     def add(self, subscriber: Subscriber) -> None:
@@ -194,7 +203,7 @@ class ProgressHub:
             wait = subscriber.last_send_at + self.batch_interval - loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)  # waiting out the batch interval, by design
-            while not subscriber.queue.empty():
+            while not subscriber.queue.empty() and len(batch) < MAX_BATCH:
                 batch.append(subscriber.queue.get_nowait())
             await subscriber.send_events(batch)
 

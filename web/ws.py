@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import Any
 
 from starlette import status
@@ -16,6 +17,8 @@ from starlette.endpoints import WebSocketEndpoint
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from web.hub import ProgressHub, Subscriber, parse_stream_id
+
+logger = logging.getLogger(__name__)
 
 MAX_JOB_IDS = 1_000
 
@@ -29,10 +32,15 @@ class JobEvents(WebSocketEndpoint):
         self.sender: asyncio.Task[None] | None = None
 
         async def close(code: int) -> None:
+            # Stop sending first: the close frame must not queue behind more events.
+            if self.sender is not None and self.sender is not asyncio.current_task():
+                self.sender.cancel()
             with contextlib.suppress(Exception):
                 await websocket.close(code)
 
-        self.subscriber = Subscriber(send_text=websocket.send_text, close=close)
+        self.subscriber = Subscriber(
+            send_text=websocket.send_text, close=close, queue_size=self.hub.queue_size
+        )
 
     async def on_receive(self, websocket: WebSocket, data: Any) -> None:
         problem = self._subscription_problem(data)
@@ -54,6 +62,7 @@ class JobEvents(WebSocketEndpoint):
             await self.hub.serve(self.subscriber, since)
         except (RuntimeError, OSError, WebSocketDisconnect):
             # The socket went away mid-send; on_disconnect cleans up.
+            logger.info("a WebSocket sender stopped", exc_info=True)
             await self.subscriber.close(status.WS_1011_INTERNAL_ERROR)
 
     async def _stop_sender(self) -> None:

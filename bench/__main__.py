@@ -1,0 +1,52 @@
+"""``python -m bench`` (``make bench``): sets up a throwaway Redis, SQLite database and
+environment, runs the HTTP latency and job pipeline benchmarks in it and prints their
+tables; ``--quick`` runs a short version, ``--only`` one of the two benchmarks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import sys
+import time
+from datetime import date
+
+from bench.env import bench_env
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a short run (fewer requests/jobs)")
+    parser.add_argument(
+        "--only", choices=("http", "pipeline"), help="run just one of the two benchmarks"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    started = time.monotonic()
+    print(
+        f"vidfleet bench {'(quick) ' if args.quick else ''}on {date.today().isoformat()}: "
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}, {platform.system()}"
+    )
+    with bench_env() as env:
+        if args.only in (None, "http"):
+            from bench.http_latency import run_http
+
+            print()
+            print(run_http(env, quick=args.quick).render(), flush=True)
+        if args.only in (None, "pipeline"):
+            from bench.pipeline import run_pipeline
+
+            print()
+            print(run_pipeline(env, quick=args.quick).render(), flush=True)
+    print(f"\ndone in {time.monotonic() - started:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,266 @@
+"""Benchmark 1, HTTP latency: the real app (``web.app:create_app``) runs under a real
+uvicorn server in a child process (so the load generator does not share its GIL), on a
+database seeded with a few hundred jobs and with no worker, so every download it
+accepts just stays queued. An asyncio ``httpx`` load generator with a few concurrent
+clients measures ``GET /healthz`` (the anchor: the cheapest route through the same
+stack), ``POST /api/videos/download`` (a distinct URL each time, bearer token) and
+``GET /api/jobs``, in interleaved rounds after a warm-up, and reports p50/p99 of each
+as milliseconds and as a ratio to ``/healthz``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+
+from bench.env import BenchEnv, free_port
+from bench.report import percentile, table
+
+REPO = Path(__file__).resolve().parent.parent
+CONCURRENCY = 8
+SEED_JOBS = 300
+START_TIMEOUT_S = 30.0
+REQUEST_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class HttpPlan:
+    """How many requests of each endpoint one round sends, and how many rounds."""
+
+    rounds: int
+    warmup: int
+    healthz: int
+    download: int
+    list_jobs: int
+
+
+FULL = HttpPlan(rounds=3, warmup=100, healthz=1000, download=200, list_jobs=300)
+QUICK = HttpPlan(rounds=1, warmup=50, healthz=300, download=100, list_jobs=100)
+
+# (method, path, JSON body or None)
+Request = tuple[str, str, dict[str, Any] | None]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One route under test: how to build its n-th request and what it must answer."""
+
+    name: str
+    make: Callable[[], Request]
+    expect: int
+    count: Callable[[HttpPlan], int]
+
+
+@dataclass
+class HttpResult:
+    """Every latency (seconds) seen per endpoint; the first endpoint is the anchor."""
+
+    endpoints: list[str]
+    latencies: dict[str, list[float]] = field(default_factory=dict)
+    seeded_jobs: int = SEED_JOBS
+    jobs_after: int = 0
+
+    def render(self) -> str:
+        anchor = self.latencies[self.endpoints[0]]
+        anchor_p50, anchor_p99 = percentile(anchor, 50), percentile(anchor, 99)
+        rows = []
+        for i, name in enumerate(self.endpoints):
+            samples = self.latencies[name]
+            p50, p99 = percentile(samples, 50), percentile(samples, 99)
+            rows.append(
+                [
+                    name + (" (anchor)" if i == 0 else ""),
+                    str(len(samples)),
+                    f"{p50 * 1000:.2f}",
+                    f"{p99 * 1000:.2f}",
+                    f"{p50 / anchor_p50:.2f}x",
+                    f"{p99 / anchor_p99:.2f}x",
+                ]
+            )
+        header = ["endpoint", "requests", "p50 ms", "p99 ms", "p50/healthz", "p99/healthz"]
+        intro = (
+            f"HTTP latency: uvicorn child process, {CONCURRENCY} concurrent httpx clients, "
+            f"jobs table {self.seeded_jobs} -> {self.jobs_after} rows"
+        )
+        return f"{intro}\n{table(header, rows)}"
+
+
+class UvicornProcess:
+    """``uvicorn --factory web.app:create_app`` in a child process on a free port."""
+
+    def __init__(self, env: BenchEnv) -> None:
+        self.env = env
+        self.port = free_port()
+        self.log_path = env.root / "uvicorn.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> UvicornProcess:
+        argv = [
+            sys.executable, "-m", "uvicorn", "--factory", "web.app:create_app",
+            "--host", "127.0.0.1", "--port", str(self.port),
+            "--log-level", "warning", "--no-access-log",
+        ]  # fmt: skip
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT
+        )
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        with httpx.Client(base_url=self.url, timeout=2) as client:
+            while True:
+                if self.process is not None and self.process.poll() is not None:
+                    raise RuntimeError(f"uvicorn exited early:\n{self.log_tail()}")
+                try:
+                    if client.get("/healthz").status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"uvicorn did not answer on {self.url}:\n{self.log_tail()}")
+                time.sleep(0.05)  # polling a child process we just started
+
+    def log_tail(self) -> str:
+        return self.log_path.read_text(errors="replace")[-3000:] if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self._log is not None:
+            self._log.close()
+
+
+def seed_jobs(database_url: str, count: int) -> None:
+    """Insert ``count`` finished download jobs, one second apart, for ``GET /api/jobs``."""
+    from db.engine import make_engine, session_factory
+    from db.models import Job, JobKind, JobStatus
+
+    engine = make_engine(database_url)
+    start = datetime.now(UTC) - timedelta(seconds=count)
+    try:
+        with session_factory(engine).begin() as session:
+            for i in range(count):
+                created = start + timedelta(seconds=i)
+                session.add(
+                    Job(
+                        id=str(uuid.uuid4()),
+                        kind=JobKind.download,
+                        status=JobStatus.succeeded if i % 5 else JobStatus.failed,
+                        queue="interactive",
+                        params={"url": f"http://127.0.0.1/media/seed-{i}.mp4", "quality": "best"},
+                        result={"video_id": i} if i % 5 else None,
+                        error=None if i % 5 else {"type": "http_error", "message": "404"},
+                        progress=1.0,
+                        stage="succeeded" if i % 5 else "failed",
+                        attempts=1,
+                        created_at=created,
+                        started_at=created,
+                        finished_at=created,
+                        updated_at=created,
+                    )
+                )
+    finally:
+        engine.dispose()
+
+
+def count_jobs(database_url: str) -> int:
+    from sqlalchemy import func, select
+
+    from db.engine import make_engine, session_factory
+    from db.models import Job
+
+    engine = make_engine(database_url)
+    try:
+        with session_factory(engine)() as session:
+            return int(session.scalar(select(func.count()).select_from(Job)) or 0)
+    finally:
+        engine.dispose()
+
+
+async def measure(client: httpx.AsyncClient, endpoint: Endpoint, count: int) -> list[float]:
+    """Send ``count`` requests from ``CONCURRENCY`` clients; the latency of each."""
+    latencies: list[float] = []
+    remaining = iter(range(count))
+
+    async def one_client() -> None:
+        for _ in remaining:
+            method, path, body = endpoint.make()
+            started = time.perf_counter()
+            response = await client.request(method, path, json=body)
+            elapsed = time.perf_counter() - started
+            if response.status_code != endpoint.expect:
+                raise RuntimeError(
+                    f"{endpoint.name} answered {response.status_code}: {response.text[:300]}"
+                )
+            latencies.append(elapsed)
+
+    await asyncio.gather(*(one_client() for _ in range(CONCURRENCY)))
+    return latencies
+
+
+async def drive(base_url: str, token: str, plan: HttpPlan) -> dict[str, list[float]]:
+    songs = itertools.count()
+
+    def download() -> Request:
+        url = f"http://127.0.0.1:9/media/song-{next(songs)}.mp4"
+        return "POST", "/api/videos/download", {"url": url}
+
+    endpoints = [
+        Endpoint("GET /healthz", lambda: ("GET", "/healthz", None), 200, lambda p: p.healthz),
+        Endpoint("POST /api/videos/download", download, 202, lambda p: p.download),
+        Endpoint("GET /api/jobs", lambda: ("GET", "/api/jobs", None), 200, lambda p: p.list_jobs),
+    ]
+    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    results: dict[str, list[float]] = {e.name: [] for e in endpoints}
+    async with httpx.AsyncClient(
+        base_url=base_url,
+        headers={"Authorization": f"Bearer {token}"},
+        limits=limits,
+        timeout=REQUEST_TIMEOUT_S,
+    ) as client:
+        for endpoint in endpoints:
+            await measure(client, endpoint, plan.warmup)
+        for _ in range(plan.rounds):
+            for endpoint in endpoints:
+                results[endpoint.name] += await measure(client, endpoint, endpoint.count(plan))
+    return results
+
+
+def run_http(env: BenchEnv, *, quick: bool) -> HttpResult:
+    """Seed the jobs table, start uvicorn, measure the three endpoints, stop uvicorn."""
+    plan = QUICK if quick else FULL
+    seed_jobs(env.database_url, SEED_JOBS)
+    server = UvicornProcess(env)
+    try:
+        server.start()
+        latencies = asyncio.run(drive(server.url, env.admin_token, plan))
+    finally:
+        server.stop()
+    return HttpResult(
+        endpoints=list(latencies),
+        latencies=latencies,
+        jobs_after=count_jobs(env.database_url),
+    )

@@ -1,0 +1,295 @@
+"""WS /ws: auth, resume with ``since``, resync, several replicas, slow sockets."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import socket
+import threading
+import time
+from typing import Any
+
+import httpx
+import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import ClientConnection, connect
+
+from tests.conftest import ADMIN_TOKEN
+from tests.support import frames_to_events, live_server, wait_for, wait_for_job
+
+AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+def subscribe(ws: ClientConnection, since: str | None = None, jobs: list[str] | None = None) -> None:
+    ws.send(json.dumps({"action": "subscribe", "jobs": jobs or ["*"], "since": since}))
+
+
+def receive_events(ws: ClientConnection, timeout: float = 10) -> list[dict[str, Any]]:
+    return frames_to_events(ws.recv(timeout=timeout))
+
+
+def publish(redis_client: Any, job_id: str, status: str = "running", **fields: Any) -> str:
+    from db import live
+
+    job = {"id": job_id, "status": status, "parent_id": None, **fields}
+    return str(redis_client.xadd(live.EVENTS_STREAM, live.encode_event(job)))
+
+
+def test_a_websocket_without_a_credential_is_refused(server: Any) -> None:
+    with pytest.raises(InvalidStatus) as refused:
+        connect(server.ws_url, open_timeout=5)
+    assert refused.value.response.status_code == 403
+
+
+def test_a_cookie_websocket_is_accepted_from_its_own_origin_and_refused_from_another(
+    server: Any,
+) -> None:
+    with httpx.Client(base_url=server.url) as browser:
+        login = browser.post("/api/session", json={"token": ADMIN_TOKEN})
+        assert login.status_code == 200
+        cookie = f"vf_session={login.cookies['vf_session']}"
+        assert browser.get("/api/jobs").status_code == 200  # the cookie works for reads
+    own = {"Cookie": cookie, "Origin": server.url}
+    with connect(server.ws_url, additional_headers=own, open_timeout=5) as ws:
+        subscribe(ws)
+    for origin in ("http://evil.example", "null"):
+        with pytest.raises(InvalidStatus) as refused:
+            connect(server.ws_url, additional_headers={"Cookie": cookie, "Origin": origin})
+        assert refused.value.response.status_code == 403
+    with pytest.raises(InvalidStatus):
+        connect(server.ws_url, additional_headers={"Cookie": cookie})  # no Origin at all
+
+
+def test_a_cookie_cannot_mutate_from_a_foreign_origin(server: Any, media_server: Any) -> None:
+    with httpx.Client(base_url=server.url) as browser:
+        browser.post("/api/session", json={"token": ADMIN_TOKEN})
+        body = {"url": media_server.url("/media/csrf.mp4")}
+        refused = browser.post(
+            "/api/videos/download", json=body, headers={"Origin": "http://evil.example"}
+        )
+        assert refused.status_code == 403
+        accepted = browser.post("/api/videos/download", json=body, headers={"Origin": server.url})
+        assert accepted.status_code == 202
+
+
+def test_a_bad_subscription_gets_an_error_and_the_socket_stays_usable(
+    server: Any, redis_client: Any
+) -> None:
+    with connect(server.ws_url, additional_headers=AUTH) as ws:
+        for bad in ({"action": "dance"}, {"action": "subscribe", "jobs": "all"},
+                    {"action": "subscribe", "since": "yesterday"}):  # fmt: skip
+            ws.send(json.dumps(bad))
+            assert receive_events(ws)[0]["type"] == "error"
+        subscribe(ws, since="0-0")
+        event_id = publish(redis_client, "job-1")
+        assert receive_events(ws)[0]["id"] == event_id
+
+
+def test_subscribing_to_some_jobs_filters_the_others_out(server: Any, redis_client: Any) -> None:
+    with connect(server.ws_url, additional_headers=AUTH) as ws:
+        subscribe(ws, since="0-0", jobs=["wanted"])
+        publish(redis_client, "other")
+        publish(redis_client, "child", parent_id="wanted")
+        last = publish(redis_client, "wanted", status="succeeded")
+        got: list[dict[str, Any]] = []
+        while not got or got[-1]["id"] != last:
+            got += receive_events(ws)
+        assert [e["job"]["id"] for e in got] == ["child", "wanted"]
+
+
+def test_a_client_that_reconnects_with_since_misses_no_event(
+    server: Any, api: httpx.Client, worker: Any, media_server: Any, redis_client: Any
+) -> None:
+    from db import live
+
+    job = api.post("/api/videos/download", json={"url": media_server.url("/slow/resume.mp4")}).json()
+    seen: list[dict[str, Any]] = []
+    with connect(server.ws_url, additional_headers=AUTH) as ws:
+        subscribe(ws, since="0-0", jobs=[job["id"]])
+        # Leave as soon as the download is under way.
+        while not any(e["job"]["status"] == "running" for e in seen):
+            seen += receive_events(ws)
+    last_id = seen[-1]["id"]
+    # Events keep coming while nobody listens; wait until some did.
+    wait_for(lambda: redis_client.xlen(live.EVENTS_STREAM) > len(seen) + 1, what="more events")
+    with connect(server.ws_url, additional_headers=AUTH) as ws:
+        subscribe(ws, since=last_id, jobs=[job["id"]])
+        while seen[-1]["job"]["status"] not in FINISHED:
+            seen += receive_events(ws, timeout=30)
+    stream = redis_client.xrange(live.EVENTS_STREAM)
+    expected = [entry_id for entry_id, fields in stream if job["id"] in fields["job"]]
+    assert [e["id"] for e in seen] == expected
+    assert seen[-1]["job"]["status"] == "succeeded"
+    assert wait_for_job(api, job["id"])["status"] == "succeeded"
+
+
+def test_a_since_older_than_the_stream_gets_resync(server: Any, redis_client: Any) -> None:
+    from db import live
+
+    old = publish(redis_client, "job-a")
+    publish(redis_client, "job-b")
+    redis_client.xtrim(live.EVENTS_STREAM, maxlen=1, approximate=False)  # job-a's event is trimmed away
+    with connect(server.ws_url, additional_headers=AUTH) as ws:
+        subscribe(ws, since=old)
+        assert receive_events(ws) == [{"type": "resync"}]
+        # After the resync the socket is live.
+        fresh = publish(redis_client, "job-c")
+        assert receive_events(ws)[0]["id"] == fresh
+    with connect(server.ws_url, additional_headers=AUTH) as ws:
+        subscribe(ws, since="1-0")  # far older than anything in the stream
+        assert receive_events(ws) == [{"type": "resync"}]
+
+
+def test_two_web_instances_on_one_redis_deliver_the_same_events(
+    app: Any, settings: Any, redis_client: Any
+) -> None:
+    from web.app import create_app
+
+    with live_server(app) as one, live_server(create_app(settings)) as two:
+        sockets = [connect(s.ws_url, additional_headers=AUTH) for s in (one, two)]
+        try:
+            for ws in sockets:
+                subscribe(ws, since="0-0")
+            sent = [publish(redis_client, f"job-{n}", progress=n / 10) for n in range(10)]
+            for ws in sockets:
+                got: list[str] = []
+                while len(got) < len(sent):
+                    got += [e["id"] for e in receive_events(ws)]
+                assert got == sent
+        finally:
+            for ws in sockets:
+                ws.close()
+
+
+def test_a_busy_socket_gets_batched_frames_and_loses_nothing(
+    server: Any, redis_client: Any
+) -> None:
+    with connect(server.ws_url, additional_headers=AUTH) as ws:
+        subscribe(ws)
+        wait_for(lambda: _hub_has_subscriber(server), what="the subscription")
+        sent = [publish(redis_client, f"job-{n}") for n in range(500)]
+        frames = 0
+        got: list[str] = []
+        while len(got) < len(sent):
+            got += [e["id"] for e in receive_events(ws)]
+            frames += 1
+        assert got == sent
+        assert frames < len(sent)  # events were batched into fewer frames
+
+
+def _hub_has_subscriber(server: Any) -> bool:
+    return bool(server.server.config.loaded_app and _hub(server).subscribers)
+
+
+def _hub(server: Any) -> Any:
+    app = server.server.config.app
+    return app.state.hub
+
+
+def open_raw_websocket(port: int, subscription: dict[str, Any]) -> socket.socket:
+    """A WebSocket client that subscribes and then never reads: a tiny receive buffer
+    and no library reading in the background, so the server's sends back up."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        (
+            "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            f"Sec-WebSocket-Version: 13\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n\r\n"
+        ).encode()
+    )
+    response = b""
+    while b"\r\n\r\n" not in response:
+        response += sock.recv(1)
+    assert response.startswith(b"HTTP/1.1 101"), response
+    payload = json.dumps(subscription).encode()
+    assert len(payload) < 126
+    mask = os.urandom(4)
+    masked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
+    sock.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + masked)
+    return sock
+
+
+def read_close_code(sock: socket.socket) -> int | None:
+    """Read frames until a close frame (server frames are unmasked); its status code."""
+    sock.settimeout(30)
+    buffer = b""
+
+    def take(n: int) -> bytes:
+        nonlocal buffer
+        while len(buffer) < n:
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                raise ConnectionError("closed without a close frame")
+            buffer += chunk
+        data, buffer = buffer[:n], buffer[n:]
+        return data
+
+    while True:
+        first, second = take(2)
+        length = second & 0x7F
+        if length == 126:
+            length = int.from_bytes(take(2), "big")
+        elif length == 127:
+            length = int.from_bytes(take(8), "big")
+        body = take(length)
+        if first & 0x0F == 0x8:
+            return int.from_bytes(body[:2], "big") if len(body) >= 2 else None
+
+
+def test_a_socket_that_does_not_read_is_closed_with_1013_and_others_keep_going(
+    server: Any, redis_client: Any
+) -> None:
+    hub = _hub(server)
+    hub.queue_size = 200  # so the test need not fill megabytes of socket buffers first
+    payload = secrets.token_hex(1_000)  # incompressible
+    slow = open_raw_websocket(server.port, {"action": "subscribe", "jobs": ["*"]})
+    wait_for(lambda: len(hub.subscribers) == 1, what="the slow subscription")
+    slow_subscriber = next(iter(hub.subscribers))
+    with connect(server.ws_url, additional_headers=AUTH, ping_interval=None) as fast:
+        subscribe(fast)
+        wait_for(lambda: len(hub.subscribers) == 2, what="the fast subscription")
+        sent: list[str] = []
+        received: list[str] = []
+        flooding = True
+
+        def read_fast() -> None:
+            while flooding or len(received) < len(sent):
+                received.extend(e["id"] for e in receive_events(fast, timeout=20))
+
+        reader = threading.Thread(target=read_fast)
+        reader.start()
+        while slow_subscriber in hub.subscribers:
+            sent.append(publish(redis_client, f"job-{len(sent)}", message=payload))
+            assert len(sent) < 20_000, "the slow socket was never closed"
+            if len(sent) % 50 == 0:  # a pace the reading client keeps up with
+                wait_for(lambda: len(received) >= len(sent) - 50, what="the fast client")
+        flooding = False
+        reader.join(60)
+        assert received == sent
+        assert len(hub.subscribers) == 1
+        assert slow_subscriber not in hub.subscribers
+    assert read_close_code(slow) == 1013
+    slow.close()
+
+
+def test_the_event_loop_is_never_blocked_by_a_slow_download(
+    server: Any, api: httpx.Client, worker: Any, media_server: Any
+) -> None:
+    job = api.post("/api/videos/download", json={"url": media_server.url("/slow/slowest.mp4")}).json()
+    worst = 0.0
+    answered = 0
+    while api.get(f"/api/jobs/{job['id']}").json()["status"] not in FINISHED:
+        started = time.monotonic()
+        response = api.get("/api/jobs")
+        worst = max(worst, time.monotonic() - started)
+        assert response.status_code == 200
+        answered += 1
+    assert answered >= 5, "the download finished before the API was exercised"
+    # Generous bound for a shared 2-core machine: a blocked loop would take seconds.
+    assert worst < 1.0, worst

@@ -36,11 +36,12 @@ def make_broker(settings: Settings) -> RedisBroker:
             ShutdownNotifications(),
             Callbacks(),
             Pipelines(),
+            # Before Retries: Dramatiq runs ``after_*`` hooks in reverse order, so
+            # JobTracking sees ``message.failed`` once Retries has decided.
+            JobTracking(settings),
             Retries(min_backoff=RETRY_MIN_BACKOFF_MS, max_backoff=RETRY_MAX_BACKOFF_MS),
             CurrentMessage(),
             PeriodiqMiddleware(skip_delay=30),
-            # After Retries: it reads ``message.failed`` to tell a retry from a failure.
-            JobTracking(settings),
         ],
     )
     for queue in Queue:

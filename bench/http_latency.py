@@ -45,7 +45,7 @@ class HttpPlan:
     list_jobs: int
 
 
-FULL = HttpPlan(rounds=3, warmup=100, healthz=1000, download=200, list_jobs=300)
+FULL = HttpPlan(rounds=3, warmup=100, healthz=1000, download=300, list_jobs=400)
 QUICK = HttpPlan(rounds=1, warmup=50, healthz=300, download=100, list_jobs=100)
 
 # (method, path, JSON body or None)

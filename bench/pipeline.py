@@ -39,7 +39,7 @@ class PipelinePlan:
     warmup: int
 
 
-FULL = PipelinePlan(jobs=1000, rounds=2, warmup=50)
+FULL = PipelinePlan(jobs=1000, rounds=3, warmup=50)
 QUICK = PipelinePlan(jobs=200, rounds=1, warmup=20)
 
 

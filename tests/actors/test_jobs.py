@@ -1,0 +1,147 @@
+"""Job actors on a real Redis broker and an in-process Dramatiq worker."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+
+from tests.support import wait_for, wait_for_job
+
+
+def job_row(job_id: str) -> Any:
+    from actors import stores
+    from db.models import Job
+
+    with stores.sessions()() as session:
+        return session.get(Job, job_id)
+
+
+def video_count() -> int:
+    from actors import stores
+    from db.models import Video
+
+    with stores.sessions()() as session:
+        return int(session.scalar(select(func.count()).select_from(Video)) or 0)
+
+
+def queue_is_empty(redis_client: Any, queue: str) -> bool:
+    return not any(
+        redis_client.hlen(f"dramatiq:{name}.msgs") for name in (queue, f"{queue}.DQ")
+    )
+
+
+def test_a_404_fails_at_once_with_a_readable_reason_and_no_retry(
+    api: Any, worker: Any, media_server: Any, redis_client: Any, settings: Any
+) -> None:
+    job = api.post("/api/videos/download", json={"url": media_server.url("/missing/gone.mp4")}).json()
+    done = wait_for_job(api, job["id"])
+    assert done["status"] == "failed"
+    assert done["attempts"] == 1
+    assert done["error"]["type"] == "not_found"
+    assert done["error"]["retryable"] is False
+    assert "404" in done["error"]["message"]
+    wait_for(lambda: queue_is_empty(redis_client, done["queue"]), what="the message to be acked")
+    assert video_count() == 0
+    assert not (settings.tmp_dir / job["id"]).exists()
+
+
+def test_a_file_that_is_not_media_fails_and_leaves_nothing_behind(
+    api: Any, worker: Any, media_server: Any, settings: Any
+) -> None:
+    job = api.post("/api/videos/download", json={"url": media_server.url("/text/notes.mp4")}).json()
+    done = wait_for_job(api, job["id"])
+    assert done["status"] == "failed"
+    assert done["error"]["type"] == "not_media"
+    assert video_count() == 0
+    assert not (settings.tmp_dir / job["id"]).exists()
+    assert not settings.media_root.exists() or not any(settings.media_root.rglob("*.mp4"))
+
+
+def test_a_redelivered_message_for_a_finished_job_is_dropped(
+    api: Any, worker: Any, media_server: Any, redis_client: Any
+) -> None:
+    from actors import broker, download_video
+    from actors.enqueue import enqueue_job
+
+    url = media_server.url("/media/once.mp4")
+    job = api.post("/api/videos/download", json={"url": url}).json()
+    assert wait_for_job(api, job["id"])["status"] == "succeeded"
+    hits = media_server.hits.get("/media/once.mp4", 0)
+    enqueue_job(download_video, job["id"], job["queue"])
+    broker.join(job["queue"], timeout=30_000)
+    worker.join()
+    row = job_row(job["id"])
+    assert (row.status, row.attempts) == ("succeeded", 1)
+    assert media_server.hits.get("/media/once.mp4", 0) == hits  # nothing was fetched again
+    assert video_count() == 1
+
+
+def test_a_priority_picks_the_queue(api: Any, media_server: Any, redis_client: Any) -> None:
+    for priority, queue in (("high", "interactive"), ("normal", "downloads"), ("low", "bulk")):
+        body = {"url": media_server.url(f"/media/{priority}.mp4"), "priority": priority}
+        job = api.post("/api/videos/download", json=body).json()
+        assert job["queue"] == queue
+        message_id = job_row(job["id"]).message_id
+        assert message_id and redis_client.hexists(f"dramatiq:{queue}.msgs", message_id)
+
+
+def test_the_lifeline_re_enqueues_a_queued_job_whose_message_was_lost(
+    api: Any, media_server: Any, redis_client: Any
+) -> None:
+    from actors.lifeline import requeue_lost
+
+    job = api.post("/api/videos/download", json={"url": media_server.url("/media/lost.mp4")}).json()
+    assert requeue_lost(older_than=timedelta(0)) == 0  # its message is still there
+    redis_client.flushall()  # Redis lost everything
+    assert requeue_lost(older_than=timedelta(0)) == 1
+    message_id = job_row(job["id"]).message_id
+    assert redis_client.hexists(f"dramatiq:{job['queue']}.msgs", message_id)
+    assert requeue_lost(older_than=timedelta(0)) == 0
+    assert requeue_lost() == 0  # younger than a minute: left alone by default
+
+
+def test_a_job_whose_message_was_lost_still_finishes(
+    api: Any, worker: Any, media_server: Any, redis_client: Any
+) -> None:
+    from actors.lifeline import requeue_lost
+
+    worker.pause()
+    job = api.post("/api/videos/download", json={"url": media_server.url("/media/wiped.mp4")}).json()
+    redis_client.flushall()
+    worker.resume()
+    requeue_lost(older_than=timedelta(0))
+    assert wait_for_job(api, job["id"])["status"] == "succeeded"
+    assert video_count() == 1
+
+
+def test_the_lifeline_is_a_periodic_actor_on_the_maintenance_queue() -> None:
+    from actors import requeue_lost_jobs
+
+    assert requeue_lost_jobs.queue_name == "maintenance"
+    assert str(requeue_lost_jobs.options["periodic"]) == "* * * * *"
+
+
+def test_the_reporter_throttles_progress_but_never_state_changes(
+    redis_client: Any, settings: Any
+) -> None:
+    from actors import stores
+    from actors.reporter import JobReporter
+    from db import live
+
+    reporter = JobReporter(client=redis_client, sessions=stores.sessions(), stream_interval=0.25)
+    job = {"id": "j1", "status": "running", "progress": 0.0, "stage": "x", "message": None}
+    reporter.publish(job)
+    started = time.monotonic()
+    calls = 0
+    while time.monotonic() - started < 1.0:
+        reporter.progress({**job, "progress": calls / 1e6})
+        calls += 1
+    reporter.publish({**job, "status": "succeeded"})
+    entries = redis_client.xrange(live.EVENTS_STREAM)
+    assert calls > 100
+    # one state change + at most one progress event per 0.25 s in ~1 s + the last state change
+    assert 3 <= len(entries) <= 1 + 5 + 1
+    assert '"succeeded"' in entries[-1][1]["job"]

@@ -1,0 +1,68 @@
+"""Settings: casts, defaults, URL rewriting, and a clear error naming a bad variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from db.settings import SettingsError, load_settings
+
+
+def env(tmp_path: Path, **values: str) -> dict[str, str]:
+    return {"VIDFLEET_DATA_DIR": str(tmp_path), **values}
+
+
+def test_defaults_run_embedded(tmp_path: Path) -> None:
+    settings = load_settings(env(tmp_path))
+    assert settings.port == 8000
+    assert settings.database_url == f"sqlite:///{tmp_path / 'vidfleet.db'}"
+    assert settings.redis_embedded
+    assert settings.redis_url == f"unix://{tmp_path / 'redis.sock'}"
+    assert settings.media_root == tmp_path / "media"
+    assert not settings.allow_private_urls
+    assert not settings.enable_generic_extractor
+
+
+def test_the_admin_token_is_generated_once_and_kept(tmp_path: Path) -> None:
+    first = load_settings(env(tmp_path)).admin_token
+    second = load_settings(env(tmp_path)).admin_token
+    assert str(first) == str(second) and len(str(first)) >= 32
+    assert (tmp_path / "admin_token").stat().st_mode & 0o777 == 0o600
+    assert "**********" in repr(first)  # a Secret hides its value in logs
+
+
+def test_heroku_style_urls_are_rewritten(tmp_path: Path) -> None:
+    settings = load_settings(
+        env(tmp_path, DATABASE_URL="postgres://u:p@db:5432/app", REDIS_URL="redis://r:6379/0")
+    )
+    assert settings.database_url == "postgresql+psycopg://u:p@db:5432/app"
+    assert settings.redis_url == "redis://r:6379/0"
+    assert not settings.redis_embedded
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("PORT", "eighty"),
+        ("PORT", "70000"),
+        ("VIDFLEET_ALLOW_PRIVATE_URLS", "perhaps"),
+        ("VIDFLEET_ENABLE_GENERIC_EXTRACTOR", "2"),
+        ("DATABASE_URL", "mysql://db/app"),
+        ("REDIS_URL", "http://redis"),
+        ("VIDFLEET_ADMIN_TOKEN", "short"),
+        ("VIDFLEET_ALLOWED_ORIGINS", "ftp://x"),
+        ("VIDFLEET_MAX_ATTEMPTS", "0"),
+        ("VIDFLEET_LOG_LEVEL", "LOUD"),
+    ],
+)
+def test_a_bad_value_names_its_variable(tmp_path: Path, variable: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=variable):
+        load_settings(env(tmp_path, **{variable: value}))
+
+
+def test_false_means_false(tmp_path: Path) -> None:
+    settings = load_settings(env(tmp_path, VIDFLEET_ALLOW_PRIVATE_URLS="false"))
+    assert settings.allow_private_urls is False
+    settings = load_settings(env(tmp_path, VIDFLEET_ALLOW_PRIVATE_URLS="true"))
+    assert settings.allow_private_urls is True

@@ -11,6 +11,6 @@ import dramatiq
 
 
 def enqueue_job(actor: dramatiq.Actor, job_id: str, queue: str) -> dramatiq.Message:
-    """Enqueue ``actor(job_id)`` on ``queue``; JobTracking records the message id."""
+    """Enqueue ``actor(job_id)`` on ``queue``."""
     message = actor.message(job_id).copy(queue_name=queue)
     return actor.broker.enqueue(message)

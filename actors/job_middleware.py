@@ -4,7 +4,7 @@ Before a job actor runs it claims the row with a conditional UPDATE (counting th
 attempt in the database, not in the broker), starts a heartbeat and publishes
 ``running``; afterwards it records ``succeeded``, ``failed`` or ``queued`` (when
 Dramatiq's Retries will try again) and publishes that. A redelivered message for a
-finished job, or for one another live worker is running, is acked and dropped.
+finished (or already running) job is acked and dropped.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from sqlalchemy.orm import sessionmaker
 
 from actors import stores
 from actors.reporter import JobReporter
-from db import jobs, live
-from db.models import Job, JobStatus
+from db import jobs
+from db.models import JobStatus
 from db.settings import Settings, get_settings
 from media.errors import Cancelled, MediaError
 
@@ -49,7 +49,7 @@ class JobContext:
 
     @property
     def sessions(self) -> sessionmaker:
-        return self.reporter.sessions
+        return stores.sessions()
 
     def report(
         self,
@@ -92,7 +92,7 @@ def is_retryable(exc: BaseException) -> bool:
 
 
 class JobTracking(Middleware):
-    """Claims, heartbeats and finishes the job behind every ``job=True`` actor.
+    """Claims, heartbeats and finishes the job behind every job actor.
 
     Parameters:
       settings: where the database and Redis are.
@@ -110,19 +110,13 @@ class JobTracking(Middleware):
     def actor_options(self) -> set[str]:
         return {"job"}
 
-    # -- built lazily, so that forked worker processes make their own connections
     @property
     def reporter(self) -> JobReporter:
+        # Built on first use, so that forked worker processes make their own connections.
         with self._lock:
             if self._reporter is None:
-                self._reporter = JobReporter(
-                    client=stores.redis_client(), sessions=stores.sessions()
-                )
+                self._reporter = JobReporter(client=stores.redis_client(), engine=stores.engine())
             return self._reporter
-
-    @property
-    def sessions(self) -> sessionmaker:
-        return self.reporter.sessions
 
     @staticmethod
     def _is_job(broker: dramatiq.Broker, message: dramatiq.Message) -> bool:
@@ -131,29 +125,21 @@ class JobTracking(Middleware):
         except dramatiq.errors.ActorNotFound:
             return False
 
-    # -- hooks
-    def after_enqueue(self, broker: dramatiq.Broker, message: dramatiq.Message, delay: Any) -> None:
-        if self._is_job(broker, message):
-            with self.sessions.begin() as session:
-                jobs.set_message_id(session, message.args[0], message.options["redis_message_id"])
-
     def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
         if not self._is_job(broker, message):
             return
         job_id = message.args[0]
-        redis_message_id = message.options.get("redis_message_id")
-        with self.sessions.begin() as session:
-            claimed = jobs.claim(session, job_id, message_id=redis_message_id)
-            job = session.get(Job, job_id)
-            snapshot = jobs.job_to_dict(job) if job is not None else None
-        if not claimed or snapshot is None:
-            state = snapshot["status"] if snapshot else "missing"
+        with self.reporter.engine.begin() as connection:
+            snapshot = jobs.claim(
+                connection, job_id, message_id=message.options.get("redis_message_id")
+            )
+            state = jobs.status_of(connection, job_id) if snapshot is None else "claimed"
+        if snapshot is None:
             logger.info("dropping message %s: job %s is %s", message.message_id, job_id, state)
             raise SkipMessage()
         context = JobContext(job=snapshot, reporter=self.reporter)
         with self._lock:
             self._running[message.message_id] = context
-        self._beat([job_id])
         self._ensure_heartbeat_thread()
         _current.context = context
         self.reporter.publish(snapshot)
@@ -172,18 +158,21 @@ class JobTracking(Middleware):
             return
         _current.context = None
         job_id = context.id
-        with self.sessions.begin() as session:
+        with self.reporter.engine.begin() as connection:
             if exception is None:
-                jobs.finish(session, job_id, JobStatus.succeeded, result=_as_result(result))
+                snapshot = jobs.finish(
+                    connection, job_id, JobStatus.succeeded, result=_as_result(result)
+                )
             elif isinstance(exception, Cancelled):
-                jobs.finish(session, job_id, JobStatus.cancelled, error=describe_error(exception))
+                snapshot = jobs.finish(
+                    connection, job_id, JobStatus.cancelled, error=describe_error(exception)
+                )
             elif message.failed or context.job["attempts"] >= context.job["max_attempts"]:
-                jobs.finish(session, job_id, JobStatus.failed, error=describe_error(exception))
+                snapshot = jobs.finish(
+                    connection, job_id, JobStatus.failed, error=describe_error(exception)
+                )
             else:
-                jobs.requeue(session, job_id, error=describe_error(exception))
-            job = session.get(Job, job_id)
-            snapshot = jobs.job_to_dict(job) if job is not None else None
-        self._forget_heartbeat(job_id)
+                snapshot = jobs.requeue(connection, job_id, error=describe_error(exception))
         if snapshot is not None:
             self.reporter.publish(snapshot)
 
@@ -194,7 +183,7 @@ class JobTracking(Middleware):
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         self._stop.set()
 
-    # -- heartbeat: one thread per worker process keeps every running job's key alive
+    # -- one heartbeat thread per worker process keeps every running job's key alive
     def _ensure_heartbeat_thread(self) -> None:
         with self._lock:
             if self._heartbeat is None or not self._heartbeat.is_alive():
@@ -208,23 +197,12 @@ class JobTracking(Middleware):
         while not self._stop.wait(HEARTBEAT_EVERY_S):
             with self._lock:
                 job_ids = [context.id for context in self._running.values()]
-            if job_ids:
-                self._beat(job_ids)
-
-    def _beat(self, job_ids: list[str]) -> None:
-        try:
-            with self.reporter.client.pipeline(transaction=False) as pipe:
-                for job_id in job_ids:
-                    pipe.set(live.heartbeat_key(job_id), "1", ex=live.HEARTBEAT_TTL_S)
-                pipe.execute()
-        except Exception:
-            logger.warning("heartbeat failed", exc_info=True)
-
-    def _forget_heartbeat(self, job_id: str) -> None:
-        try:
-            self.reporter.client.delete(live.heartbeat_key(job_id))
-        except Exception:
-            logger.warning("could not clear the heartbeat of job %s", job_id, exc_info=True)
+            if not job_ids:
+                continue
+            try:
+                self.reporter.beat(job_ids)
+            except Exception:
+                logger.warning("heartbeat failed", exc_info=True)
 
 
 def _as_result(result: Any) -> dict[str, Any] | None:

@@ -6,10 +6,13 @@ The database is the truth; the broker's queues are rebuilt from it.
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Iterable
 from datetime import timedelta
 
 import dramatiq
+import redis
 from periodiq import cron
 from sqlalchemy import select
 
@@ -25,39 +28,48 @@ BATCH = 500
 
 
 def job_actors() -> dict[str, dramatiq.Actor]:
+    """Job kind -> the actor that runs jobs of that kind."""
     broker = dramatiq.get_broker()
     actors = (broker.get_actor(name) for name in broker.get_declared_actors())
-    return {actor.actor_name: actor for actor in actors if actor.options.get("job")}
+    return {actor.options["job"]: actor for actor in actors if actor.options.get("job")}
 
 
-def has_live_message(client: object, namespace: str, queue: str, message_id: str | None) -> bool:
-    """Is the message still in the queue (or its delay queue) of the Redis broker?"""
-    if not message_id:
-        return False
-    return any(
-        client.hexists(f"{namespace}:{name}.msgs", message_id)  # type: ignore[attr-defined]
-        for name in (queue, f"{queue}.DQ")
-    )
+def jobs_with_messages(client: redis.Redis, namespace: str, queues: Iterable[str]) -> set[str]:
+    """The job ids that have a message in the Redis broker: waiting, delayed, or
+    delivered and not yet acked (a message stays in its queue's hash until the ack).
+
+    A scan rather than a message id kept on each row: recording the id costs a database
+    write per enqueue, and this runs once a minute."""
+    found: set[str] = set()
+    for queue in queues:
+        for name in (queue, f"{queue}.DQ"):
+            for _key, encoded in client.hscan_iter(f"{namespace}:{name}.msgs", count=1000):
+                try:
+                    message = json.loads(encoded)
+                    found.add(str(message["args"][0]))
+                except (ValueError, KeyError, IndexError, TypeError):
+                    continue
+    return found
 
 
 def requeue_lost(older_than: timedelta = LOST_AFTER) -> int:
-    """Re-enqueue queued jobs older than ``older_than`` that have no live message."""
+    """Re-enqueue queued jobs older than ``older_than`` that have no message."""
     broker = dramatiq.get_broker()
-    namespace = getattr(broker, "namespace", "dramatiq")
-    client = stores.redis_client()
-    actors = job_actors()
-    actor_of_kind = {actor.options["job"]: actor for actor in actors.values()}
+    actor_of_kind = job_actors()
     cutoff = utcnow() - older_than
     with stores.sessions()() as session:
-        lost = [
-            (job.id, job.kind, job.queue)
-            for job in session.scalars(
-                select(Job)
+        candidates = list(
+            session.execute(
+                select(Job.id, Job.kind, Job.queue)
                 .where(Job.status == JobStatus.queued, Job.updated_at < cutoff)
                 .limit(BATCH)
             )
-            if not has_live_message(client, namespace, job.queue, job.message_id)
-        ]
+        )
+    if not candidates:
+        return 0
+    namespace = getattr(broker, "namespace", "dramatiq")
+    present = jobs_with_messages(stores.redis_client(), namespace, broker.get_declared_queues())
+    lost = [row for row in candidates if row.id not in present]
     for job_id, kind, queue in lost:
         actor = actor_of_kind.get(kind)
         if actor is None:

@@ -1,9 +1,10 @@
 """JobReporter: the one way actors tell the world how a job is doing.
 
 Every report goes to the Redis stream ``vf:events`` (``MAXLEN ~``) together with a
-snapshot key of the job; progress is throttled per job (about 4/s), state changes
-always go out. The database row follows state changes at once and progress at most
-about once a second, so a busy download costs the database little.
+snapshot key of the job, in one round trip; a running job's heartbeat key rides along
+with its state changes. Progress is throttled per job (about 4/s); state changes always
+go out. The database row follows state changes at once (the transition wrote it) and
+progress at most about once a second, so a busy download costs the database little.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from typing import Any
 
 import redis
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy import Engine
 
 from db import jobs, live
 
@@ -23,6 +24,7 @@ logger = logging.getLogger(__name__)
 STREAM_INTERVAL_S = 0.25
 DB_INTERVAL_S = 1.0
 DB_PROGRESS_FIELDS = ("progress", "stage", "message")
+FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 
 
 class JobReporter:
@@ -30,7 +32,7 @@ class JobReporter:
 
     Parameters:
       client: a Redis client (``decode_responses=True``).
-      sessions: a sync session factory.
+      engine: the database the job rows live in.
       stream_interval: the least time between two progress events of one job.
       db_interval: the least time between two progress writes of one job row.
     """
@@ -39,12 +41,12 @@ class JobReporter:
         self,
         *,
         client: redis.Redis,
-        sessions: sessionmaker,
+        engine: Engine,
         stream_interval: float = STREAM_INTERVAL_S,
         db_interval: float = DB_INTERVAL_S,
     ) -> None:
         self.client = client
-        self.sessions = sessions
+        self.engine = engine
         self.stream_interval = stream_interval
         self.db_interval = db_interval
         self._last_sent: dict[str, float] = {}
@@ -52,12 +54,17 @@ class JobReporter:
         self._lock = threading.Lock()
 
     def publish(self, job: dict[str, Any]) -> None:
-        """Send a job's state now, whatever the throttle says (state changes)."""
+        """Send a state change now, whatever the throttle says; its row is already
+        written. Running jobs get a heartbeat, finished ones lose theirs."""
+        job_id = job["id"]
+        now = time.monotonic()
         with self._lock:
-            self._last_sent[job["id"]] = time.monotonic()
+            if job["status"] in FINISHED:
+                self._last_sent.pop(job_id, None)
+                self._last_saved.pop(job_id, None)
+            else:
+                self._last_sent[job_id] = self._last_saved[job_id] = now
         self._send(job)
-        if job["status"] in ("succeeded", "failed", "cancelled"):
-            self.forget(job["id"])
 
     def progress(self, job: dict[str, Any]) -> None:
         """Send a running job's progress unless one went out very recently."""
@@ -73,18 +80,24 @@ class JobReporter:
         if send:
             self._send(job)
         if save:
-            with self.sessions.begin() as session:
-                jobs.save_progress(session, job_id, {k: job[k] for k in DB_PROGRESS_FIELDS})
+            with self.engine.begin() as connection:
+                jobs.save_progress(connection, job_id, {k: job[k] for k in DB_PROGRESS_FIELDS})
 
-    def forget(self, job_id: str) -> None:
-        with self._lock:
-            self._last_sent.pop(job_id, None)
-            self._last_saved.pop(job_id, None)
+    def beat(self, job_ids: list[str]) -> None:
+        """Refresh the heartbeat keys of running jobs."""
+        with self.client.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.set(live.heartbeat_key(job_id), "1", ex=live.HEARTBEAT_TTL_S)
+            pipe.execute()
 
     def _send(self, job: dict[str, Any]) -> None:
         try:
             with self.client.pipeline(transaction=False) as pipe:
                 live.queue_publish(pipe, job)
+                if job["status"] == "running":
+                    pipe.set(live.heartbeat_key(job["id"]), "1", ex=live.HEARTBEAT_TTL_S)
+                elif job["status"] in FINISHED:
+                    pipe.delete(live.heartbeat_key(job["id"]))
                 pipe.execute()
         except redis.RedisError:
             # Live progress is a convenience; the database row stays the truth.

@@ -1,11 +1,12 @@
-"""The database sessions and Redis client of this worker process, made on first use
-(after Dramatiq has forked its worker processes, so none shares a connection)."""
+"""The database engine, sessions and Redis client of this worker process, made on first
+use (after Dramatiq has forked its worker processes, so none shares a connection)."""
 
 from __future__ import annotations
 
 from functools import lru_cache
 
 import redis
+from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
 from db import live
@@ -14,8 +15,13 @@ from db.settings import get_settings
 
 
 @lru_cache(maxsize=1)
+def engine() -> Engine:
+    return make_engine(get_settings().database_url)
+
+
+@lru_cache(maxsize=1)
 def sessions() -> sessionmaker:
-    return session_factory(make_engine(get_settings().database_url))
+    return session_factory(engine())
 
 
 @lru_cache(maxsize=1)

@@ -1,7 +1,7 @@
 """Job state changes and queries, shared by the web (async) and the actors (sync).
 
 Each transition is one conditional UPDATE (``WHERE status = ...``): the caller learns
-from the row count whether it won, so two workers can never both run one job.
+from RETURNING whether it won, so two workers can never both run one job.
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ import binascii
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, or_, select, update
+from functools import partial
+
+from sqlalchemy import Connection, RowMapping, Select, Table, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from db.models import Job, JobStatus, utcnow
@@ -21,6 +23,7 @@ PUBLIC_FIELDS = (
     "message", "attempts", "max_attempts", "parent_id", "retry_of",
 )  # fmt: skip
 TIME_FIELDS = ("created_at", "started_at", "finished_at", "updated_at")
+JOBS: Table = Job.__table__  # type: ignore[assignment]
 
 
 class InvalidCursor(ValueError):
@@ -36,48 +39,66 @@ def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def job_to_dict(job: Job) -> dict[str, Any]:
-    """The public JSON form of a job (the API and the progress events use it)."""
-    data: dict[str, Any] = {name: getattr(job, name) for name in PUBLIC_FIELDS}
-    data["status"] = str(job.status)
+def job_to_dict(job: Job | RowMapping) -> dict[str, Any]:
+    """The public JSON form of a job (the API and the progress events use it), from an
+    ORM object or a row returned by one of the transitions below."""
+    get = job.__getitem__ if isinstance(job, RowMapping) else partial(getattr, job)
+    data: dict[str, Any] = {name: get(name) for name in PUBLIC_FIELDS}
+    data["status"] = str(data["status"])
     for name in TIME_FIELDS:
-        data[name] = iso(getattr(job, name))
+        data[name] = iso(get(name))
     return data
 
 
-def claim(session: Session, job_id: str, *, message_id: str | None) -> bool:
-    """queued -> running; counts the attempt. False when someone else owns the job."""
-    now = utcnow()
-    result = session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.queued)
-        .values(
-            status=JobStatus.running,
-            attempts=Job.attempts + 1,
-            started_at=now,
-            updated_at=now,
-            message_id=message_id,
-            stage="starting",
-            error=None,
+def _transition(
+    connection: Connection | Session, job_id: str, from_status: JobStatus, values: dict[str, Any]
+) -> dict[str, Any] | None:
+    """One conditional UPDATE ... RETURNING: the job's new public form, or None when the
+    job was not in ``from_status`` (someone else moved it first)."""
+    row = (
+        connection.execute(
+            update(JOBS)
+            .where(JOBS.c.id == job_id, JOBS.c.status == from_status)
+            .values(**values, updated_at=utcnow())
+            .returning(*JOBS.c)
         )
+        .mappings()
+        .first()
     )
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return job_to_dict(row) if row is not None else None
+
+
+def claim(
+    connection: Connection | Session, job_id: str, *, message_id: str | None
+) -> dict[str, Any] | None:
+    """queued -> running; counts the attempt."""
+    return _transition(
+        connection,
+        job_id,
+        JobStatus.queued,
+        {
+            "status": JobStatus.running,
+            "attempts": JOBS.c.attempts + 1,
+            "started_at": utcnow(),
+            "message_id": message_id,
+            "stage": "starting",
+            "error": None,
+        },
+    )
 
 
 def finish(
-    session: Session,
+    connection: Connection | Session,
     job_id: str,
     status: JobStatus,
     *,
     result: dict[str, Any] | None = None,
     error: dict[str, Any] | None = None,
-) -> bool:
+) -> dict[str, Any] | None:
     """running -> succeeded | failed | cancelled."""
-    now = utcnow()
     values: dict[str, Any] = {
         "status": status,
-        "finished_at": now,
-        "updated_at": now,
+        "finished_at": utcnow(),
         "dedupe_key": None,
         "error": error,
         "stage": str(status),
@@ -86,33 +107,33 @@ def finish(
         values["result"] = result
     if status is JobStatus.succeeded:
         values["progress"] = 1.0
-    outcome = session.execute(
-        update(Job).where(Job.id == job_id, Job.status == JobStatus.running).values(**values)
-    )
-    return outcome.rowcount == 1  # type: ignore[attr-defined]
+    return _transition(connection, job_id, JobStatus.running, values)
 
 
-def requeue(session: Session, job_id: str, *, error: dict[str, Any] | None) -> bool:
+def requeue(
+    connection: Connection | Session, job_id: str, *, error: dict[str, Any] | None
+) -> dict[str, Any] | None:
     """running -> queued, for a retry: the error of the attempt stays visible."""
-    outcome = session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.running)
-        .values(status=JobStatus.queued, error=error, stage="retrying", updated_at=utcnow())
+    return _transition(
+        connection,
+        job_id,
+        JobStatus.running,
+        {"status": JobStatus.queued, "error": error, "stage": "retrying"},
     )
-    return outcome.rowcount == 1  # type: ignore[attr-defined]
 
 
-def save_progress(session: Session, job_id: str, fields: dict[str, Any]) -> None:
+def save_progress(connection: Connection | Session, job_id: str, fields: dict[str, Any]) -> None:
     """Store the latest progress of a running job (throttled by the reporter)."""
-    session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.running)
+    connection.execute(
+        update(JOBS)
+        .where(JOBS.c.id == job_id, JOBS.c.status == JobStatus.running)
         .values(**fields, updated_at=utcnow())
     )
 
 
-def set_message_id(session: Session, job_id: str, message_id: str) -> None:
-    session.execute(update(Job).where(Job.id == job_id).values(message_id=message_id))
+def status_of(connection: Connection | Session, job_id: str) -> str | None:
+    found = connection.execute(select(JOBS.c.status).where(JOBS.c.id == job_id)).scalar()
+    return None if found is None else str(found)
 
 
 def encode_cursor(job: Job) -> str:

@@ -80,25 +80,25 @@ def test_a_redelivered_message_for_a_finished_job_is_dropped(
 
 
 def test_a_priority_picks_the_queue(api: Any, media_server: Any, redis_client: Any) -> None:
+    from actors.lifeline import jobs_with_messages
+
     for priority, queue in (("high", "interactive"), ("normal", "downloads"), ("low", "bulk")):
         body = {"url": media_server.url(f"/media/{priority}.mp4"), "priority": priority}
         job = api.post("/api/videos/download", json=body).json()
         assert job["queue"] == queue
-        message_id = job_row(job["id"]).message_id
-        assert message_id and redis_client.hexists(f"dramatiq:{queue}.msgs", message_id)
+        assert job["id"] in jobs_with_messages(redis_client, "dramatiq", [queue])
 
 
 def test_the_lifeline_re_enqueues_a_queued_job_whose_message_was_lost(
     api: Any, media_server: Any, redis_client: Any
 ) -> None:
-    from actors.lifeline import requeue_lost
+    from actors.lifeline import jobs_with_messages, requeue_lost
 
     job = api.post("/api/videos/download", json={"url": media_server.url("/media/lost.mp4")}).json()
     assert requeue_lost(older_than=timedelta(0)) == 0  # its message is still there
     redis_client.flushall()  # Redis lost everything
     assert requeue_lost(older_than=timedelta(0)) == 1
-    message_id = job_row(job["id"]).message_id
-    assert redis_client.hexists(f"dramatiq:{job['queue']}.msgs", message_id)
+    assert job["id"] in jobs_with_messages(redis_client, "dramatiq", [job["queue"]])
     assert requeue_lost(older_than=timedelta(0)) == 0
     assert requeue_lost() == 0  # younger than a minute: left alone by default
 
@@ -131,7 +131,7 @@ def test_the_reporter_throttles_progress_but_never_state_changes(
     from actors.reporter import JobReporter
     from db import live
 
-    reporter = JobReporter(client=redis_client, sessions=stores.sessions(), stream_interval=0.25)
+    reporter = JobReporter(client=redis_client, engine=stores.engine(), stream_interval=0.25)
     job = {"id": "j1", "status": "running", "progress": 0.0, "stage": "x", "message": None}
     reporter.publish(job)
     started = time.monotonic()

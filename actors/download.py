@@ -13,7 +13,7 @@ from db.settings import get_settings
 from media.download import DownloadedMedia, DownloadProgress
 from media.download import download_video as fetch
 from media.ffmpeg import ffmpeg_path
-from media.library import library_path, place_in_library
+from media.library import library_path, stage_in_library
 from media.probe import MediaInfo, probe_file
 from media.urls import check_url
 
@@ -69,20 +69,19 @@ def download_video(job_id: str) -> dict[str, Any]:
 def _file_in_library(
     job: JobContext, downloaded: DownloadedMedia, info: MediaInfo, url: str
 ) -> int:
-    """Move the file into the media root and add its row in one transaction: when the
-    commit fails the file is removed again, so no half-written library entry remains."""
+    """Add the file and its ``Video`` row together: the file is staged beside its final
+    place first, then renamed inside the transaction and removed again if the commit
+    fails, so the library never holds a file without a row or a row without a file."""
     params = job.params
-    with job.sessions() as session:
-        existing = library.find_video(session, downloaded.extractor, downloaded.video_id)
-        if existing is not None:
-            return existing.id  # a redelivery after the row was committed
-        artist = params.get("artist") or downloaded.artist
-        title = params.get("title") or downloaded.title
-        relative = library_path(
-            artist=artist, title=title, video_id=downloaded.video_id, ext=downloaded.ext
-        )
-        final = place_in_library(downloaded.path, settings.media_root, relative)
-        try:
+    artist = params.get("artist") or downloaded.artist
+    title = params.get("title") or downloaded.title
+    relative = library_path(artist=artist, title=title, video_id=downloaded.video_id, ext=downloaded.ext)
+    staged = stage_in_library(downloaded.path, settings.media_root, relative)
+    try:
+        with job.sessions() as session:
+            existing = library.find_video(session, downloaded.extractor, downloaded.video_id)
+            if existing is not None:
+                return existing.id  # downloaded before (a redelivery, or ``force``)
             video = library.add_video(
                 session,
                 library.NewVideo(
@@ -92,7 +91,7 @@ def _file_in_library(
                     extractor=downloaded.extractor,
                     extractor_id=downloaded.video_id,
                     path=relative.as_posix(),
-                    size=final.stat().st_size,
+                    size=staged.partial.stat().st_size,
                     duration=info.duration,
                     width=info.width,
                     height=info.height,
@@ -100,8 +99,12 @@ def _file_in_library(
                     acodec=info.acodec,
                 ),
             )
-            session.commit()
-        except BaseException:
-            final.unlink(missing_ok=True)
-            raise
-        return video.id
+            staged.publish()
+            try:
+                session.commit()
+            except BaseException:
+                staged.final.unlink(missing_ok=True)
+                raise
+            return video.id
+    finally:
+        staged.discard()

@@ -11,9 +11,20 @@ import binascii
 from datetime import UTC, datetime
 from typing import Any
 
-from functools import partial
+from functools import lru_cache, partial
 
-from sqlalchemy import Connection, RowMapping, Select, Table, and_, or_, select, update
+from sqlalchemy import (
+    Connection,
+    RowMapping,
+    Select,
+    Table,
+    Update,
+    and_,
+    bindparam,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from db.models import Job, JobStatus, utcnow
@@ -50,18 +61,41 @@ def job_to_dict(job: Job | RowMapping) -> dict[str, Any]:
     return data
 
 
+@lru_cache(maxsize=32)
+def _transition_statement(names: tuple[str, ...], count_attempt: bool) -> Update:
+    # Built once per shape and reused: constructing the statement (and its cache key)
+    # anew on every call cost more than running it.
+    values: dict[str, Any] = {
+        name: bindparam(f"new_{name}", type_=JOBS.c[name].type) for name in names
+    }
+    if count_attempt:
+        values["attempts"] = JOBS.c.attempts + 1
+    return (
+        update(JOBS)
+        .where(
+            JOBS.c.id == bindparam("job_id"),
+            JOBS.c.status == bindparam("from_status", type_=JOBS.c.status.type),
+        )
+        .values(**values)
+        .returning(*JOBS.c)
+    )
+
+
 def _transition(
-    connection: Connection | Session, job_id: str, from_status: JobStatus, values: dict[str, Any]
+    connection: Connection | Session,
+    job_id: str,
+    from_status: JobStatus,
+    values: dict[str, Any],
+    *,
+    count_attempt: bool = False,
 ) -> dict[str, Any] | None:
     """One conditional UPDATE ... RETURNING: the job's new public form, or None when the
     job was not in ``from_status`` (someone else moved it first)."""
+    values = {**values, "updated_at": utcnow()}
+    statement = _transition_statement(tuple(sorted(values)), count_attempt)
+    parameters = {f"new_{name}": value for name, value in values.items()}
     row = (
-        connection.execute(
-            update(JOBS)
-            .where(JOBS.c.id == job_id, JOBS.c.status == from_status)
-            .values(**values, updated_at=utcnow())
-            .returning(*JOBS.c)
-        )
+        connection.execute(statement, {"job_id": job_id, "from_status": from_status, **parameters})
         .mappings()
         .first()
     )
@@ -78,12 +112,12 @@ def claim(
         JobStatus.queued,
         {
             "status": JobStatus.running,
-            "attempts": JOBS.c.attempts + 1,
             "started_at": utcnow(),
             "message_id": message_id,
             "stage": "starting",
             "error": None,
         },
+        count_attempt=True,
     )
 
 

@@ -3,7 +3,9 @@ names (ASCII, no spaces or shell characters), always under the media root."""
 
 from __future__ import annotations
 
+import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from yt_dlp.utils import sanitize_filename
@@ -23,16 +25,35 @@ def library_path(*, artist: str | None, title: str, video_id: str, ext: str) -> 
     return PurePosixPath(folder, filename)
 
 
-def place_in_library(source: Path, media_root: Path, relative: PurePosixPath) -> Path:
-    """Move ``source`` to ``media_root/relative`` and return the final path.
+@dataclass(frozen=True)
+class StagedFile:
+    """A file already on the library's filesystem, one rename away from its place."""
+
+    partial: Path
+    final: Path
+
+    def publish(self) -> None:
+        """Atomically rename the staged file to its final name."""
+        os.replace(self.partial, self.final)
+
+    def discard(self) -> None:
+        self.partial.unlink(missing_ok=True)
+
+
+def stage_in_library(source: Path, media_root: Path, relative: PurePosixPath) -> StagedFile:
+    """Move ``source`` next to ``media_root/relative`` under a hidden partial name.
+
+    The move may be a slow copy (another filesystem); :meth:`StagedFile.publish` is
+    then a rename, cheap enough to happen inside the database transaction.
 
     Raises:
       ValueError: the destination would lie outside the media root.
     """
     root = media_root.resolve()
-    destination = (root / relative).resolve()
-    if not destination.is_relative_to(root):
+    final = (root / relative).resolve()
+    if not final.is_relative_to(root):
         raise ValueError(f"{relative} is outside the media root")
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(source, destination)
-    return destination
+    final.parent.mkdir(parents=True, exist_ok=True)
+    partial = final.with_name(f".{final.name}.partial")
+    shutil.move(source, partial)
+    return StagedFile(partial=partial, final=final)

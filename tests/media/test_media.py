@@ -9,7 +9,7 @@ import pytest
 
 from media.download import DownloadProgress, download_video
 from media.errors import Cancelled, MediaError, NotMedia, UrlRejected
-from media.library import library_path, place_in_library
+from media.library import library_path, stage_in_library
 from media.probe import probe_file
 from media.urls import check_url
 
@@ -44,15 +44,18 @@ def test_library_paths_are_restricted_and_keep_the_id() -> None:
     assert library_path(artist=None, title="t", video_id="i", ext="mkv").parts[0] == "Unknown_Artist"
 
 
-def test_place_in_library_stays_under_the_root(tmp_path: Path) -> None:
+def test_a_staged_file_reaches_the_library_only_when_published(tmp_path: Path) -> None:
     source = tmp_path / "in.mp4"
     source.write_bytes(b"data")
     root = tmp_path / "media"
-    final = place_in_library(source, root, PurePosixPath("A/b.mp4"))
-    assert final == root / "A" / "b.mp4" and final.read_bytes() == b"data"
+    staged = stage_in_library(source, root, PurePosixPath("A/b.mp4"))
+    assert staged.final == root / "A" / "b.mp4" and not staged.final.exists()
+    assert staged.partial.parent == staged.final.parent and not source.exists()
+    staged.publish()
+    assert staged.final.read_bytes() == b"data" and not staged.partial.exists()
     source.write_bytes(b"data")
     with pytest.raises(ValueError):
-        place_in_library(source, root, PurePosixPath("../outside.mp4"))
+        stage_in_library(source, root, PurePosixPath("../outside.mp4"))
 
 
 def test_probe_reads_the_streams(sample_video: Path) -> None:

@@ -28,7 +28,7 @@ DOWNLOAD_SHARE = 0.95
     queue_name=Queue.interactive,
     time_limit=settings.download_time_limit * 1000,
 )
-def download_video(job_id: str) -> dict[str, Any]:
+def download_video(job_id: str) -> None:
     job = current_job()
     params = job.params
     url = check_url(params["url"], allow_private=settings.allow_private_urls)
@@ -63,7 +63,7 @@ def download_video(job_id: str) -> dict[str, Any]:
             shutil.rmtree(workdir, ignore_errors=True)
         raise
     shutil.rmtree(workdir, ignore_errors=True)
-    return {"video_id": video_id}
+    job.result = {"video_id": video_id}
 
 
 def _file_in_library(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
@@ -37,7 +37,9 @@ class JobContext:
 
     job: dict[str, Any]
     reporter: JobReporter
-    live_fields: dict[str, Any] = field(default_factory=dict)
+    #: What the job produced; stored on the row when the actor returns. (Actors return
+    #: None: Dramatiq discards return values unless a results backend is configured.)
+    result: dict[str, Any] | None = None
 
     @property
     def id(self) -> str:
@@ -161,7 +163,7 @@ class JobTracking(Middleware):
         with self.reporter.engine.begin() as connection:
             if exception is None:
                 snapshot = jobs.finish(
-                    connection, job_id, JobStatus.succeeded, result=_as_result(result)
+                    connection, job_id, JobStatus.succeeded, result=context.result
                 )
             elif isinstance(exception, Cancelled):
                 snapshot = jobs.finish(
@@ -203,12 +205,6 @@ class JobTracking(Middleware):
                 self.reporter.beat(job_ids)
             except Exception:
                 logger.warning("heartbeat failed", exc_info=True)
-
-
-def _as_result(result: Any) -> dict[str, Any] | None:
-    if result is None or isinstance(result, dict):
-        return result
-    return {"value": result}
 
 
 def job_actor(*, kind: str, **options: Any) -> Callable[[Callable[..., Any]], dramatiq.Actor]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-from typing import Any
 
 from actors.job_middleware import JobContext, current_job, is_retryable, job_actor
 from actors.queues import Queue
@@ -75,7 +74,9 @@ def _file_in_library(
     params = job.params
     artist = params.get("artist") or downloaded.artist
     title = params.get("title") or downloaded.title
-    relative = library_path(artist=artist, title=title, video_id=downloaded.video_id, ext=downloaded.ext)
+    relative = library_path(
+        artist=artist, title=title, video_id=downloaded.video_id, ext=downloaded.ext
+    )
     staged = stage_in_library(downloaded.path, settings.media_root, relative)
     try:
         with job.sessions() as session:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
+from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware, SkipMessage, TimeLimitExceeded
 from sqlalchemy.orm import sessionmaker
 
@@ -121,13 +122,13 @@ class JobTracking(Middleware):
             return self._reporter
 
     @staticmethod
-    def _is_job(broker: dramatiq.Broker, message: dramatiq.Message) -> bool:
+    def _is_job(broker: dramatiq.Broker, message: MessageProxy) -> bool:
         try:
             return bool(broker.get_actor(message.actor_name).options.get("job"))
         except dramatiq.errors.ActorNotFound:
             return False
 
-    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
+    def before_process_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         if not self._is_job(broker, message):
             return
         job_id = message.args[0]
@@ -149,7 +150,7 @@ class JobTracking(Middleware):
     def after_process_message(
         self,
         broker: dramatiq.Broker,
-        message: dramatiq.Message,
+        message: MessageProxy,
         *,
         result: Any = None,
         exception: BaseException | None = None,
@@ -178,7 +179,7 @@ class JobTracking(Middleware):
         if snapshot is not None:
             self.reporter.publish(snapshot)
 
-    def after_skip_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
+    def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         with self._lock:
             self._running.pop(message.message_id, None)
 
@@ -222,6 +223,6 @@ def job_actor(*, kind: str, **options: Any) -> Callable[[Callable[..., Any]], dr
     options.setdefault("retry_when", retry_when)
 
     def decorator(func: Callable[..., Any]) -> dramatiq.Actor:
-        return dramatiq.actor(func, job=kind, **options)
+        return dramatiq.actor(job=kind, **options)(func)
 
     return decorator

@@ -116,8 +116,8 @@ class Pipeline:
             bench_noop_job
         )
         self.bare = dramatiq.actor(
-            bench_noop_bare, queue_name=QUEUE_BARE, actor_name="bench_noop_bare", broker=broker
-        )
+            queue_name=QUEUE_BARE, actor_name="bench_noop_bare", broker=broker
+        )(bench_noop_bare)
         self.worker = dramatiq.Worker(
             broker,
             queues={QUEUE_OURS, QUEUE_BARE},

@@ -9,9 +9,8 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import UTC, datetime
-from typing import Any
-
 from functools import lru_cache, partial
+from typing import Any
 
 from sqlalchemy import (
     Connection,

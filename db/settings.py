@@ -107,9 +107,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     config = Config(environ=env)
     try:
         data_dir = Path(config("VIDFLEET_DATA_DIR", default="var")).resolve()
-        media_root = Path(
-            config("VIDFLEET_MEDIA_ROOT", default=str(data_dir / "media"))
-        ).resolve()
+        media_root = Path(config("VIDFLEET_MEDIA_ROOT", default=str(data_dir / "media"))).resolve()
         port = config("PORT", cast=int, default=8000)
         if not 0 < port < 65536:
             raise SettingsError(f"PORT: {port} is not a TCP port")

@@ -44,7 +44,9 @@ def wait_for(
         time.sleep(interval)
 
 
-def make_video(path: Path, *, seconds: float = 3, size: str = "640x360", bitrate: str = "2M") -> Path:
+def make_video(
+    path: Path, *, seconds: float = 3, size: str = "640x360", bitrate: str = "2M"
+) -> Path:
     """An H.264 + AAC mp4 made from FFmpeg's lavfi test sources."""
     subprocess.run(
         [

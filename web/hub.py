@@ -21,8 +21,8 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -40,6 +40,7 @@ REPLAY_CHUNK = 1_000
 RECONNECT_DELAY_S = 1.0
 
 StreamId = tuple[int, int]
+Entry = tuple[str, dict[str, str]]  # a stream entry, decoded (decode_responses=True)
 
 
 def parse_stream_id(value: str) -> StreamId:
@@ -63,7 +64,7 @@ class Subscriber:
         self,
         *,
         send_text: Callable[[str], Awaitable[None]],
-        close: Callable[[int], Awaitable[None]],
+        close: Callable[[int], Coroutine[Any, Any, None]],
         queue_size: int = QUEUE_SIZE,
     ) -> None:
         self.send_text = send_text
@@ -153,7 +154,7 @@ class ProgressHub:
     # -- the one reader
     async def _last_id(self) -> str:
         assert self.client is not None
-        newest = await self.client.xrevrange(live.EVENTS_STREAM, count=1)
+        newest = cast(list[Entry], await self.client.xrevrange(live.EVENTS_STREAM, count=1))
         return newest[0][0] if newest else "0-0"
 
     async def _read_forever(self) -> None:
@@ -163,15 +164,17 @@ class ProgressHub:
             try:
                 if last_id is None:
                     last_id = await self._last_id()
-                reply = await self.client.xread(
-                    {live.EVENTS_STREAM: last_id}, block=self.block_ms, count=REPLAY_CHUNK
+                reply = cast(
+                    list[tuple[str, list[Entry]]],
+                    await self.client.xread(
+                        {live.EVENTS_STREAM: last_id}, block=self.block_ms, count=REPLAY_CHUNK
+                    ),
                 )
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError):
                 logger.warning("progress stream read failed; retrying", exc_info=True)
                 await asyncio.sleep(RECONNECT_DELAY_S)  # back off before reconnecting
-                last_id = None if last_id == "0-0" else last_id
                 continue
             for _stream, entries in reply or ():
                 for entry_id, fields in entries:
@@ -210,11 +213,10 @@ class ProgressHub:
     async def _replay(self, subscriber: Subscriber, since: str) -> None:
         assert self.client is not None
         since_id = parse_stream_id(since)
-        oldest = await self.client.xrange(live.EVENTS_STREAM, count=1)
-        newest = await self.client.xrevrange(live.EVENTS_STREAM, count=1)
+        oldest = cast(list[Entry], await self.client.xrange(live.EVENTS_STREAM, count=1))
+        newest = cast(list[Entry], await self.client.xrevrange(live.EVENTS_STREAM, count=1))
         covered = since_id == (0, 0) or bool(
-            oldest
-            and parse_stream_id(oldest[0][0]) <= since_id <= parse_stream_id(newest[0][0])
+            oldest and parse_stream_id(oldest[0][0]) <= since_id <= parse_stream_id(newest[0][0])
         )
         if not covered:
             # The stream no longer holds what came after ``since`` (trimmed, or Redis
@@ -225,7 +227,10 @@ class ProgressHub:
         subscriber.last_sent = since_id
         start = f"({since}"
         while True:
-            entries = await self.client.xrange(live.EVENTS_STREAM, min=start, count=REPLAY_CHUNK)
+            entries = cast(
+                list[Entry],
+                await self.client.xrange(live.EVENTS_STREAM, min=start, count=REPLAY_CHUNK),
+            )
             if not entries:
                 return
             events = [live.decode_event(entry_id, fields) for entry_id, fields in entries]

@@ -62,7 +62,9 @@ def _optional_text(body: dict[str, Any], field: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not value.strip() or len(value) > MAX_NAME_LENGTH:
-        raise _bad("invalid_field", f"{field} must be text of 1 to {MAX_NAME_LENGTH} characters", field)
+        raise _bad(
+            "invalid_field", f"{field} must be text of 1 to {MAX_NAME_LENGTH} characters", field
+        )
     return value.strip()
 
 

@@ -82,7 +82,7 @@ class JobEvents(WebSocketEndpoint):
             or len(jobs) > MAX_JOB_IDS
             or not all(isinstance(job, str) and len(job) <= 64 for job in jobs)
         ):
-            return {"code": "bad_jobs", "message": "jobs must be a list of job ids or [\"*\"]"}
+            return {"code": "bad_jobs", "message": 'jobs must be a list of job ids or ["*"]'}
         since = data.get("since")
         if since is not None:
             problem = {"code": "bad_since", "message": "since must be a stream id or null"}

@@ -28,15 +28,15 @@ def video_count() -> int:
 
 
 def queue_is_empty(redis_client: Any, queue: str) -> bool:
-    return not any(
-        redis_client.hlen(f"dramatiq:{name}.msgs") for name in (queue, f"{queue}.DQ")
-    )
+    return not any(redis_client.hlen(f"dramatiq:{name}.msgs") for name in (queue, f"{queue}.DQ"))
 
 
 def test_a_404_fails_at_once_with_a_readable_reason_and_no_retry(
     api: Any, worker: Any, media_server: Any, redis_client: Any, settings: Any
 ) -> None:
-    job = api.post("/api/videos/download", json={"url": media_server.url("/missing/gone.mp4")}).json()
+    job = api.post(
+        "/api/videos/download", json={"url": media_server.url("/missing/gone.mp4")}
+    ).json()
     done = wait_for_job(api, job["id"])
     assert done["status"] == "failed"
     assert done["attempts"] == 1
@@ -109,7 +109,9 @@ def test_a_job_whose_message_was_lost_still_finishes(
     from actors.lifeline import requeue_lost
 
     worker.pause()
-    job = api.post("/api/videos/download", json={"url": media_server.url("/media/wiped.mp4")}).json()
+    job = api.post(
+        "/api/videos/download", json={"url": media_server.url("/media/wiped.mp4")}
+    ).json()
     redis_client.flushall()
     worker.resume()
     requeue_lost(older_than=timedelta(0))

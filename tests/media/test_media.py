@@ -37,11 +37,15 @@ def test_private_hosts_are_refused_unless_allowed(url: str) -> None:
 
 
 def test_library_paths_are_restricted_and_keep_the_id() -> None:
-    path = library_path(artist="Sigur Rós / Live", title='Hoppípolla: "Live"?', video_id="a1", ext="mp4")
+    path = library_path(
+        artist="Sigur Rós / Live", title='Hoppípolla: "Live"?', video_id="a1", ext="mp4"
+    )
     assert path == PurePosixPath("Sigur_Ros_Live/Hoppipolla_-_Live_[a1].mp4")
     sneaky = library_path(artist="..", title="../../etc/passwd", video_id="../x", ext="mp4")
     assert ".." not in sneaky.parts
-    assert library_path(artist=None, title="t", video_id="i", ext="mkv").parts[0] == "Unknown_Artist"
+    assert (
+        library_path(artist=None, title="t", video_id="i", ext="mkv").parts[0] == "Unknown_Artist"
+    )
 
 
 def test_a_staged_file_reaches_the_library_only_when_published(tmp_path: Path) -> None:

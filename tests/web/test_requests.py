@@ -150,7 +150,9 @@ def test_a_url_already_in_the_library_is_a_409_unless_forced(
 
 def test_job_lists_page_newest_first(api: httpx.Client, media_server: Any) -> None:
     ids = [
-        api.post("/api/videos/download", json={"url": media_server.url(f"/media/p{n}.mp4")}).json()["id"]
+        api.post("/api/videos/download", json={"url": media_server.url(f"/media/p{n}.mp4")}).json()[
+            "id"
+        ]
         for n in range(5)
     ]
     first = api.get("/api/jobs", params={"limit": 2}).json()

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from tests.conftest import ADMIN_TOKEN
@@ -23,7 +23,9 @@ AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 FINISHED = ("succeeded", "failed", "cancelled")
 
 
-def subscribe(ws: ClientConnection, since: str | None = None, jobs: list[str] | None = None) -> None:
+def subscribe(
+    ws: ClientConnection, since: str | None = None, jobs: list[str] | None = None
+) -> None:
     ws.send(json.dumps({"action": "subscribe", "jobs": jobs or ["*"], "since": since}))
 
 
@@ -105,7 +107,9 @@ def test_a_client_that_reconnects_with_since_misses_no_event(
 ) -> None:
     from db import live
 
-    job = api.post("/api/videos/download", json={"url": media_server.url("/slow/resume.mp4")}).json()
+    job = api.post(
+        "/api/videos/download", json={"url": media_server.url("/slow/resume.mp4")}
+    ).json()
     seen: list[dict[str, Any]] = []
     with connect(server.ws_url, additional_headers=AUTH) as ws:
         subscribe(ws, since="0-0", jobs=[job["id"]])
@@ -131,7 +135,9 @@ def test_a_since_older_than_the_stream_gets_resync(server: Any, redis_client: An
 
     old = publish(redis_client, "job-a")
     publish(redis_client, "job-b")
-    redis_client.xtrim(live.EVENTS_STREAM, maxlen=1, approximate=False)  # job-a's event is trimmed away
+    redis_client.xtrim(
+        live.EVENTS_STREAM, maxlen=1, approximate=False
+    )  # job-a's event is trimmed away
     with connect(server.ws_url, additional_headers=AUTH) as ws:
         subscribe(ws, since=old)
         assert receive_events(ws) == [{"type": "resync"}]
@@ -281,7 +287,9 @@ def test_a_socket_that_does_not_read_is_closed_with_1013_and_others_keep_going(
 def test_the_event_loop_is_never_blocked_by_a_slow_download(
     server: Any, api: httpx.Client, worker: Any, media_server: Any
 ) -> None:
-    job = api.post("/api/videos/download", json={"url": media_server.url("/slow/slowest.mp4")}).json()
+    job = api.post(
+        "/api/videos/download", json={"url": media_server.url("/slow/slowest.mp4")}
+    ).json()
     worst = 0.0
     answered = 0
     while api.get(f"/api/jobs/{job['id']}").json()["status"] not in FINISHED:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import FrameType
+from urllib.parse import quote
 
 from db.migrate import upgrade
 from db.redis_server import EmbeddedRedis
@@ -41,8 +42,10 @@ def main() -> int:
             settings.data_dir / "redis", unix_socket=settings.embedded_redis_socket
         ).start()
         env["REDIS_URL"] = embedded.url
+    url = f"http://127.0.0.1:{settings.port}/"
     print(
-        f"\nvidfleet is starting on http://127.0.0.1:{settings.port}/\n"
+        f"\nvidfleet is starting on {url}\n"
+        f"  open and sign in: {url}#token={quote(str(settings.admin_token))}\n"
         f"  admin token: {settings.admin_token}\n"
         f"  data: {settings.data_dir}   redis: {env.get('REDIS_URL', settings.redis_url)}\n",
         flush=True,

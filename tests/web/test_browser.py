@@ -83,3 +83,13 @@ def test_a_bad_url_shows_the_api_error(page: Any, server: Any) -> None:
     page.fill("#url", "http://no-such-host.invalid/video.mp4")
     page.click("#download-form button")
     expect(page.locator("#download-error")).to_contain_text("does not resolve")
+
+
+def test_the_link_make_run_prints_signs_in_and_forgets_the_token(page: Any, server: Any) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(f"{server.url}/#token={ADMIN_TOKEN}")
+    expect(page.locator("#main")).to_be_visible()
+    assert ADMIN_TOKEN not in page.url
+    page.goto(server.url + "/")  # the cookie keeps the session
+    expect(page.locator("#main")).to_be_visible()

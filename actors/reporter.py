@@ -24,7 +24,6 @@ logger = logging.getLogger(__name__)
 STREAM_INTERVAL_S = 0.25
 DB_INTERVAL_S = 1.0
 DB_PROGRESS_FIELDS = ("progress", "stage", "message")
-FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 
 
 class JobReporter:
@@ -52,6 +51,7 @@ class JobReporter:
         self._last_sent: dict[str, float] = {}
         self._last_saved: dict[str, float] = {}
         self._lock = threading.Lock()
+        self._publish = client.register_script(live.PUBLISH_SCRIPT)
 
     def publish(self, job: dict[str, Any]) -> None:
         """Send a state change now, whatever the throttle says; its row is already
@@ -59,7 +59,7 @@ class JobReporter:
         job_id = job["id"]
         now = time.monotonic()
         with self._lock:
-            if job["status"] in FINISHED:
+            if job["status"] in live.FINISHED:
                 self._last_sent.pop(job_id, None)
                 self._last_saved.pop(job_id, None)
             else:
@@ -91,14 +91,9 @@ class JobReporter:
             pipe.execute()
 
     def _send(self, job: dict[str, Any]) -> None:
+        keys, args = live.publish_arguments(job)
         try:
-            with self.client.pipeline(transaction=False) as pipe:
-                live.queue_publish(pipe, job)
-                if job["status"] == "running":
-                    pipe.set(live.heartbeat_key(job["id"]), "1", ex=live.HEARTBEAT_TTL_S)
-                elif job["status"] in FINISHED:
-                    pipe.delete(live.heartbeat_key(job["id"]))
-                pipe.execute()
+            self._publish(keys=keys, args=args)
         except redis.RedisError:
             # Live progress is a convenience; the database row stays the truth.
             logger.warning("could not publish an event of job %s", job["id"], exc_info=True)

@@ -26,18 +26,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _manual_begin(dbapi_connection: Any, _record: Any) -> None:
-    # Let the "begin" event below issue BEGIN, not the sqlite3 module.
-    dbapi_connection.isolation_level = None
-
-
-def _begin_immediate(connection: Any) -> None:
-    # Take the write lock when the transaction starts: a read that later upgrades to a
-    # write can fail at once with SQLITE_BUSY when another process wrote in between,
-    # while BEGIN IMMEDIATE simply waits its turn (busy timeout).
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-
 def _prepare_sqlite_dir(url: str) -> None:
     database = make_url(url).database
     if database and database != ":memory:":
@@ -50,17 +38,22 @@ def make_engine(url: str) -> Engine:
         _prepare_sqlite_dir(url)
         # One connection per process: the worker threads of a process take turns on a
         # Python lock instead of SQLite's busy handler, which sleeps for milliseconds.
+        # IMMEDIATE: sqlite3 opens each write transaction with BEGIN IMMEDIATE, taking
+        # the write lock up front; a deferred transaction that reads and then writes can
+        # fail at once with SQLITE_BUSY when another process wrote in between.
         engine = create_engine(
             url,
-            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+            connect_args={
+                "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
+                "check_same_thread": False,
+                "isolation_level": "IMMEDIATE",
+            },
             poolclass=QueuePool,
             pool_size=1,
             max_overflow=0,
             pool_timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "connect", _manual_begin)
-        event.listen(engine, "begin", _begin_immediate)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
 
@@ -70,8 +63,8 @@ def make_async_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
         _prepare_sqlite_dir(url)
         engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
-        # Plain deferred BEGIN: the web mostly reads, and reads must not queue behind
-        # writers. Its writes start their own transaction with the write itself.
+        # Deferred BEGIN (sqlite3 opens a transaction only before a write): the web
+        # mostly reads, and its reads must not queue behind writers.
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)

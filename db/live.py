@@ -15,6 +15,7 @@ EVENTS_STREAM = "vf:events"
 EVENTS_MAXLEN = 100_000
 SNAPSHOT_TTL_S = 24 * 3600
 HEARTBEAT_TTL_S = 30
+FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 
 
 def snapshot_key(job_id: str) -> str:
@@ -30,12 +31,28 @@ def encode_event(job: dict[str, Any]) -> dict[str, str]:
     return {"job": json.dumps(job, separators=(",", ":"), default=str)}
 
 
-def queue_publish(pipe: Any, job: dict[str, Any]) -> None:
-    """Add the commands that publish ``job`` to a (sync or asyncio) pipeline: one stream
-    entry for the WebSocket hubs and the snapshot that ``/progress`` reads."""
-    fields = encode_event(job)
-    pipe.xadd(EVENTS_STREAM, fields, maxlen=EVENTS_MAXLEN, approximate=True)
-    pipe.set(snapshot_key(job["id"]), fields["job"], ex=SNAPSHOT_TTL_S)
+# One round trip for a state change: the stream entry, the snapshot, and the heartbeat
+# (set while running, deleted when finished). A script rather than a pipeline of three
+# commands: the client's per-command overhead is most of the cost of publishing.
+PUBLISH_SCRIPT = """
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'job', ARGV[1])
+redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[3])
+if ARGV[4] == 'set' then
+  redis.call('SET', KEYS[3], '1', 'EX', ARGV[5])
+elseif ARGV[4] == 'del' then
+  redis.call('DEL', KEYS[3])
+end
+return id
+"""
+
+
+def publish_arguments(job: dict[str, Any]) -> tuple[list[str], list[str | int]]:
+    """KEYS and ARGV of :data:`PUBLISH_SCRIPT` for ``job``."""
+    status = job.get("status")
+    heartbeat = "set" if status == "running" else "del" if status in FINISHED else ""
+    keys = [EVENTS_STREAM, snapshot_key(job["id"]), heartbeat_key(job["id"])]
+    encoded = encode_event(job)["job"]
+    return keys, [encoded, EVENTS_MAXLEN, SNAPSHOT_TTL_S, heartbeat, HEARTBEAT_TTL_S]
 
 
 def decode_event(stream_id: str, fields: dict[str, str]) -> dict[str, Any]:

@@ -43,6 +43,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         engine = make_async_engine(settings.async_database_url)
         app.state.db = async_session_factory(engine)
         app.state.redis = live.async_client(settings.redis_url, socket_timeout=10)
+        app.state.publish = app.state.redis.register_script(live.PUBLISH_SCRIPT)
         app.state.hub = ProgressHub(settings.redis_url)
         await app.state.hub.start()
         try:

@@ -151,10 +151,9 @@ async def request_download(request: Request) -> JSONResponse:
 
 
 async def _publish(request: Request, job: dict[str, Any]) -> None:
+    keys, args = live.publish_arguments(job)
     try:
-        async with request.app.state.redis.pipeline(transaction=False) as pipe:
-            live.queue_publish(pipe, job)
-            await pipe.execute()
+        await request.app.state.publish(keys=keys, args=args)
     except Exception:
         logger.warning("could not publish the new job %s", job["id"], exc_info=True)
 

@@ -21,8 +21,8 @@ from dramatiq.middleware import Middleware, SkipMessage, TimeLimitExceeded
 from sqlalchemy.orm import sessionmaker
 
 from actors import stores
+from actors.ledger import JobLedger
 from actors.reporter import JobReporter
-from db import jobs
 from db.models import JobStatus
 from db.settings import Settings, get_settings
 from media.errors import Cancelled, MediaError
@@ -105,6 +105,7 @@ class JobTracking(Middleware):
         self.settings = settings
         self._lock = threading.Lock()
         self._reporter: JobReporter | None = None
+        self._ledger: JobLedger | None = None
         self._running: dict[str, JobContext] = {}  # message id -> context
         self._heartbeat: threading.Thread | None = None
         self._stop = threading.Event()
@@ -121,6 +122,16 @@ class JobTracking(Middleware):
                 self._reporter = JobReporter(client=stores.redis_client(), engine=stores.engine())
             return self._reporter
 
+    @property
+    def ledger(self) -> JobLedger:
+        with self._lock:
+            if self._ledger is None:
+                self._ledger = JobLedger(stores.engine(), on_commit=self._publish)
+            return self._ledger
+
+    def _publish(self, changed: list[dict[str, Any]]) -> None:
+        self.reporter.publish_many(changed)
+
     @staticmethod
     def _is_job(broker: dramatiq.Broker, message: MessageProxy) -> bool:
         try:
@@ -132,20 +143,15 @@ class JobTracking(Middleware):
         if not self._is_job(broker, message):
             return
         job_id = message.args[0]
-        with self.reporter.engine.begin() as connection:
-            snapshot = jobs.claim(
-                connection, job_id, message_id=message.options.get("redis_message_id")
-            )
-            state = jobs.status_of(connection, job_id) if snapshot is None else "claimed"
+        snapshot = self.ledger.claim(job_id, message_id=message.options.get("redis_message_id"))
         if snapshot is None:
-            logger.info("dropping message %s: job %s is %s", message.message_id, job_id, state)
+            logger.info("dropping message %s: job %s is not queued", message.message_id, job_id)
             raise SkipMessage()
         context = JobContext(job=snapshot, reporter=self.reporter)
         with self._lock:
             self._running[message.message_id] = context
         self._ensure_heartbeat_thread()
         _current.context = context
-        self.reporter.publish(snapshot)
 
     def after_process_message(
         self,
@@ -160,24 +166,16 @@ class JobTracking(Middleware):
         if context is None:
             return
         _current.context = None
-        job_id = context.id
-        with self.reporter.engine.begin() as connection:
-            if exception is None:
-                snapshot = jobs.finish(
-                    connection, job_id, JobStatus.succeeded, result=context.result
-                )
-            elif isinstance(exception, Cancelled):
-                snapshot = jobs.finish(
-                    connection, job_id, JobStatus.cancelled, error=describe_error(exception)
-                )
-            elif message.failed or context.job["attempts"] >= context.job["max_attempts"]:
-                snapshot = jobs.finish(
-                    connection, job_id, JobStatus.failed, error=describe_error(exception)
-                )
-            else:
-                snapshot = jobs.requeue(connection, job_id, error=describe_error(exception))
-        if snapshot is not None:
-            self.reporter.publish(snapshot)
+        job_id, ledger = context.id, self.ledger
+        # The ledger publishes each change once it is committed.
+        if exception is None:
+            ledger.finish(job_id, JobStatus.succeeded, result=context.result)
+        elif isinstance(exception, Cancelled):
+            ledger.finish(job_id, JobStatus.cancelled, error=describe_error(exception))
+        elif message.failed or context.job["attempts"] >= context.job["max_attempts"]:
+            ledger.finish(job_id, JobStatus.failed, error=describe_error(exception))
+        else:
+            ledger.requeue(job_id, error=describe_error(exception))
 
     def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         with self._lock:

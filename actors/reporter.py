@@ -51,20 +51,46 @@ class JobReporter:
         self._last_sent: dict[str, float] = {}
         self._last_saved: dict[str, float] = {}
         self._lock = threading.Lock()
-        self._publish = client.register_script(live.PUBLISH_SCRIPT)
+        self._script_sha: str | None = None
 
     def publish(self, job: dict[str, Any]) -> None:
         """Send a state change now, whatever the throttle says; its row is already
         written. Running jobs get a heartbeat, finished ones lose theirs."""
-        job_id = job["id"]
+        self.publish_many([job])
+
+    def publish_many(self, changed: list[dict[str, Any]]) -> None:
+        """Send several state changes in one round trip."""
         now = time.monotonic()
         with self._lock:
-            if job["status"] in live.FINISHED:
-                self._last_sent.pop(job_id, None)
-                self._last_saved.pop(job_id, None)
-            else:
-                self._last_sent[job_id] = self._last_saved[job_id] = now
-        self._send(job)
+            for job in changed:
+                if job["status"] in live.FINISHED:
+                    self._last_sent.pop(job["id"], None)
+                    self._last_saved.pop(job["id"], None)
+                else:
+                    self._last_sent[job["id"]] = self._last_saved[job["id"]] = now
+        self._deliver(changed)
+
+    def _deliver(self, changed: list[dict[str, Any]]) -> None:
+        try:
+            try:
+                self._send(changed)
+            except redis.exceptions.NoScriptError:  # Redis restarted and forgot it
+                self._script_sha = None
+                self._send(changed)
+        except redis.RedisError:
+            # Live progress is a convenience; the database row stays the truth.
+            logger.warning("could not publish %d job events", len(changed), exc_info=True)
+
+    def _send(self, changed: list[dict[str, Any]]) -> None:
+        # EVALSHA in a plain pipeline: redis-py's Script objects would ask Redis whether
+        # the script exists before every pipeline, one more round trip each time.
+        if self._script_sha is None:
+            self._script_sha = str(self.client.script_load(live.PUBLISH_SCRIPT))
+        with self.client.pipeline(transaction=False) as pipe:
+            for job in changed:
+                keys, args = live.publish_arguments(job)
+                pipe.evalsha(self._script_sha, len(keys), *keys, *args)
+            pipe.execute()
 
     def progress(self, job: dict[str, Any]) -> None:
         """Send a running job's progress unless one went out very recently."""
@@ -78,7 +104,7 @@ class JobReporter:
             if save:
                 self._last_saved[job_id] = now
         if send:
-            self._send(job)
+            self._deliver([job])
         if save:
             with self.engine.begin() as connection:
                 jobs.save_progress(connection, job_id, {k: job[k] for k in DB_PROGRESS_FIELDS})
@@ -89,11 +115,3 @@ class JobReporter:
             for job_id in job_ids:
                 pipe.set(live.heartbeat_key(job_id), "1", ex=live.HEARTBEAT_TTL_S)
             pipe.execute()
-
-    def _send(self, job: dict[str, Any]) -> None:
-        keys, args = live.publish_arguments(job)
-        try:
-            self._publish(keys=keys, args=args)
-        except redis.RedisError:
-            # Live progress is a convenience; the database row stays the truth.
-            logger.warning("could not publish an event of job %s", job["id"], exc_info=True)

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Update,
     and_,
     bindparam,
+    null,
     or_,
     select,
     update,
@@ -61,14 +62,12 @@ def job_to_dict(job: Job | RowMapping) -> dict[str, Any]:
 
 
 @lru_cache(maxsize=32)
-def _transition_statement(names: tuple[str, ...], count_attempt: bool) -> Update:
+def _transition_statement(names: tuple[str, ...]) -> Update:
     # Built once per shape and reused: constructing the statement (and its cache key)
     # anew on every call cost more than running it.
     values: dict[str, Any] = {
         name: bindparam(f"new_{name}", type_=JOBS.c[name].type) for name in names
     }
-    if count_attempt:
-        values["attempts"] = JOBS.c.attempts + 1
     return (
         update(JOBS)
         .where(
@@ -85,13 +84,11 @@ def _transition(
     job_id: str,
     from_status: JobStatus,
     values: dict[str, Any],
-    *,
-    count_attempt: bool = False,
 ) -> dict[str, Any] | None:
     """One conditional UPDATE ... RETURNING: the job's new public form, or None when the
     job was not in ``from_status`` (someone else moved it first)."""
     values = {**values, "updated_at": utcnow()}
-    statement = _transition_statement(tuple(sorted(values)), count_attempt)
+    statement = _transition_statement(tuple(sorted(values)))
     parameters = {f"new_{name}": value for name, value in values.items()}
     row = (
         connection.execute(statement, {"job_id": job_id, "from_status": from_status, **parameters})
@@ -101,23 +98,59 @@ def _transition(
     return job_to_dict(row) if row is not None else None
 
 
+_CLAIM_MANY = (
+    update(JOBS)
+    .where(
+        JOBS.c.id.in_(bindparam("job_ids", expanding=True)),
+        JOBS.c.status == bindparam("queued", type_=JOBS.c.status.type),
+    )
+    .values(
+        status=bindparam("running", type_=JOBS.c.status.type),
+        attempts=JOBS.c.attempts + 1,
+        started_at=bindparam("now"),
+        updated_at=bindparam("now"),
+        stage="starting",
+        error=null(),
+    )
+    .returning(*JOBS.c)
+)
+_SET_MESSAGE_ID = (
+    update(JOBS)
+    .where(JOBS.c.id == bindparam("job_id"))
+    .values(message_id=bindparam("new_message_id"))
+)
+
+
+def claim_many(
+    connection: Connection | Session, claims: dict[str, str | None]
+) -> dict[str, dict[str, Any]]:
+    """queued -> running for many jobs in one statement (``job id -> message id``);
+    returns the public form of each job this call won, by id."""
+    if not claims:
+        return {}
+    rows = connection.execute(
+        _CLAIM_MANY,
+        {
+            "job_ids": list(claims),
+            "queued": JobStatus.queued,
+            "running": JobStatus.running,
+            "now": utcnow(),
+        },
+    ).mappings()
+    won = {row["id"]: job_to_dict(row) for row in rows}
+    if won:
+        connection.execute(
+            _SET_MESSAGE_ID,
+            [{"job_id": job_id, "new_message_id": claims[job_id]} for job_id in won],
+        )
+    return won
+
+
 def claim(
     connection: Connection | Session, job_id: str, *, message_id: str | None
 ) -> dict[str, Any] | None:
-    """queued -> running; counts the attempt."""
-    return _transition(
-        connection,
-        job_id,
-        JobStatus.queued,
-        {
-            "status": JobStatus.running,
-            "started_at": utcnow(),
-            "message_id": message_id,
-            "stage": "starting",
-            "error": None,
-        },
-        count_attempt=True,
-    )
+    """queued -> running; counts the attempt. None when the job was not queued."""
+    return claim_many(connection, {job_id: message_id}).get(job_id)
 
 
 def finish(

@@ -202,8 +202,8 @@ def status_of(connection: Connection | Session, job_id: str) -> str | None:
     return None if found is None else str(found)
 
 
-def encode_cursor(job: Job) -> str:
-    raw = f"{job.created_at.isoformat()}|{job.id}"
+def encode_cursor(job: RowMapping) -> str:
+    raw = f"{job['created_at'].isoformat()}|{job['id']}"
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
@@ -223,9 +223,10 @@ def list_jobs_query(
     parent_id: str | None = None,
     cursor: str | None = None,
     limit: int = 50,
-) -> Select[tuple[Job]]:
-    """Newest first; fetch ``limit + 1`` rows to know whether there is a next page."""
-    query = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
+) -> Select[Any]:
+    """Newest first, as plain rows (``.mappings()``; no ORM objects to build for a page);
+    fetch ``limit + 1`` rows to know whether there is a next page."""
+    query = select(*JOBS.c).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
     if status:
         query = query.where(Job.status == status)
     if kind:

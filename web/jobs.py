@@ -77,7 +77,7 @@ async def list_jobs(request: Request) -> JSONResponse:
             status.HTTP_400_BAD_REQUEST, "invalid_cursor", "unknown cursor", field="cursor"
         ) from None
     async with request.app.state.db() as session:
-        rows = list((await session.scalars(query)).all())
+        rows = list((await session.execute(query)).mappings().all())
     page, more = rows[:limit], len(rows) > limit
     return JSONResponse(
         {

@@ -150,9 +150,9 @@ def test_the_job_list_pages_by_cursor_without_gaps(sessions: sessionmaker) -> No
     cursor = None
     while True:
         with sessions() as session:
-            rows = list(session.scalars(jobs.list_jobs_query(cursor=cursor, limit=3)))
+            rows = list(session.execute(jobs.list_jobs_query(cursor=cursor, limit=3)).mappings())
         page = rows[:3]
-        seen += [job.id for job in page]
+        seen += [job["id"] for job in page]
         if len(rows) <= 3:
             break
         cursor = jobs.encode_cursor(page[-1])

@@ -6,14 +6,13 @@ The Procfile's ``release`` process and ``make run`` call this; tests call
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 
 from db.engine import make_engine
-from db.settings import SettingsError, get_settings
+from db.settings import get_settings
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -35,11 +34,7 @@ def upgrade(database_url: str, revision: str = "head") -> None:
 
 
 def main() -> None:
-    try:
-        settings = get_settings()
-    except SettingsError as exc:
-        sys.exit(f"vidfleet: {exc}")
-    upgrade(settings.database_url)
+    upgrade(get_settings().database_url)
     print("vidfleet: database is at the latest migration")
 
 

@@ -150,5 +150,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read once."""
-    return load_settings()
+    """The process-wide settings, read once.
+
+    A bad value ends the process with one line naming the variable (no traceback):
+    every entry point (web, worker, scheduler, release) gets its settings here.
+    """
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        raise SystemExit(f"vidfleet: bad configuration: {exc}") from None

@@ -18,18 +18,14 @@ from urllib.parse import quote
 
 from db.migrate import upgrade
 from db.redis_server import EmbeddedRedis
-from db.settings import SettingsError, load_settings
+from db.settings import get_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 PROCESSES = ("web", "worker", "scheduler")
 
 
 def main() -> int:
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(f"vidfleet: {exc}", file=sys.stderr)
-        return 2
+    settings = get_settings()
     upgrade(settings.database_url)
     settings.media_root.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)

@@ -66,3 +66,23 @@ def test_false_means_false(tmp_path: Path) -> None:
     assert settings.allow_private_urls is False
     settings = load_settings(env(tmp_path, VIDFLEET_ALLOW_PRIVATE_URLS="true"))
     assert settings.allow_private_urls is True
+
+
+@pytest.mark.parametrize("module", ["actors", "web.launch", "db.migrate"])
+def test_a_process_with_a_bad_value_stops_at_start_naming_it(tmp_path: Path, module: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    bad = {**os.environ, **env(tmp_path, VIDFLEET_ALLOW_PRIVATE_URLS="perhaps")}
+    code = (
+        f"import {module}"
+        if module == "actors"
+        else f"import runpy; runpy.run_module('{module}', run_name='__main__')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=bad, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode != 0
+    assert "VIDFLEET_ALLOW_PRIVATE_URLS" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -38,7 +38,7 @@ def make_broker(settings: Settings) -> RedisBroker:
             Pipelines(),
             # Before Retries: Dramatiq runs ``after_*`` hooks in reverse order, so
             # JobTracking sees ``message.failed`` once Retries has decided.
-            JobTracking(settings),
+            JobTracking(),
             Retries(min_backoff=RETRY_MIN_BACKOFF_MS, max_backoff=RETRY_MAX_BACKOFF_MS),
             CurrentMessage(),
             PeriodiqMiddleware(skip_delay=30),

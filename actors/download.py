@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import PurePosixPath
 
 from actors.job_middleware import JobContext, current_job, is_retryable, job_actor
 from actors.queues import Queue
@@ -12,7 +13,7 @@ from db.settings import get_settings
 from media.download import DownloadedMedia, DownloadProgress
 from media.download import download_video as fetch
 from media.ffmpeg import ffmpeg_path
-from media.library import library_path, stage_in_library
+from media.library import library_path, remove_from_library, stage_in_library
 from media.probe import MediaInfo, probe_file
 from media.urls import check_url
 
@@ -70,7 +71,8 @@ def _file_in_library(
 ) -> int:
     """Add the file and its ``Video`` row together: the file is staged beside its final
     place first, then renamed inside the transaction and removed again if the commit
-    fails, so the library never holds a file without a row or a row without a file."""
+    fails, so the library never holds a file without a row or a row without a file.
+    With ``force`` a video already in the library gets the new file and metadata."""
     params = job.params
     artist = params.get("artist") or downloaded.artist
     title = params.get("title") or downloaded.title
@@ -81,9 +83,10 @@ def _file_in_library(
     try:
         with job.sessions() as session:
             existing = library.find_video(session, downloaded.extractor, downloaded.video_id)
-            if existing is not None:
-                return existing.id  # downloaded before (a redelivery, or ``force``)
-            video = library.add_video(
+            if existing is not None and not params.get("force"):
+                return existing.id  # filed already: a redelivery after the commit
+            replaced = existing.path if existing is not None else None
+            video = library.save_video(
                 session,
                 library.NewVideo(
                     title=title,
@@ -99,6 +102,7 @@ def _file_in_library(
                     vcodec=info.vcodec,
                     acodec=info.acodec,
                 ),
+                replacing=existing,
             )
             staged.publish()
             try:
@@ -106,6 +110,8 @@ def _file_in_library(
             except BaseException:
                 staged.final.unlink(missing_ok=True)
                 raise
+            if replaced is not None and replaced != relative.as_posix():
+                remove_from_library(settings.media_root, PurePosixPath(replaced))
             return video.id
     finally:
         staged.discard()

@@ -24,7 +24,7 @@ from actors import stores
 from actors.ledger import JobLedger
 from actors.reporter import JobReporter
 from db.models import JobStatus
-from db.settings import Settings, get_settings
+from db.settings import get_settings
 from media.errors import Cancelled, MediaError
 
 logger = logging.getLogger(__name__)
@@ -95,14 +95,10 @@ def is_retryable(exc: BaseException) -> bool:
 
 
 class JobTracking(Middleware):
-    """Claims, heartbeats and finishes the job behind every job actor.
+    """Claims, heartbeats and finishes the job behind every job actor. Its database and
+    Redis connections are this process's (:mod:`actors.stores`)."""
 
-    Parameters:
-      settings: where the database and Redis are.
-    """
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._reporter: JobReporter | None = None
         self._ledger: JobLedger | None = None

@@ -41,23 +41,23 @@ def artist_named(session: Session, name: str) -> Artist:
     return artist
 
 
-def add_video(session: Session, new: NewVideo) -> Video:
-    """Insert the ``Video`` row (and its artist); the caller commits."""
+def save_video(session: Session, new: NewVideo, *, replacing: Video | None = None) -> Video:
+    """Insert the ``Video`` row (and its artist), or update ``replacing`` with a fresh
+    download of the same video; the caller commits."""
     artist = artist_named(session, new.artist) if new.artist else None
-    video = Video(
-        title=new.title,
-        artist_id=artist.id if artist else None,
-        source_url=new.source_url,
-        extractor=new.extractor,
-        extractor_id=new.extractor_id,
-        path=new.path,
-        size=new.size,
-        duration=new.duration,
-        width=new.width,
-        height=new.height,
-        vcodec=new.vcodec,
-        acodec=new.acodec,
-    )
+    video = replacing or Video()
+    video.title = new.title
+    video.artist_id = artist.id if artist else None
+    video.source_url = new.source_url
+    video.extractor = new.extractor
+    video.extractor_id = new.extractor_id
+    video.path = new.path
+    video.size = new.size
+    video.duration = new.duration
+    video.width = new.width
+    video.height = new.height
+    video.vcodec = new.vcodec
+    video.acodec = new.acodec
     session.add(video)
     session.flush()
     return video

@@ -57,3 +57,11 @@ def stage_in_library(source: Path, media_root: Path, relative: PurePosixPath) ->
     partial = final.with_name(f".{final.name}.partial")
     shutil.move(source, partial)
     return StagedFile(partial=partial, final=final)
+
+
+def remove_from_library(media_root: Path, relative: PurePosixPath) -> None:
+    """Delete a library file (a no-op when it is gone or would lie outside the root)."""
+    root = media_root.resolve()
+    path = (root / relative).resolve()
+    if path.is_relative_to(root):
+        path.unlink(missing_ok=True)

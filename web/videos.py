@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from starlette import status
 from starlette.concurrency import run_in_threadpool
@@ -102,9 +103,7 @@ async def request_download(request: Request) -> JSONResponse:
     db = request.app.state.db
 
     async with db() as session:
-        active = await session.scalar(
-            select(Job).where(Job.dedupe_key == dedupe_key, Job.status.in_(ACTIVE))
-        )
+        active = await _active_job(session, dedupe_key)
         if active is not None:
             return JSONResponse(jobs.job_to_dict(active), status_code=status.HTTP_200_OK)
         if not force:
@@ -131,9 +130,7 @@ async def request_download(request: Request) -> JSONResponse:
         except IntegrityError:
             # Another request for the same URL won the race: answer with its job.
             await session.rollback()
-            active = await session.scalar(
-                select(Job).where(Job.dedupe_key == dedupe_key, Job.status.in_(ACTIVE))
-            )
+            active = await _active_job(session, dedupe_key)
             if active is None:
                 raise
             return JSONResponse(jobs.job_to_dict(active), status_code=status.HTTP_200_OK)
@@ -147,6 +144,13 @@ async def request_download(request: Request) -> JSONResponse:
         logger.warning("could not enqueue job %s now; the lifeline will", job.id, exc_info=True)
     return JSONResponse(
         data, status_code=status.HTTP_202_ACCEPTED, headers={"Location": f"/api/jobs/{job.id}"}
+    )
+
+
+async def _active_job(session: AsyncSession, dedupe_key: str) -> Job | None:
+    """The queued or running job that holds ``dedupe_key``, if any."""
+    return await session.scalar(
+        select(Job).where(Job.dedupe_key == dedupe_key, Job.status.in_(ACTIVE))
     )
 
 

@@ -131,7 +131,7 @@ def test_the_same_url_while_active_is_one_job(api: httpx.Client, media_server: A
 
 
 def test_a_url_already_in_the_library_is_a_409_unless_forced(
-    api: httpx.Client, worker: Any, media_server: Any
+    api: httpx.Client, worker: Any, media_server: Any, settings: Any
 ) -> None:
     url = media_server.url("/media/again.mp4")
     job = api.post("/api/videos/download", json={"url": url}).json()
@@ -139,13 +139,21 @@ def test_a_url_already_in_the_library_is_a_409_unless_forced(
     assert done["status"] == "succeeded"
     error = assert_error(api.post("/api/videos/download", json={"url": url}), 409, "url")
     assert error["video_id"] == done["result"]["video_id"]
-    forced = api.post("/api/videos/download", json={"url": url, "force": True})
+    hits = media_server.hits["/media/again.mp4"]
+    forced = api.post(
+        "/api/videos/download", json={"url": url, "force": True, "title": "Again, renamed"}
+    )
     assert forced.status_code == 202
     again = wait_for_job(api, forced.json()["id"])
-    # Same extractor id: the library keeps one row and the job points at it.
+    # Downloaded again; the same extractor id keeps one row, now with the new file.
     assert again["status"] == "succeeded"
+    assert media_server.hits["/media/again.mp4"] > hits
     assert again["result"]["video_id"] == done["result"]["video_id"]
-    assert len(api.get("/api/videos").json()["items"]) == 1
+    videos = api.get("/api/videos").json()["items"]
+    assert len(videos) == 1 and videos[0]["title"] == "Again, renamed"
+    assert api.get(f"/stream/{videos[0]['id']}").status_code == 200
+    files = sorted(p.name for p in settings.media_root.rglob("*") if p.is_file())
+    assert files == ["Again_renamed_[again].mp4"]
 
 
 def test_job_lists_page_newest_first(api: httpx.Client, media_server: Any) -> None:

@@ -54,9 +54,12 @@ def download_video(job_id: str) -> None:
             ffmpeg_location=ffmpeg_path(),
             allow_generic=settings.enable_generic_extractor,
             on_progress=on_progress,
+            should_cancel=job.cancelled,
         )
+        job.raise_if_cancelled()
         job.report(stage="probing", progress=DOWNLOAD_SHARE)
         info = probe_file(downloaded.path)
+        job.raise_if_cancelled()
         video_id = _file_in_library(job, downloaded, info, url)
     except BaseException as exc:
         if not is_retryable(exc):

@@ -14,3 +14,10 @@ def enqueue_job(actor: dramatiq.Actor, job_id: str, queue: str) -> dramatiq.Mess
     """Enqueue ``actor(job_id)`` on ``queue``."""
     message = actor.message(job_id).copy(queue_name=queue)
     return actor.broker.enqueue(message)
+
+
+def job_actors() -> dict[str, dramatiq.Actor]:
+    """Job kind -> the actor that runs jobs of that kind."""
+    broker = dramatiq.get_broker()
+    actors = (broker.get_actor(name) for name in broker.get_declared_actors())
+    return {actor.options["job"]: actor for actor in actors if actor.options.get("job")}

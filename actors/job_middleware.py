@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import dramatiq
@@ -23,6 +24,7 @@ from sqlalchemy.orm import sessionmaker
 from actors import stores
 from actors.ledger import JobLedger
 from actors.reporter import JobReporter
+from db import live
 from db.models import JobStatus
 from db.settings import get_settings
 from media.errors import Cancelled, MediaError
@@ -30,6 +32,7 @@ from media.errors import Cancelled, MediaError
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_EVERY_S = 10
+WATCH_EVERY_S = 0.5  # how often running jobs' cancel requests are polled
 
 
 @dataclass
@@ -41,6 +44,8 @@ class JobContext:
     #: What the job produced; stored on the row when the actor returns. (Actors return
     #: None: Dramatiq discards return values unless a results backend is configured.)
     result: dict[str, Any] | None = None
+    #: Set by JobTracking's watcher when someone asks the job to stop.
+    cancel_requested: threading.Event = field(default_factory=threading.Event)
 
     @property
     def id(self) -> str:
@@ -53,6 +58,14 @@ class JobContext:
     @property
     def sessions(self) -> sessionmaker:
         return stores.sessions()
+
+    def cancelled(self) -> bool:
+        """Has someone asked this job to stop? (Cheap: poll it as often as you like.)"""
+        return self.cancel_requested.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        if self.cancelled():
+            raise Cancelled()
 
     def report(
         self,
@@ -103,7 +116,7 @@ class JobTracking(Middleware):
         self._reporter: JobReporter | None = None
         self._ledger: JobLedger | None = None
         self._running: dict[str, JobContext] = {}  # message id -> context
-        self._heartbeat: threading.Thread | None = None
+        self._watcher: threading.Thread | None = None
         self._stop = threading.Event()
 
     @property
@@ -146,7 +159,7 @@ class JobTracking(Middleware):
         context = JobContext(job=snapshot, reporter=self.reporter)
         with self._lock:
             self._running[message.message_id] = context
-        self._ensure_heartbeat_thread()
+        self._ensure_watcher()
         _current.context = context
 
     def after_process_message(
@@ -180,26 +193,38 @@ class JobTracking(Middleware):
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         self._stop.set()
 
-    # -- one heartbeat thread per worker process keeps every running job's key alive
-    def _ensure_heartbeat_thread(self) -> None:
+    # -- one watcher thread per worker process: cancel requests and heartbeats
+    def _ensure_watcher(self) -> None:
         with self._lock:
-            if self._heartbeat is None or not self._heartbeat.is_alive():
+            if self._watcher is None or not self._watcher.is_alive():
                 self._stop.clear()
-                self._heartbeat = threading.Thread(
-                    target=self._heartbeat_loop, name="vidfleet-heartbeat", daemon=True
+                self._watcher = threading.Thread(
+                    target=self._watch, name="vidfleet-job-watcher", daemon=True
                 )
-                self._heartbeat.start()
+                self._watcher.start()
 
-    def _heartbeat_loop(self) -> None:
-        while not self._stop.wait(HEARTBEAT_EVERY_S):
+    def _watch(self) -> None:
+        last_beat = time.monotonic()
+        while not self._stop.wait(WATCH_EVERY_S):
             with self._lock:
-                job_ids = [context.id for context in self._running.values()]
-            if not job_ids:
+                running = list(self._running.values())
+            if not running:
                 continue
             try:
-                self.reporter.beat(job_ids)
+                self._notice_cancel_requests(running)
+                if time.monotonic() - last_beat >= HEARTBEAT_EVERY_S:
+                    last_beat = time.monotonic()
+                    self.reporter.beat([context.id for context in running])
             except Exception:
-                logger.warning("heartbeat failed", exc_info=True)
+                logger.warning("the job watcher could not reach Redis", exc_info=True)
+
+    def _notice_cancel_requests(self, running: list[JobContext]) -> None:
+        client = self.reporter.client
+        flags = client.mget([live.cancel_key(context.id) for context in running])
+        for context, flag in zip(running, flags, strict=True):
+            if flag is not None and not context.cancel_requested.is_set():
+                logger.info("job %s: cancel requested", context.id)
+                context.cancel_requested.set()
 
 
 def job_actor(*, kind: str, **options: Any) -> Callable[[Callable[..., Any]], dramatiq.Actor]:

@@ -17,7 +17,7 @@ from periodiq import cron
 from sqlalchemy import select
 
 from actors import stores
-from actors.enqueue import enqueue_job
+from actors.enqueue import enqueue_job, job_actors
 from actors.queues import Queue
 from db.models import Job, JobStatus, utcnow
 
@@ -25,13 +25,6 @@ logger = logging.getLogger(__name__)
 
 LOST_AFTER = timedelta(minutes=1)
 BATCH = 500
-
-
-def job_actors() -> dict[str, dramatiq.Actor]:
-    """Job kind -> the actor that runs jobs of that kind."""
-    broker = dramatiq.get_broker()
-    actors = (broker.get_actor(name) for name in broker.get_declared_actors())
-    return {actor.options["job"]: actor for actor in actors if actor.options.get("job")}
 
 
 def jobs_with_messages(client: redis.Redis, namespace: str, queues: Iterable[str]) -> set[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import uuid
 from datetime import UTC, datetime
 from functools import lru_cache, partial
 from typing import Any
@@ -20,6 +21,7 @@ from sqlalchemy import (
     Update,
     and_,
     bindparam,
+    insert,
     null,
     or_,
     select,
@@ -34,6 +36,7 @@ PUBLIC_FIELDS = (
     "message", "attempts", "max_attempts", "parent_id", "retry_of",
 )  # fmt: skip
 TIME_FIELDS = ("created_at", "started_at", "finished_at", "updated_at")
+CANCELLED = {"type": "cancelled", "message": "cancelled on request", "retryable": False}
 JOBS: Table = Job.__table__  # type: ignore[assignment]
 
 
@@ -160,8 +163,9 @@ def finish(
     *,
     result: dict[str, Any] | None = None,
     error: dict[str, Any] | None = None,
+    from_status: JobStatus = JobStatus.running,
 ) -> dict[str, Any] | None:
-    """running -> succeeded | failed | cancelled."""
+    """running -> succeeded | failed | cancelled (or queued -> cancelled)."""
     values: dict[str, Any] = {
         "status": status,
         "finished_at": utcnow(),
@@ -173,7 +177,62 @@ def finish(
         values["result"] = result
     if status is JobStatus.succeeded:
         values["progress"] = 1.0
-    return _transition(connection, job_id, JobStatus.running, values)
+    return _transition(connection, job_id, from_status, values)
+
+
+def cancel_queued(connection: Connection | Session, job_id: str) -> dict[str, Any] | None:
+    """queued -> cancelled: the job never starts (its message is dropped on delivery)."""
+    return finish(
+        connection, job_id, JobStatus.cancelled, error=CANCELLED, from_status=JobStatus.queued
+    )
+
+
+def new_retry(connection: Connection | Session, job_id: str) -> dict[str, Any] | None:
+    """A queued copy of a failed or cancelled job, with ``retry_of`` pointing at it;
+    None when the job is not failed or cancelled. May raise IntegrityError when another
+    active job holds the same dedupe key."""
+    old = (
+        connection.execute(
+            select(*JOBS.c).where(
+                JOBS.c.id == job_id,
+                JOBS.c.status.in_([JobStatus.failed, JobStatus.cancelled]),
+            )
+        )
+        .mappings()
+        .first()
+    )
+    if old is None:
+        return None
+    now = utcnow()
+    row = (
+        connection.execute(
+            insert(JOBS)
+            .values(
+                id=str(uuid.uuid4()),
+                kind=old["kind"],
+                status=JobStatus.queued,
+                queue=old["queue"],
+                params=old["params"],
+                attempts=0,
+                max_attempts=old["max_attempts"],
+                parent_id=old["parent_id"],
+                retry_of=old["id"],
+                dedupe_key=dedupe_key(old["kind"], old["params"]),
+                created_at=now,
+                updated_at=now,
+            )
+            .returning(*JOBS.c)
+        )
+        .mappings()
+        .one()
+    )
+    return job_to_dict(row)
+
+
+def dedupe_key(kind: str, params: dict[str, Any]) -> str | None:
+    """What makes two active jobs the same work (a download of the same URL)."""
+    url = params.get("url")
+    return f"{kind}:{url}" if url else None
 
 
 def requeue(

@@ -15,6 +15,7 @@ EVENTS_STREAM = "vf:events"
 EVENTS_MAXLEN = 100_000
 SNAPSHOT_TTL_S = 24 * 3600
 HEARTBEAT_TTL_S = 30
+CANCEL_TTL_S = 24 * 3600
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 
 
@@ -24,7 +25,13 @@ def snapshot_key(job_id: str) -> str:
 
 
 def heartbeat_key(job_id: str) -> str:
+    """Set (with a TTL) while a worker runs the job."""
     return f"vf:job:{job_id}:hb"
+
+
+def cancel_key(job_id: str) -> str:
+    """Set when someone asked a running job to stop; the worker polls it."""
+    return f"vf:job:{job_id}:cancel"
 
 
 def encode_event(job: dict[str, Any]) -> dict[str, str]:
@@ -32,15 +39,15 @@ def encode_event(job: dict[str, Any]) -> dict[str, str]:
 
 
 # One round trip for a state change: the stream entry, the snapshot, and the heartbeat
-# (set while running, deleted when finished). A script rather than a pipeline of three
-# commands: the client's per-command overhead is most of the cost of publishing.
+# (set while running; deleted, with any cancel request, when finished). A script rather
+# than a pipeline of commands: the client's per-command overhead is most of the cost.
 PUBLISH_SCRIPT = """
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'job', ARGV[1])
 redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[3])
 if ARGV[4] == 'set' then
   redis.call('SET', KEYS[3], '1', 'EX', ARGV[5])
 elseif ARGV[4] == 'del' then
-  redis.call('DEL', KEYS[3])
+  redis.call('DEL', KEYS[3], KEYS[4])
 end
 return id
 """
@@ -50,7 +57,8 @@ def publish_arguments(job: dict[str, Any]) -> tuple[list[str], list[str | int]]:
     """KEYS and ARGV of :data:`PUBLISH_SCRIPT` for ``job``."""
     status = job.get("status")
     heartbeat = "set" if status == "running" else "del" if status in FINISHED else ""
-    keys = [EVENTS_STREAM, snapshot_key(job["id"]), heartbeat_key(job["id"])]
+    job_id = job["id"]
+    keys = [EVENTS_STREAM, snapshot_key(job_id), heartbeat_key(job_id), cancel_key(job_id)]
     encoded = encode_event(job)["job"]
     return keys, [encoded, EVENTS_MAXLEN, SNAPSHOT_TTL_S, heartbeat, HEARTBEAT_TTL_S]
 

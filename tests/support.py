@@ -64,13 +64,15 @@ def make_video(
 @dataclass
 class MediaServer:
     """Serves ``/media/<anything>.mp4`` (the same generated file under any name, so each
-    test gets its own yt-dlp id), ``/slow/<name>.mp4`` throttled, ``/missing/...`` 404,
-    and ``/text/<name>.mp4`` (a file that is not media)."""
+    test gets its own yt-dlp id), ``/slow/<name>.mp4`` throttled (about 3 s),
+    ``/crawl/<name>.mp4`` throttled harder (about 15 s), ``/missing/...`` 404, and
+    ``/text/<name>.mp4`` (a file that is not media)."""
 
     video: Path
     port: int = 0
     chunk: int = 16 * 1024
     slow_delay: float = 0.05
+    crawl_delay: float = 0.3
     hits: dict[str, int] = field(default_factory=dict)
     server: ThreadingHTTPServer | None = None
 
@@ -100,7 +102,7 @@ class MediaServer:
                     return
                 if path.startswith("/text/"):
                     data = b"this is not a video\n" * 100
-                elif path.startswith(("/media/", "/slow/")):
+                elif path.startswith(("/media/", "/slow/", "/crawl/")):
                     data = owner.video.read_bytes()
                 else:
                     self.send_error(HTTPStatus.NOT_FOUND)
@@ -119,13 +121,15 @@ class MediaServer:
                 self.end_headers()
                 if not body:
                     return
-                slow = path.startswith("/slow/")
+                delay = {"slow": owner.slow_delay, "crawl": owner.crawl_delay}.get(
+                    path.split("/")[1], 0.0
+                )
                 try:
                     for offset in range(start, len(data), owner.chunk):
                         self.wfile.write(data[offset : offset + owner.chunk])
-                        if slow:
+                        if delay:
                             self.wfile.flush()
-                            time.sleep(owner.slow_delay)  # the throttle itself
+                            time.sleep(delay)  # the throttle itself
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 

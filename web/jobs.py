@@ -8,13 +8,15 @@ from typing import Any
 
 from redis.exceptions import RedisError
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from starlette import status
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from db import jobs, live
-from db.models import Job, JobStatus
+from db.models import ACTIVE, Job, JobStatus
+from web import dispatch
 from web.errors import ApiError, not_found
 
 DEFAULT_LIMIT = 50
@@ -114,8 +116,72 @@ async def job_progress(request: Request) -> JSONResponse:
     return JSONResponse(snapshot)
 
 
+async def cancel_job(request: Request) -> JSONResponse:
+    """A queued job (and its queued children) ends ``cancelled`` here and never starts;
+    a running one gets a cancel request that its worker acts on within a second."""
+    job = await load_job(request, parse_job_id(request))
+    if JobStatus(job.status).finished:
+        raise ApiError(status.HTTP_409_CONFLICT, "finished", f"the job is already {job.status}")
+    async with request.app.state.db() as session:
+        targets = [job.id] + list(
+            await session.scalars(
+                select(Job.id).where(Job.parent_id == job.id, Job.status.in_(ACTIVE))
+            )
+        )
+        cancelled = [
+            await session.run_sync(lambda s, job_id=job_id: jobs.cancel_queued(s, job_id))
+            for job_id in targets
+        ]
+        await session.commit()
+    running = [job_id for job_id, done in zip(targets, cancelled, strict=True) if done is None]
+    if running:
+        # Queued jobs were settled above; running ones (or ones that started meanwhile)
+        # are stopped by their workers, which poll these keys.
+        async with request.app.state.redis.pipeline(transaction=False) as pipe:
+            for job_id in running:
+                pipe.set(live.cancel_key(job_id), "1", ex=live.CANCEL_TTL_S)
+            await pipe.execute()
+    for done in cancelled:
+        if done is not None:
+            await dispatch.publish(request, done)
+    data = cancelled[0] or jobs.job_to_dict(await load_job(request, job.id))
+    data["cancel_requested"] = True
+    return JSONResponse(data, status_code=status.HTTP_202_ACCEPTED)
+
+
+async def retry_job(request: Request) -> JSONResponse:
+    """A new job with ``retry_of`` set; the failed or cancelled one stays in history."""
+    job_id = parse_job_id(request)
+    await load_job(request, job_id)
+    async with request.app.state.db() as session:
+        try:
+            retry = await session.run_sync(lambda s: jobs.new_retry(s, job_id))
+            await session.commit()
+        except IntegrityError:
+            raise ApiError(
+                status.HTTP_409_CONFLICT,
+                "already_active",
+                "another job for the same work is queued or running",
+            ) from None
+    if retry is None:
+        raise ApiError(
+            status.HTTP_409_CONFLICT,
+            "not_retryable",
+            "only failed or cancelled jobs can be retried",
+        )
+    await dispatch.publish(request, retry)
+    await dispatch.send(retry)
+    return JSONResponse(
+        retry,
+        status_code=status.HTTP_202_ACCEPTED,
+        headers={"Location": f"/api/jobs/{retry['id']}"},
+    )
+
+
 routes = [
     Route("/api/jobs", list_jobs, methods=["GET"]),
+    Route("/api/jobs/{job_id}/cancel", cancel_job, methods=["POST"]),
+    Route("/api/jobs/{job_id}/retry", retry_job, methods=["POST"]),
     Route("/api/jobs/{job_id}", get_job, methods=["GET"]),
     Route("/api/jobs/{job_id}/progress", job_progress, methods=["GET"]),
 ]

@@ -15,15 +15,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from actors import download_video
-from actors.enqueue import enqueue_job
 from actors.queues import DOWNLOAD_QUEUES, Priority
-from db import jobs, live
+from db import jobs
 from db.jobs import iso
 from db.models import ACTIVE, Job, JobKind, JobStatus, Video
 from media.download import QUALITY_FORMATS
 from media.errors import UrlRejected
 from media.urls import check_url
+from web import dispatch
 from web.errors import ApiError, not_found, read_json_object
 from web.jobs import parse_limit
 
@@ -99,7 +98,7 @@ async def request_download(request: Request) -> JSONResponse:
         "title": _optional_text(body, "title"),
         "force": force,
     }
-    dedupe_key = f"{JobKind.download}:{url}"
+    dedupe_key = jobs.dedupe_key(JobKind.download, params)
     db = request.app.state.db
 
     async with db() as session:
@@ -136,30 +135,18 @@ async def request_download(request: Request) -> JSONResponse:
             return JSONResponse(jobs.job_to_dict(active), status_code=status.HTTP_200_OK)
 
     data = jobs.job_to_dict(job)
-    await _publish(request, data)
-    try:
-        await run_in_threadpool(enqueue_job, download_video, job.id, job.queue)
-    except Exception:
-        # The row is the truth: the lifeline sends the message once Redis is back.
-        logger.warning("could not enqueue job %s now; the lifeline will", job.id, exc_info=True)
+    await dispatch.publish(request, data)
+    await dispatch.send(data)
     return JSONResponse(
         data, status_code=status.HTTP_202_ACCEPTED, headers={"Location": f"/api/jobs/{job.id}"}
     )
 
 
-async def _active_job(session: AsyncSession, dedupe_key: str) -> Job | None:
+async def _active_job(session: AsyncSession, dedupe_key: str | None) -> Job | None:
     """The queued or running job that holds ``dedupe_key``, if any."""
     return await session.scalar(
         select(Job).where(Job.dedupe_key == dedupe_key, Job.status.in_(ACTIVE))
     )
-
-
-async def _publish(request: Request, job: dict[str, Any]) -> None:
-    keys, args = live.publish_arguments(job)
-    try:
-        await request.app.state.publish(keys=keys, args=args)
-    except Exception:
-        logger.warning("could not publish the new job %s", job["id"], exc_info=True)
 
 
 async def list_videos(request: Request) -> JSONResponse:

@@ -31,7 +31,6 @@ from media.errors import Cancelled, MediaError
 
 logger = logging.getLogger(__name__)
 
-HEARTBEAT_EVERY_S = 10
 WATCH_EVERY_S = 0.5  # how often running jobs' cancel requests are polled
 
 
@@ -128,7 +127,11 @@ class JobTracking(Middleware):
         # Built on first use, so that forked worker processes make their own connections.
         with self._lock:
             if self._reporter is None:
-                self._reporter = JobReporter(client=stores.redis_client(), engine=stores.engine())
+                self._reporter = JobReporter(
+                    client=stores.redis_client(),
+                    engine=stores.engine(),
+                    heartbeat_ttl=get_settings().heartbeat_timeout,
+                )
             return self._reporter
 
     @property
@@ -175,16 +178,25 @@ class JobTracking(Middleware):
         if context is None:
             return
         _current.context = None
-        job_id, ledger = context.id, self.ledger
-        # The ledger publishes each change once it is committed.
+        job_id, ledger, attempt = context.id, self.ledger, context.job["attempts"]
+        # The ledger publishes each change once it is committed. Each is fenced by the
+        # attempt: if the lifeline gave this worker up for dead, its outcome is void.
         if exception is None:
-            ledger.finish(job_id, JobStatus.succeeded, result=context.result)
+            outcome = ledger.finish(
+                job_id, JobStatus.succeeded, attempt=attempt, result=context.result
+            )
         elif isinstance(exception, Cancelled):
-            ledger.finish(job_id, JobStatus.cancelled, error=describe_error(exception))
-        elif message.failed or context.job["attempts"] >= context.job["max_attempts"]:
-            ledger.finish(job_id, JobStatus.failed, error=describe_error(exception))
+            outcome = ledger.finish(
+                job_id, JobStatus.cancelled, attempt=attempt, error=describe_error(exception)
+            )
+        elif message.failed or attempt >= context.job["max_attempts"]:
+            outcome = ledger.finish(
+                job_id, JobStatus.failed, attempt=attempt, error=describe_error(exception)
+            )
         else:
-            ledger.requeue(job_id, error=describe_error(exception))
+            outcome = ledger.requeue(job_id, attempt=attempt, error=describe_error(exception))
+        if outcome is None:
+            logger.warning("job %s attempt %d ended after it was taken over", job_id, attempt)
 
     def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         with self._lock:
@@ -204,6 +216,8 @@ class JobTracking(Middleware):
                 self._watcher.start()
 
     def _watch(self) -> None:
+        # Three beats per heartbeat lifetime: one late beat does not kill a live job.
+        beat_every = get_settings().heartbeat_timeout / 3
         last_beat = time.monotonic()
         while not self._stop.wait(WATCH_EVERY_S):
             with self._lock:
@@ -212,7 +226,7 @@ class JobTracking(Middleware):
                 continue
             try:
                 self._notice_cancel_requests(running)
-                if time.monotonic() - last_beat >= HEARTBEAT_EVERY_S:
+                if time.monotonic() - last_beat >= beat_every:
                     last_beat = time.monotonic()
                     self.reporter.beat([context.id for context in running])
             except Exception:

@@ -34,6 +34,7 @@ class _Transition:
     job_id: str
     kind: str  # "claim" | "finish" | "requeue"
     message_id: str | None = None
+    attempt: int | None = None
     status: JobStatus | None = None
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
@@ -75,17 +76,22 @@ class JobLedger:
         job_id: str,
         status: JobStatus,
         *,
+        attempt: int | None = None,
         result: dict[str, Any] | None = None,
         error: dict[str, Any] | None = None,
     ) -> dict[str, Any] | None:
-        """running -> succeeded | failed | cancelled."""
+        """running -> succeeded | failed | cancelled (on ``attempt``, when given)."""
         return self._submit(
-            _Transition(job_id, "finish", status=status, result=result, error=error)
+            _Transition(
+                job_id, "finish", attempt=attempt, status=status, result=result, error=error
+            )
         )
 
-    def requeue(self, job_id: str, *, error: dict[str, Any] | None) -> dict[str, Any] | None:
-        """running -> queued, for a retry."""
-        return self._submit(_Transition(job_id, "requeue", error=error))
+    def requeue(
+        self, job_id: str, *, attempt: int | None = None, error: dict[str, Any] | None
+    ) -> dict[str, Any] | None:
+        """running -> queued, for a retry (on ``attempt``, when given)."""
+        return self._submit(_Transition(job_id, "requeue", attempt=attempt, error=error))
 
     def _submit(self, transition: _Transition) -> dict[str, Any] | None:
         self._ensure_writer()
@@ -149,10 +155,16 @@ class JobLedger:
                             transition.status,
                             result=transition.result,
                             error=transition.error,
+                            attempt=transition.attempt,
                         )
                     )
                 else:
                     outcomes.append(
-                        jobs.requeue(connection, transition.job_id, error=transition.error)
+                        jobs.requeue(
+                            connection,
+                            transition.job_id,
+                            error=transition.error,
+                            attempt=transition.attempt,
+                        )
                     )
         return outcomes

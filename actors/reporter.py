@@ -32,6 +32,7 @@ class JobReporter:
     Parameters:
       client: a Redis client (``decode_responses=True``).
       engine: the database the job rows live in.
+      heartbeat_ttl: seconds a running job's heartbeat key lives unless refreshed.
       stream_interval: the least time between two progress events of one job.
       db_interval: the least time between two progress writes of one job row.
     """
@@ -41,10 +42,12 @@ class JobReporter:
         *,
         client: redis.Redis,
         engine: Engine,
+        heartbeat_ttl: int = 30,
         stream_interval: float = STREAM_INTERVAL_S,
         db_interval: float = DB_INTERVAL_S,
     ) -> None:
         self.client = client
+        self.heartbeat_ttl = heartbeat_ttl
         self.engine = engine
         self.stream_interval = stream_interval
         self.db_interval = db_interval
@@ -88,7 +91,7 @@ class JobReporter:
             self._script_sha = str(self.client.script_load(live.PUBLISH_SCRIPT))
         with self.client.pipeline(transaction=False) as pipe:
             for job in changed:
-                keys, args = live.publish_arguments(job)
+                keys, args = live.publish_arguments(job, heartbeat_ttl=self.heartbeat_ttl)
                 pipe.evalsha(self._script_sha, len(keys), *keys, *args)
             pipe.execute()
 
@@ -113,5 +116,5 @@ class JobReporter:
         """Refresh the heartbeat keys of running jobs."""
         with self.client.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
-                pipe.set(live.heartbeat_key(job_id), "1", ex=live.HEARTBEAT_TTL_S)
+                pipe.set(live.heartbeat_key(job_id), "1", ex=self.heartbeat_ttl)
             pipe.execute()

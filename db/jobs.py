@@ -65,21 +65,19 @@ def job_to_dict(job: Job | RowMapping) -> dict[str, Any]:
 
 
 @lru_cache(maxsize=32)
-def _transition_statement(names: tuple[str, ...]) -> Update:
+def _transition_statement(names: tuple[str, ...], fenced: bool) -> Update:
     # Built once per shape and reused: constructing the statement (and its cache key)
     # anew on every call cost more than running it.
     values: dict[str, Any] = {
         name: bindparam(f"new_{name}", type_=JOBS.c[name].type) for name in names
     }
-    return (
-        update(JOBS)
-        .where(
-            JOBS.c.id == bindparam("job_id"),
-            JOBS.c.status == bindparam("from_status", type_=JOBS.c.status.type),
-        )
-        .values(**values)
-        .returning(*JOBS.c)
+    statement = update(JOBS).where(
+        JOBS.c.id == bindparam("job_id"),
+        JOBS.c.status == bindparam("from_status", type_=JOBS.c.status.type),
     )
+    if fenced:
+        statement = statement.where(JOBS.c.attempts == bindparam("attempt"))
+    return statement.values(**values).returning(*JOBS.c)
 
 
 def _transition(
@@ -87,12 +85,17 @@ def _transition(
     job_id: str,
     from_status: JobStatus,
     values: dict[str, Any],
+    attempt: int | None = None,
 ) -> dict[str, Any] | None:
     """One conditional UPDATE ... RETURNING: the job's new public form, or None when the
-    job was not in ``from_status`` (someone else moved it first)."""
+    job was not in ``from_status`` (someone else moved it first). With ``attempt``, the
+    job must also still be on that attempt: a worker that was given up for dead cannot
+    finish a job another worker has taken over."""
     values = {**values, "updated_at": utcnow()}
-    statement = _transition_statement(tuple(sorted(values)))
+    statement = _transition_statement(tuple(sorted(values)), attempt is not None)
     parameters = {f"new_{name}": value for name, value in values.items()}
+    if attempt is not None:
+        parameters["attempt"] = attempt
     row = (
         connection.execute(statement, {"job_id": job_id, "from_status": from_status, **parameters})
         .mappings()
@@ -164,6 +167,7 @@ def finish(
     result: dict[str, Any] | None = None,
     error: dict[str, Any] | None = None,
     from_status: JobStatus = JobStatus.running,
+    attempt: int | None = None,
 ) -> dict[str, Any] | None:
     """running -> succeeded | failed | cancelled (or queued -> cancelled)."""
     values: dict[str, Any] = {
@@ -177,7 +181,7 @@ def finish(
         values["result"] = result
     if status is JobStatus.succeeded:
         values["progress"] = 1.0
-    return _transition(connection, job_id, from_status, values)
+    return _transition(connection, job_id, from_status, values, attempt)
 
 
 def cancel_queued(connection: Connection | Session, job_id: str) -> dict[str, Any] | None:
@@ -236,7 +240,11 @@ def dedupe_key(kind: str, params: dict[str, Any]) -> str | None:
 
 
 def requeue(
-    connection: Connection | Session, job_id: str, *, error: dict[str, Any] | None
+    connection: Connection | Session,
+    job_id: str,
+    *,
+    error: dict[str, Any] | None,
+    attempt: int | None = None,
 ) -> dict[str, Any] | None:
     """running -> queued, for a retry: the error of the attempt stays visible."""
     return _transition(
@@ -244,6 +252,7 @@ def requeue(
         job_id,
         JobStatus.running,
         {"status": JobStatus.queued, "error": error, "stage": "retrying"},
+        attempt,
     )
 
 

@@ -14,7 +14,6 @@ import redis.asyncio as aioredis
 EVENTS_STREAM = "vf:events"
 EVENTS_MAXLEN = 100_000
 SNAPSHOT_TTL_S = 24 * 3600
-HEARTBEAT_TTL_S = 30
 CANCEL_TTL_S = 24 * 3600
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 
@@ -53,14 +52,18 @@ return id
 """
 
 
-def publish_arguments(job: dict[str, Any]) -> tuple[list[str], list[str | int]]:
-    """KEYS and ARGV of :data:`PUBLISH_SCRIPT` for ``job``."""
+def publish_arguments(
+    job: dict[str, Any], *, heartbeat_ttl: int = 0
+) -> tuple[list[str], list[str | int]]:
+    """KEYS and ARGV of :data:`PUBLISH_SCRIPT` for ``job``; a running job's heartbeat
+    lives ``heartbeat_ttl`` seconds."""
     status = job.get("status")
-    heartbeat = "set" if status == "running" else "del" if status in FINISHED else ""
+    heartbeat = "set" if status == "running" and heartbeat_ttl else ""
+    heartbeat = "del" if status in FINISHED else heartbeat
     job_id = job["id"]
     keys = [EVENTS_STREAM, snapshot_key(job_id), heartbeat_key(job_id), cancel_key(job_id)]
     encoded = encode_event(job)["job"]
-    return keys, [encoded, EVENTS_MAXLEN, SNAPSHOT_TTL_S, heartbeat, HEARTBEAT_TTL_S]
+    return keys, [encoded, EVENTS_MAXLEN, SNAPSHOT_TTL_S, heartbeat, heartbeat_ttl]
 
 
 def decode_event(stream_id: str, fields: dict[str, str]) -> dict[str, Any]:

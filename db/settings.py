@@ -41,6 +41,7 @@ class Settings:
     allowed_origins: tuple[str, ...]
     download_time_limit: int
     max_attempts: int
+    heartbeat_timeout: int
     log_level: str
 
     @property
@@ -132,12 +133,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             ),
             download_time_limit=config("VIDFLEET_DOWNLOAD_TIME_LIMIT", cast=int, default=3 * 3600),
             max_attempts=config("VIDFLEET_MAX_ATTEMPTS", cast=int, default=3),
+            heartbeat_timeout=config("VIDFLEET_HEARTBEAT_TIMEOUT", cast=int, default=30),
             log_level=config("VIDFLEET_LOG_LEVEL", default="INFO").upper(),
         )
     except ValueError as exc:  # Starlette's casts say "Config 'NAME' has value ..."
         raise SettingsError(str(exc)) from None
     if settings.download_time_limit < 1:
         raise SettingsError("VIDFLEET_DOWNLOAD_TIME_LIMIT: must be a positive number of seconds")
+    if settings.heartbeat_timeout < 3:
+        raise SettingsError("VIDFLEET_HEARTBEAT_TIMEOUT: must be at least 3 seconds")
     if settings.max_attempts < 1:
         raise SettingsError("VIDFLEET_MAX_ATTEMPTS: must be at least 1")
     if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):

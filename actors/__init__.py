@@ -5,6 +5,6 @@ Importing this package sets up the broker and declares every actor.
 
 from actors.broker import broker
 from actors.download import download_video
-from actors.lifeline import requeue_lost_jobs
+from actors.lifeline import lifeline_sweep
 
-__all__ = ["broker", "download_video", "requeue_lost_jobs"]
+__all__ = ["broker", "download_video", "lifeline_sweep"]

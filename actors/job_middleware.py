@@ -23,6 +23,7 @@ from sqlalchemy.orm import sessionmaker
 
 from actors import stores
 from actors.ledger import JobLedger
+from actors.recovery import run_lifeline_if_due
 from actors.reporter import JobReporter
 from db import live
 from db.models import JobStatus
@@ -32,6 +33,7 @@ from media.errors import Cancelled, MediaError
 logger = logging.getLogger(__name__)
 
 WATCH_EVERY_S = 0.5  # how often running jobs' cancel requests are polled
+LIFELINE_EVERY_S = 15  # how often some worker of the fleet runs the lifeline
 
 
 @dataclass
@@ -202,10 +204,13 @@ class JobTracking(Middleware):
         with self._lock:
             self._running.pop(message.message_id, None)
 
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self._ensure_watcher()  # its first round runs the lifeline: the check at start
+
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         self._stop.set()
 
-    # -- one watcher thread per worker process: cancel requests and heartbeats
+    # -- one watcher thread per worker process: cancel requests, heartbeats, lifeline
     def _ensure_watcher(self) -> None:
         with self._lock:
             if self._watcher is None or not self._watcher.is_alive():
@@ -218,19 +223,22 @@ class JobTracking(Middleware):
     def _watch(self) -> None:
         # Three beats per heartbeat lifetime: one late beat does not kill a live job.
         beat_every = get_settings().heartbeat_timeout / 3
-        last_beat = time.monotonic()
+        last_beat = next_lifeline = time.monotonic()
         while not self._stop.wait(WATCH_EVERY_S):
-            with self._lock:
-                running = list(self._running.values())
-            if not running:
-                continue
             try:
+                if time.monotonic() >= next_lifeline:
+                    next_lifeline = time.monotonic() + LIFELINE_EVERY_S
+                    run_lifeline_if_due(LIFELINE_EVERY_S)
+                with self._lock:
+                    running = list(self._running.values())
+                if not running:
+                    continue
                 self._notice_cancel_requests(running)
                 if time.monotonic() - last_beat >= beat_every:
                     last_beat = time.monotonic()
                     self.reporter.beat([context.id for context in running])
             except Exception:
-                logger.warning("the job watcher could not reach Redis", exc_info=True)
+                logger.warning("the job watcher failed a round", exc_info=True)
 
     def _notice_cancel_requests(self, running: list[JobContext]) -> None:
         client = self.reporter.client

@@ -80,7 +80,7 @@ def test_a_redelivered_message_for_a_finished_job_is_dropped(
 
 
 def test_a_priority_picks_the_queue(api: Any, media_server: Any, redis_client: Any) -> None:
-    from actors.lifeline import jobs_with_messages
+    from actors.recovery import jobs_with_messages
 
     for priority, queue in (("high", "interactive"), ("normal", "downloads"), ("low", "bulk")):
         body = {"url": media_server.url(f"/media/{priority}.mp4"), "priority": priority}
@@ -92,7 +92,7 @@ def test_a_priority_picks_the_queue(api: Any, media_server: Any, redis_client: A
 def test_the_lifeline_re_enqueues_a_queued_job_whose_message_was_lost(
     api: Any, media_server: Any, redis_client: Any
 ) -> None:
-    from actors.lifeline import jobs_with_messages, requeue_lost
+    from actors.recovery import jobs_with_messages, requeue_lost
 
     job = api.post("/api/videos/download", json={"url": media_server.url("/media/lost.mp4")}).json()
     assert requeue_lost(older_than=timedelta(0)) == 0  # its message is still there
@@ -106,7 +106,7 @@ def test_the_lifeline_re_enqueues_a_queued_job_whose_message_was_lost(
 def test_a_job_whose_message_was_lost_still_finishes(
     api: Any, worker: Any, media_server: Any, redis_client: Any
 ) -> None:
-    from actors.lifeline import requeue_lost
+    from actors.recovery import requeue_lost
 
     worker.pause()
     job = api.post(
@@ -120,10 +120,10 @@ def test_a_job_whose_message_was_lost_still_finishes(
 
 
 def test_the_lifeline_is_a_periodic_actor_on_the_maintenance_queue() -> None:
-    from actors import requeue_lost_jobs
+    from actors import lifeline_sweep
 
-    assert requeue_lost_jobs.queue_name == "maintenance"
-    assert str(requeue_lost_jobs.options["periodic"]) == "* * * * *"
+    assert lifeline_sweep.queue_name == "maintenance"
+    assert str(lifeline_sweep.options["periodic"]) == "* * * * *"
 
 
 def test_the_reporter_throttles_progress_but_never_state_changes(

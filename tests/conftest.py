@@ -45,6 +45,7 @@ def pytest_configure(config: pytest.Config) -> None:
             "VIDFLEET_ALLOW_PRIVATE_URLS": "true",
             "VIDFLEET_ENABLE_GENERIC_EXTRACTOR": "true",
             "VIDFLEET_LOG_LEVEL": "WARNING",
+            "VIDFLEET_HEARTBEAT_TIMEOUT": "3",
         }
     )
     from db.migrate import upgrade

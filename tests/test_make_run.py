@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import redis
 
 from tests.support import free_port, wait_for
 
@@ -59,6 +60,10 @@ def test_make_run_serves_health_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> N
             timeout=10,
             what="the AOF file",
         )
+        # The scheduler process is up and holds the scheduler lease.
+        embedded = redis.Redis.from_url(f"unix://{tmp_path / 'var' / 'redis.sock'}")
+        wait_for(lambda: embedded.exists("vf:scheduler:lease"), timeout=60, what="the lease")
+        embedded.close()
     finally:
         os.killpg(process.pid, signal.SIGINT)
         try:

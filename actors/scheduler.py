@@ -53,7 +53,7 @@ class SchedulerLease:
         return bool(self._hold(keys=[LEASE_KEY], args=[self.owner, self.ttl_ms]))
 
 
-class LeasedScheduler(periodiq.Scheduler):  # type: ignore[misc]
+class LeasedScheduler(periodiq.Scheduler):
     """periodiq's scheduler, enqueueing only while it holds the lease."""
 
     def __init__(self, actors: list[dramatiq.Actor], *, lease: SchedulerLease) -> None:

@@ -21,6 +21,7 @@ from periodiq import PeriodiqMiddleware
 
 from actors.job_middleware import JobTracking
 from actors.queues import Queue
+from actors.shutdown import GroupSignals
 from db.settings import Settings, get_settings
 
 RETRY_MIN_BACKOFF_MS = 5_000
@@ -42,6 +43,7 @@ def make_broker(settings: Settings) -> RedisBroker:
             Retries(min_backoff=RETRY_MIN_BACKOFF_MS, max_backoff=RETRY_MAX_BACKOFF_MS),
             CurrentMessage(),
             PeriodiqMiddleware(skip_delay=30),
+            GroupSignals(),
         ],
     )
     for queue in Queue:

@@ -27,6 +27,7 @@ DOWNLOAD_SHARE = 0.95
     kind=JobKind.download,
     queue_name=Queue.interactive,
     time_limit=settings.download_time_limit * 1000,
+    notify_shutdown=True,  # SIGTERM interrupts the download, which goes back to the queue
 )
 def download_video(job_id: str) -> None:
     job = current_job()

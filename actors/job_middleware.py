@@ -18,7 +18,7 @@ from typing import Any
 
 import dramatiq
 from dramatiq.broker import MessageProxy
-from dramatiq.middleware import Middleware, SkipMessage, TimeLimitExceeded
+from dramatiq.middleware import Middleware, Shutdown, SkipMessage, TimeLimitExceeded
 from sqlalchemy.orm import sessionmaker
 
 from actors import stores
@@ -32,6 +32,11 @@ from media.errors import Cancelled, MediaError
 
 logger = logging.getLogger(__name__)
 
+SHUTDOWN = {
+    "type": "shutdown",
+    "message": "its worker was stopped; the job waits for the next worker",
+    "retryable": True,
+}
 WATCH_EVERY_S = 0.5  # how often running jobs' cancel requests are polled
 LIFELINE_EVERY_S = 15  # how often some worker of the fleet runs the lifeline
 
@@ -187,6 +192,10 @@ class JobTracking(Middleware):
             outcome = ledger.finish(
                 job_id, JobStatus.succeeded, attempt=attempt, result=context.result
             )
+        elif isinstance(exception, Shutdown):
+            # SIGTERM: back to the queue without using up an attempt; the next worker
+            # resumes the download where this one stopped.
+            outcome = ledger.requeue(job_id, attempt=attempt, error=SHUTDOWN, refund=True)
         elif isinstance(exception, Cancelled):
             outcome = ledger.finish(
                 job_id, JobStatus.cancelled, attempt=attempt, error=describe_error(exception)
@@ -259,6 +268,8 @@ def job_actor(*, kind: str, **options: Any) -> Callable[[Callable[..., Any]], dr
     max_attempts = get_settings().max_attempts
 
     def retry_when(retries: int, exc: BaseException) -> bool:
+        if isinstance(exc, Shutdown):
+            return True  # not a failure: the message must come back whatever the count
         return is_retryable(exc) and retries + 1 < max_attempts
 
     options.setdefault("retry_when", retry_when)

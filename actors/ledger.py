@@ -35,6 +35,7 @@ class _Transition:
     kind: str  # "claim" | "finish" | "requeue"
     message_id: str | None = None
     attempt: int | None = None
+    refund: bool = False
     status: JobStatus | None = None
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
@@ -88,10 +89,18 @@ class JobLedger:
         )
 
     def requeue(
-        self, job_id: str, *, attempt: int | None = None, error: dict[str, Any] | None
+        self,
+        job_id: str,
+        *,
+        attempt: int | None = None,
+        error: dict[str, Any] | None,
+        refund: bool = False,
     ) -> dict[str, Any] | None:
-        """running -> queued, for a retry (on ``attempt``, when given)."""
-        return self._submit(_Transition(job_id, "requeue", attempt=attempt, error=error))
+        """running -> queued, for a retry (on ``attempt``, when given; ``refund``: the
+        attempt does not count)."""
+        return self._submit(
+            _Transition(job_id, "requeue", attempt=attempt, error=error, refund=refund)
+        )
 
     def _submit(self, transition: _Transition) -> dict[str, Any] | None:
         self._ensure_writer()
@@ -165,6 +174,7 @@ class JobLedger:
                             transition.job_id,
                             error=transition.error,
                             attempt=transition.attempt,
+                            refund=transition.refund,
                         )
                     )
         return outcomes

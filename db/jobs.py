@@ -245,15 +245,15 @@ def requeue(
     *,
     error: dict[str, Any] | None,
     attempt: int | None = None,
+    refund: bool = False,
 ) -> dict[str, Any] | None:
-    """running -> queued, for a retry: the error of the attempt stays visible."""
-    return _transition(
-        connection,
-        job_id,
-        JobStatus.running,
-        {"status": JobStatus.queued, "error": error, "stage": "retrying"},
-        attempt,
-    )
+    """running -> queued, for a retry: the error of the attempt stays visible. With
+    ``refund`` (and ``attempt``), the attempt does not count: the job did not fail, its
+    worker was stopped."""
+    values: dict[str, Any] = {"status": JobStatus.queued, "error": error, "stage": "retrying"}
+    if refund and attempt is not None:
+        values["attempts"] = attempt - 1
+    return _transition(connection, job_id, JobStatus.running, values, attempt)
 
 
 def save_progress(connection: Connection | Session, job_id: str, fields: dict[str, Any]) -> None:

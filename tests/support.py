@@ -74,6 +74,7 @@ class MediaServer:
     slow_delay: float = 0.05
     crawl_delay: float = 0.3
     hits: dict[str, int] = field(default_factory=dict)
+    ranges: list[tuple[str, int]] = field(default_factory=list)  # (path, first byte)
     server: ThreadingHTTPServer | None = None
 
     def url(self, path: str) -> str:
@@ -111,6 +112,7 @@ class MediaServer:
                 range_header = self.headers.get("Range")
                 if range_header and range_header.startswith("bytes="):
                     start = int(range_header[6:].split("-", 1)[0] or 0)
+                    owner.ranges.append((path, start))
                     self.send_response(HTTPStatus.PARTIAL_CONTENT)
                     self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
                 else:

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,11 +19,14 @@ from sqlalchemy import func, select
 from tests.support import wait_for, wait_for_job
 
 ROOT = Path(__file__).resolve().parents[2]
+# The workers' logs, for when a crash test fails.
+WORKER_LOG = Path(tempfile.gettempdir()) / "vidfleet-test-workers.log"
 
 
 @contextmanager
 def worker_process(*modules: str) -> Iterator[subprocess.Popen[bytes]]:
     """``dramatiq actors`` (one process, two threads) in a process group of its own."""
+    log = WORKER_LOG.open("ab")
     process = subprocess.Popen(
         [
             sys.executable,
@@ -37,12 +41,13 @@ def worker_process(*modules: str) -> Iterator[subprocess.Popen[bytes]]:
         ],
         cwd=ROOT,
         start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         yield process
     finally:
+        log.close()
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
             try:
@@ -111,3 +116,31 @@ def test_a_job_that_kills_its_worker_every_time_fails_after_max_attempts(
     assert final["attempts"] == settings.max_attempts
     assert final["error"]["type"] == "worker_lost"
     assert "died" in final["error"]["message"]
+
+
+def test_sigterm_returns_a_running_download_to_the_queue_and_it_resumes(
+    api: Any, media_server: Any, settings: Any
+) -> None:
+    path = "/crawl/stopped.mp4"
+    job = api.post("/api/videos/download", json={"url": media_server.url(path)}).json()
+    with worker_process() as first:
+
+        def well_under_way() -> bool:
+            current = api.get(f"/api/jobs/{job['id']}").json()
+            return current["status"] == "running" and (current["progress"] or 0) > 0.1
+
+        wait_for(well_under_way, timeout=60, what="the download to be under way")
+        os.killpg(first.pid, signal.SIGTERM)
+        first.wait(30)
+    stopped = api.get(f"/api/jobs/{job['id']}").json()
+    assert stopped["status"] == "queued", stopped
+    assert stopped["attempts"] == 0  # being stopped is not a failed attempt
+    assert stopped["error"]["type"] == "shutdown"
+    with worker_process():
+        done = wait_for_job(api, job["id"], timeout=60)
+    assert done["status"] == "succeeded", done
+    assert done["attempts"] == 1
+    # The second worker continued the partial file instead of starting over.
+    assert any(p == path and start > 0 for p, start in media_server.ranges)
+    assert count_videos() == 1
+    assert not (settings.tmp_dir / job["id"]).exists()

@@ -7,6 +7,7 @@ already running there neither blocks it nor gets used by it.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -107,6 +108,19 @@ class EmbeddedRedis:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+    def restart(self, *, wipe: bool = False) -> None:
+        """Stop and start again: the data comes back from the AOF, or, with ``wipe``,
+        the server starts empty (as after losing its disk)."""
+        self.stop()
+        if wipe:
+            for path in self.data_dir.iterdir():
+                if path.name.startswith(("appendonly", "dump")):
+                    if path.is_dir():
+                        shutil.rmtree(path)
+                    else:
+                        path.unlink()
+        self.start()
 
     def __enter__(self) -> EmbeddedRedis:
         return self.start()

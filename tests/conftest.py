@@ -32,7 +32,7 @@ def pytest_configure(config: pytest.Config) -> None:
     _state["root"] = root
     redis_url = os.environ.get("TEST_REDIS_URL")
     if not redis_url:
-        server = EmbeddedRedis(root / "redis", port=free_port(), appendonly=False).start()
+        server = EmbeddedRedis(root / "redis", port=free_port()).start()
         _state["redis"] = server
         redis_url = server.url
     os.environ.update(
@@ -66,6 +66,14 @@ def settings() -> Any:
     from db.settings import get_settings
 
     return get_settings()
+
+
+@pytest.fixture
+def redis_server() -> Any:
+    """The tests' own Redis server, to restart or wipe (not with TEST_REDIS_URL)."""
+    if "redis" not in _state:
+        pytest.skip("TEST_REDIS_URL points at a server the tests do not control")
+    return _state["redis"]
 
 
 @pytest.fixture

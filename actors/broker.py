@@ -24,7 +24,6 @@ from actors.queues import Queue
 from actors.shutdown import GroupSignals
 from db.settings import Settings, get_settings
 
-RETRY_MIN_BACKOFF_MS = 5_000
 RETRY_MAX_BACKOFF_MS = 5 * 60_000
 
 
@@ -40,7 +39,10 @@ def make_broker(settings: Settings) -> RedisBroker:
             # Before Retries: Dramatiq runs ``after_*`` hooks in reverse order, so
             # JobTracking sees ``message.failed`` once Retries has decided.
             JobTracking(),
-            Retries(min_backoff=RETRY_MIN_BACKOFF_MS, max_backoff=RETRY_MAX_BACKOFF_MS),
+            # Backoff doubles from VIDFLEET_RETRY_BACKOFF per retry, up to 5 minutes.
+            Retries(
+                min_backoff=int(settings.retry_backoff * 1000), max_backoff=RETRY_MAX_BACKOFF_MS
+            ),
             CurrentMessage(),
             PeriodiqMiddleware(skip_delay=30),
             GroupSignals(),

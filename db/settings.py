@@ -42,6 +42,7 @@ class Settings:
     download_time_limit: int
     max_attempts: int
     heartbeat_timeout: int
+    retry_backoff: float
     log_level: str
 
     @property
@@ -134,6 +135,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             download_time_limit=config("VIDFLEET_DOWNLOAD_TIME_LIMIT", cast=int, default=3 * 3600),
             max_attempts=config("VIDFLEET_MAX_ATTEMPTS", cast=int, default=3),
             heartbeat_timeout=config("VIDFLEET_HEARTBEAT_TIMEOUT", cast=int, default=30),
+            retry_backoff=config("VIDFLEET_RETRY_BACKOFF", cast=float, default=5.0),
             log_level=config("VIDFLEET_LOG_LEVEL", default="INFO").upper(),
         )
     except ValueError as exc:  # Starlette's casts say "Config 'NAME' has value ..."
@@ -142,6 +144,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError("VIDFLEET_DOWNLOAD_TIME_LIMIT: must be a positive number of seconds")
     if settings.heartbeat_timeout < 3:
         raise SettingsError("VIDFLEET_HEARTBEAT_TIMEOUT: must be at least 3 seconds")
+    if not 0 < settings.retry_backoff <= 3600:
+        raise SettingsError("VIDFLEET_RETRY_BACKOFF: must be between 0 and 3600 seconds")
     if settings.max_attempts < 1:
         raise SettingsError("VIDFLEET_MAX_ATTEMPTS: must be at least 1")
     if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):

@@ -46,6 +46,7 @@ def pytest_configure(config: pytest.Config) -> None:
             "VIDFLEET_ENABLE_GENERIC_EXTRACTOR": "true",
             "VIDFLEET_LOG_LEVEL": "WARNING",
             "VIDFLEET_HEARTBEAT_TIMEOUT": "3",
+            "VIDFLEET_RETRY_BACKOFF": "0.3",
         }
     )
     from db.migrate import upgrade

@@ -65,7 +65,8 @@ def make_video(
 class MediaServer:
     """Serves ``/media/<anything>.mp4`` (the same generated file under any name, so each
     test gets its own yt-dlp id), ``/slow/<name>.mp4`` throttled (about 3 s),
-    ``/crawl/<name>.mp4`` throttled harder (about 15 s), ``/missing/...`` 404, and
+    ``/crawl/<name>.mp4`` throttled harder (about 15 s), ``/missing/...`` 404,
+    ``/flaky/<name>.mp4`` 503 for the first ``flaky_failures`` requests of each path, and
     ``/text/<name>.mp4`` (a file that is not media)."""
 
     video: Path
@@ -73,6 +74,7 @@ class MediaServer:
     chunk: int = 16 * 1024
     slow_delay: float = 0.05
     crawl_delay: float = 0.3
+    flaky_failures: int = 2
     hits: dict[str, int] = field(default_factory=dict)
     ranges: list[tuple[str, int]] = field(default_factory=list)  # (path, first byte)
     server: ThreadingHTTPServer | None = None
@@ -101,9 +103,12 @@ class MediaServer:
                 if path.startswith("/missing/"):
                     self.send_error(HTTPStatus.NOT_FOUND)
                     return
+                if path.startswith("/flaky/") and owner.hits[path] <= owner.flaky_failures:
+                    self.send_error(HTTPStatus.SERVICE_UNAVAILABLE)
+                    return
                 if path.startswith("/text/"):
                     data = b"this is not a video\n" * 100
-                elif path.startswith(("/media/", "/slow/", "/crawl/")):
+                elif path.startswith(("/media/", "/slow/", "/crawl/", "/flaky/")):
                     data = owner.video.read_bytes()
                 else:
                     self.send_error(HTTPStatus.NOT_FOUND)

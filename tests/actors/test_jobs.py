@@ -147,3 +147,16 @@ def test_the_reporter_throttles_progress_but_never_state_changes(
     # one state change + at most one progress event per 0.25 s in ~1 s + the last state change
     assert 3 <= len(entries) <= 1 + 5 + 1
     assert '"succeeded"' in entries[-1][1]["job"]
+
+
+def test_a_flaky_server_succeeds_on_the_third_attempt(
+    api: Any, worker: Any, media_server: Any
+) -> None:
+    job = api.post(
+        "/api/videos/download", json={"url": media_server.url("/flaky/shaky.mp4")}
+    ).json()
+    done = wait_for_job(api, job["id"])
+    assert done["status"] == "succeeded", done
+    assert done["attempts"] == 3
+    assert media_server.hits["/flaky/shaky.mp4"] >= 3
+    assert video_count() == 1

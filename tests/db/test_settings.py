@@ -54,6 +54,8 @@ def test_heroku_style_urls_are_rewritten(tmp_path: Path) -> None:
         ("VIDFLEET_ALLOWED_ORIGINS", "ftp://x"),
         ("VIDFLEET_MAX_ATTEMPTS", "0"),
         ("VIDFLEET_LOG_LEVEL", "LOUD"),
+        ("VIDFLEET_RETRY_BACKOFF", "0"),
+        ("VIDFLEET_HEARTBEAT_TIMEOUT", "1"),
     ],
 )
 def test_a_bad_value_names_its_variable(tmp_path: Path, variable: str, value: str) -> None:

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import shutil
 from pathlib import PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit
 
-from actors.job_middleware import JobContext, current_job, is_retryable, job_actor
+from actors.job_middleware import JobContext, Postponed, current_job, is_retryable, job_actor
+from actors.limits import download_slots, retry_delay_ms, site_allows_a_start
 from actors.queues import Queue
 from db import library
 from db.models import JobKind
 from db.settings import get_settings
-from media.download import DownloadedMedia, DownloadProgress
+from media.download import (
+    AlreadyDownloaded,
+    DownloadedMedia,
+    DownloadPolicy,
+    DownloadProgress,
+)
 from media.download import download_video as fetch
 from media.ffmpeg import ffmpeg_path
 from media.library import library_path, remove_from_library, stage_in_library
@@ -21,6 +29,13 @@ settings = get_settings()
 
 # The share of the overall progress that the download itself takes.
 DOWNLOAD_SHARE = 0.95
+POLICY = DownloadPolicy(
+    rate_limit=settings.download_rate_limit or None,
+    sleep_interval=settings.sleep_interval,
+    max_sleep_interval=settings.max_sleep_interval,
+    stall_timeout=settings.stall_timeout,
+    cookies_file=settings.cookies_file,
+)
 
 
 @job_actor(
@@ -33,7 +48,21 @@ def download_video(job_id: str) -> None:
     job = current_job()
     params = job.params
     url = check_url(params["url"], allow_private=settings.allow_private_urls)
-    workdir = settings.tmp_dir / job_id
+    slots = download_slots()
+    if not slots.acquire(job_id):
+        raise Postponed("waiting for a free download slot", retry_delay_ms())
+    try:
+        site = urlsplit(url).hostname or ""
+        if not site_allows_a_start(site):
+            raise Postponed(f"waiting: the per-minute limit for {site}", retry_delay_ms())
+        job.result = _download(job, url)
+    finally:
+        slots.release(job_id)
+
+
+def _download(job: JobContext, url: str) -> dict[str, Any]:
+    params = job.params
+    workdir = settings.tmp_dir / job.id
     workdir.mkdir(parents=True, exist_ok=True)
 
     def on_progress(update: DownloadProgress) -> None:
@@ -46,6 +75,10 @@ def download_video(job_id: str) -> None:
             eta=update.eta,
         )
 
+    def already_have(extractor: str, video_id: str) -> bool:
+        with job.sessions() as session:
+            return library.find_video(session, extractor, video_id) is not None
+
     try:
         job.report(stage="downloading", progress=None)
         downloaded = fetch(
@@ -56,18 +89,27 @@ def download_video(job_id: str) -> None:
             allow_generic=settings.enable_generic_extractor,
             on_progress=on_progress,
             should_cancel=job.cancelled,
+            already_have=None if params.get("force") else already_have,
+            policy=POLICY,
         )
         job.raise_if_cancelled()
         job.report(stage="probing", progress=DOWNLOAD_SHARE)
         info = probe_file(downloaded.path)
         job.raise_if_cancelled()
         video_id = _file_in_library(job, downloaded, info, url)
+    except AlreadyDownloaded as known:
+        # The same video under another URL form: nothing to download.
+        shutil.rmtree(workdir, ignore_errors=True)
+        with job.sessions() as session:
+            video = library.find_video(session, known.extractor, known.video_id)
+            assert video is not None
+            return {"video_id": video.id, "already_in_library": True}
     except BaseException as exc:
         if not is_retryable(exc):
             shutil.rmtree(workdir, ignore_errors=True)
         raise
     shutil.rmtree(workdir, ignore_errors=True)
-    job.result = {"video_id": video_id}
+    return {"video_id": video_id}
 
 
 def _file_in_library(

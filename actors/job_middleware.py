@@ -89,6 +89,15 @@ class JobContext:
         self.reporter.progress(self.job)
 
 
+class Postponed(dramatiq.Retry):
+    """The job cannot start yet (a limit is full): it goes back to the queue, waiting,
+    without using an attempt, and is tried again after ``delay`` milliseconds."""
+
+    def __init__(self, reason: str, delay: int) -> None:
+        super().__init__(reason, delay=delay)
+        self.reason = reason
+
+
 _current = threading.local()
 
 
@@ -196,6 +205,10 @@ class JobTracking(Middleware):
             # SIGTERM: back to the queue without using up an attempt; the next worker
             # resumes the download where this one stopped.
             outcome = ledger.requeue(job_id, attempt=attempt, error=SHUTDOWN, refund=True)
+        elif isinstance(exception, Postponed):
+            outcome = ledger.requeue(
+                job_id, attempt=attempt, error=None, refund=True, note=exception.reason
+            )
         elif isinstance(exception, Cancelled):
             outcome = ledger.finish(
                 job_id, JobStatus.cancelled, attempt=attempt, error=describe_error(exception)
@@ -268,7 +281,7 @@ def job_actor(*, kind: str, **options: Any) -> Callable[[Callable[..., Any]], dr
     max_attempts = get_settings().max_attempts
 
     def retry_when(retries: int, exc: BaseException) -> bool:
-        if isinstance(exc, Shutdown):
+        if isinstance(exc, (Shutdown, Postponed)):
             return True  # not a failure: the message must come back whatever the count
         return is_retryable(exc) and retries + 1 < max_attempts
 

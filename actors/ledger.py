@@ -36,6 +36,7 @@ class _Transition:
     message_id: str | None = None
     attempt: int | None = None
     refund: bool = False
+    note: str | None = None
     status: JobStatus | None = None
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
@@ -95,11 +96,12 @@ class JobLedger:
         attempt: int | None = None,
         error: dict[str, Any] | None,
         refund: bool = False,
+        note: str | None = None,
     ) -> dict[str, Any] | None:
         """running -> queued, for a retry (on ``attempt``, when given; ``refund``: the
-        attempt does not count)."""
+        attempt does not count; ``note``: why it waits)."""
         return self._submit(
-            _Transition(job_id, "requeue", attempt=attempt, error=error, refund=refund)
+            _Transition(job_id, "requeue", attempt=attempt, error=error, refund=refund, note=note)
         )
 
     def _submit(self, transition: _Transition) -> dict[str, Any] | None:
@@ -175,6 +177,7 @@ class JobLedger:
                             error=transition.error,
                             attempt=transition.attempt,
                             refund=transition.refund,
+                            note=transition.note,
                         )
                     )
         return outcomes

@@ -113,8 +113,11 @@ class JobReporter:
                 jobs.save_progress(connection, job_id, {k: job[k] for k in DB_PROGRESS_FIELDS})
 
     def beat(self, job_ids: list[str]) -> None:
-        """Refresh the heartbeat keys of running jobs."""
+        """Refresh the heartbeat keys of running jobs, and the download slots they hold
+        (``xx``: only slots that exist)."""
+        expires = time.time() + self.heartbeat_ttl
         with self.client.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
                 pipe.set(live.heartbeat_key(job_id), "1", ex=self.heartbeat_ttl)
+            pipe.zadd(live.DOWNLOAD_SLOTS_KEY, dict.fromkeys(job_ids, expires), xx=True)
             pipe.execute()

@@ -116,6 +116,7 @@ _CLAIM_MANY = (
         started_at=bindparam("now"),
         updated_at=bindparam("now"),
         stage="starting",
+        message=null(),
         error=null(),
     )
     .returning(*JOBS.c)
@@ -246,11 +247,17 @@ def requeue(
     error: dict[str, Any] | None,
     attempt: int | None = None,
     refund: bool = False,
+    note: str | None = None,
 ) -> dict[str, Any] | None:
     """running -> queued, for a retry: the error of the attempt stays visible. With
-    ``refund`` (and ``attempt``), the attempt does not count: the job did not fail, its
-    worker was stopped."""
-    values: dict[str, Any] = {"status": JobStatus.queued, "error": error, "stage": "retrying"}
+    ``refund`` (and ``attempt``), the attempt does not count: the job did not fail (its
+    worker was stopped, or a limit made it wait: ``note`` says which)."""
+    values: dict[str, Any] = {
+        "status": JobStatus.queued,
+        "error": error,
+        "stage": "waiting" if note else "retrying",
+        "message": note,
+    }
     if refund and attempt is not None:
         values["attempts"] = attempt - 1
     return _transition(connection, job_id, JobStatus.running, values, attempt)

@@ -15,6 +15,7 @@ EVENTS_STREAM = "vf:events"
 EVENTS_MAXLEN = 100_000
 SNAPSHOT_TTL_S = 24 * 3600
 CANCEL_TTL_S = 24 * 3600
+DOWNLOAD_SLOTS_KEY = "vf:slots:downloads"  # job id -> when its slot expires
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 
 

@@ -43,6 +43,13 @@ class Settings:
     max_attempts: int
     heartbeat_timeout: int
     retry_backoff: float
+    max_concurrent_downloads: int
+    site_downloads_per_minute: int
+    download_rate_limit: int
+    sleep_interval: float
+    max_sleep_interval: float
+    stall_timeout: float
+    cookies_file: Path | None
     log_level: str
 
     @property
@@ -77,6 +84,15 @@ def _redis_url(raw: str | None) -> str:
     if raw and urlsplit(raw).scheme not in ("redis", "rediss", "unix"):
         raise SettingsError(f"REDIS_URL: expected redis://, rediss:// or unix://, got {raw!r}")
     return raw or ""
+
+
+def _cookies_file(raw: str) -> Path | None:
+    if not raw:
+        return None
+    path = Path(raw).expanduser().resolve()
+    if not path.is_file():
+        raise SettingsError(f"VIDFLEET_COOKIES_FILE: {raw!r} is not a readable file")
+    return path
 
 
 def _admin_token(config: Config, data_dir: Path) -> Secret:
@@ -136,6 +152,17 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             max_attempts=config("VIDFLEET_MAX_ATTEMPTS", cast=int, default=3),
             heartbeat_timeout=config("VIDFLEET_HEARTBEAT_TIMEOUT", cast=int, default=30),
             retry_backoff=config("VIDFLEET_RETRY_BACKOFF", cast=float, default=5.0),
+            max_concurrent_downloads=config(
+                "VIDFLEET_MAX_CONCURRENT_DOWNLOADS", cast=int, default=4
+            ),
+            site_downloads_per_minute=config(
+                "VIDFLEET_SITE_DOWNLOADS_PER_MINUTE", cast=int, default=0
+            ),
+            download_rate_limit=config("VIDFLEET_DOWNLOAD_RATE_LIMIT", cast=int, default=0),
+            sleep_interval=config("VIDFLEET_SLEEP_INTERVAL", cast=float, default=0.0),
+            max_sleep_interval=config("VIDFLEET_MAX_SLEEP_INTERVAL", cast=float, default=0.0),
+            stall_timeout=config("VIDFLEET_STALL_TIMEOUT", cast=float, default=60.0),
+            cookies_file=_cookies_file(config("VIDFLEET_COOKIES_FILE", default="")),
             log_level=config("VIDFLEET_LOG_LEVEL", default="INFO").upper(),
         )
     except ValueError as exc:  # Starlette's casts say "Config 'NAME' has value ..."
@@ -146,6 +173,18 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError("VIDFLEET_HEARTBEAT_TIMEOUT: must be at least 3 seconds")
     if not 0 < settings.retry_backoff <= 3600:
         raise SettingsError("VIDFLEET_RETRY_BACKOFF: must be between 0 and 3600 seconds")
+    if settings.max_concurrent_downloads < 1:
+        raise SettingsError("VIDFLEET_MAX_CONCURRENT_DOWNLOADS: must be at least 1")
+    for name, value in (
+        ("VIDFLEET_SITE_DOWNLOADS_PER_MINUTE", settings.site_downloads_per_minute),
+        ("VIDFLEET_DOWNLOAD_RATE_LIMIT", settings.download_rate_limit),
+        ("VIDFLEET_SLEEP_INTERVAL", settings.sleep_interval),
+        ("VIDFLEET_MAX_SLEEP_INTERVAL", settings.max_sleep_interval),
+    ):
+        if value < 0:
+            raise SettingsError(f"{name}: must not be negative (0 turns it off)")
+    if not 1 <= settings.stall_timeout <= 3600:
+        raise SettingsError("VIDFLEET_STALL_TIMEOUT: must be between 1 and 3600 seconds")
     if settings.max_attempts < 1:
         raise SettingsError("VIDFLEET_MAX_ATTEMPTS: must be at least 1")
     if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):

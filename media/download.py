@@ -46,6 +46,62 @@ PERMANENT_ERRORS = (
 
 
 @dataclass(frozen=True)
+class DownloadPolicy:
+    """How politely and patiently to download.
+
+    Parameters:
+      rate_limit: at most this many bytes per second (None: no limit).
+      sleep_interval, max_sleep_interval: sleep a random time in this range (seconds)
+        before each download, as yt-dlp's ``--sleep-interval`` does.
+      stall_timeout: give up on a connection that delivers no bytes for this long
+        (seconds); the error is retryable.
+      cookies_file: a Netscape cookies file for sites that need a login.
+    """
+
+    rate_limit: int | None = None
+    sleep_interval: float = 0.0
+    max_sleep_interval: float = 0.0
+    stall_timeout: float = 60.0
+    cookies_file: Path | None = None
+
+
+class AlreadyDownloaded(MediaError):
+    """The video behind this URL is already in the caller's archive."""
+
+    def __init__(self, extractor: str, video_id: str) -> None:
+        super().__init__(
+            f"{extractor} video {video_id} is already in the library",
+            code="already_in_library",
+            retryable=False,
+        )
+        self.extractor = extractor
+        self.video_id = video_id
+
+
+class _Archive:
+    """yt-dlp's ``download_archive`` (a set of ``"<extractor> <id>"``) over a lookup of
+    the caller's: yt-dlp asks it before downloading, so a video already in the library
+    is recognised under any URL form without being downloaded again."""
+
+    def __init__(self, already_have: Callable[[str, str], bool]) -> None:
+        self.already_have = already_have
+        self.hit: tuple[str, str] | None = None
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __contains__(self, archive_id: object) -> bool:
+        extractor, _, video_id = str(archive_id).partition(" ")
+        if video_id and self.already_have(extractor, video_id):
+            self.hit = (extractor, video_id)
+            return True
+        return False
+
+    def add(self, archive_id: str) -> None:
+        """yt-dlp records each download here; the library row is our record."""
+
+
+@dataclass(frozen=True)
 class DownloadProgress:
     stage: str  # "downloading" | "postprocessing"
     fraction: float | None  # None when the total size is unknown
@@ -113,14 +169,22 @@ def download_video(
     allow_generic: bool = False,
     on_progress: Callable[[DownloadProgress], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
-    socket_timeout: float = 30.0,
+    already_have: Callable[[str, str], bool] | None = None,
+    policy: DownloadPolicy | None = None,
 ) -> DownloadedMedia:
     """Download ``url`` into ``workdir`` and return what was written.
 
+    Parameters:
+      already_have: ``(extractor, video_id) -> bool``; a video it knows is not
+        downloaded again (``AlreadyDownloaded``).
+
     Raises:
       Cancelled: ``should_cancel`` returned true.
+      AlreadyDownloaded: ``already_have`` knows the video.
       MediaError: the download failed; ``retryable`` says whether to try again.
     """
+    policy = policy or DownloadPolicy()
+    archive = _Archive(already_have) if already_have is not None else None
     if quality not in QUALITY_FORMATS:
         raise MediaError(f"unknown quality {quality!r}", code="bad_quality", retryable=False)
 
@@ -168,7 +232,7 @@ def download_video(
         "no_warnings": True,
         "noprogress": True,
         "color": {"stdout": "never", "stderr": "never"},
-        "socket_timeout": socket_timeout,
+        "socket_timeout": policy.stall_timeout,
         "retries": 3,
         "fragment_retries": 3,
         "continuedl": True,
@@ -178,6 +242,15 @@ def download_video(
     }
     if ffmpeg_location:
         options["ffmpeg_location"] = ffmpeg_location
+    if archive is not None:
+        options["download_archive"] = archive
+    if policy.rate_limit:
+        options["ratelimit"] = policy.rate_limit
+    if policy.sleep_interval > 0:
+        options["sleep_interval"] = policy.sleep_interval
+        options["max_sleep_interval"] = max(policy.sleep_interval, policy.max_sleep_interval)
+    if policy.cookies_file is not None:
+        options["cookiefile"] = str(policy.cookies_file)
     try:
         with yt_dlp.YoutubeDL(options) as ydl:
             info = ydl.extract_info(url, download=True)
@@ -185,6 +258,8 @@ def download_video(
         raise Cancelled() from None
     except DownloadError as exc:
         raise classify_error(_clean_error(exc)) from None
+    if archive is not None and archive.hit is not None:
+        raise AlreadyDownloaded(*archive.hit)
     if not info:
         raise MediaError("yt-dlp returned nothing for this URL", code="empty", retryable=False)
     if info.get("_type") in ("playlist", "multi_video"):

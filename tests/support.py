@@ -66,7 +66,8 @@ class MediaServer:
     """Serves ``/media/<anything>.mp4`` (the same generated file under any name, so each
     test gets its own yt-dlp id), ``/slow/<name>.mp4`` throttled (about 3 s),
     ``/crawl/<name>.mp4`` throttled harder (about 15 s), ``/missing/...`` 404,
-    ``/flaky/<name>.mp4`` 503 for the first ``flaky_failures`` requests of each path, and
+    ``/flaky/<name>.mp4`` 503 for the first ``flaky_failures`` requests of each path,
+    ``/stall/<name>.mp4`` one chunk and then silence for ``stall_for`` seconds, and
     ``/text/<name>.mp4`` (a file that is not media)."""
 
     video: Path
@@ -75,8 +76,10 @@ class MediaServer:
     slow_delay: float = 0.05
     crawl_delay: float = 0.3
     flaky_failures: int = 2
+    stall_for: float = 20.0
     hits: dict[str, int] = field(default_factory=dict)
     ranges: list[tuple[str, int]] = field(default_factory=list)  # (path, first byte)
+    cookies: list[str] = field(default_factory=list)  # Cookie headers received
     server: ThreadingHTTPServer | None = None
 
     def url(self, path: str) -> str:
@@ -100,6 +103,8 @@ class MediaServer:
             def handle_request(self, *, body: bool) -> None:
                 path = self.path.split("?", 1)[0]
                 owner.hits[path] = owner.hits.get(path, 0) + 1
+                if self.headers.get("Cookie"):
+                    owner.cookies.append(self.headers["Cookie"])
                 if path.startswith("/missing/"):
                     self.send_error(HTTPStatus.NOT_FOUND)
                     return
@@ -108,7 +113,7 @@ class MediaServer:
                     return
                 if path.startswith("/text/"):
                     data = b"this is not a video\n" * 100
-                elif path.startswith(("/media/", "/slow/", "/crawl/", "/flaky/")):
+                elif path.startswith(("/media/", "/slow/", "/crawl/", "/flaky/", "/stall/")):
                     data = owner.video.read_bytes()
                 else:
                     self.send_error(HTTPStatus.NOT_FOUND)
@@ -132,6 +137,11 @@ class MediaServer:
                     path.split("/")[1], 0.0
                 )
                 try:
+                    if path.startswith("/stall/"):
+                        self.wfile.write(data[start : start + owner.chunk])
+                        self.wfile.flush()
+                        time.sleep(owner.stall_for)  # then nothing: a stalled server
+                        return
                     for offset in range(start, len(data), owner.chunk):
                         self.wfile.write(data[offset : offset + owner.chunk])
                         if delay:

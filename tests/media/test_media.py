@@ -117,3 +117,60 @@ def test_a_download_stops_when_asked(tmp_path: Path, media_server: Any) -> None:
 def test_an_unknown_quality_is_refused(tmp_path: Path) -> None:
     with pytest.raises(MediaError, match="quality"):
         download_video("http://127.0.0.1/x.mp4", tmp_path, quality="8k")
+
+
+def test_a_stalled_download_fails_with_a_retryable_error(tmp_path: Path, media_server: Any) -> None:
+    from media.download import DownloadPolicy
+
+    with pytest.raises(MediaError) as failed:
+        download_video(
+            media_server.url("/stall/stuck.mp4"),
+            tmp_path,
+            allow_generic=True,
+            policy=DownloadPolicy(stall_timeout=1),
+        )
+    assert failed.value.retryable
+    assert "timed out" in failed.value.message
+
+
+def test_the_cookies_file_reaches_the_site(tmp_path: Path, media_server: Any) -> None:
+    from media.download import DownloadPolicy
+
+    cookies = tmp_path / "cookies.txt"
+    cookies.write_text(
+        "# Netscape HTTP Cookie File\n127.0.0.1\tFALSE\t/\tFALSE\t0\tsession\tsecret-42\n"
+    )
+    download_video(
+        media_server.url("/media/with-cookies.mp4"),
+        tmp_path / "out",
+        allow_generic=True,
+        policy=DownloadPolicy(cookies_file=cookies),
+    )
+    assert any("session=secret-42" in header for header in media_server.cookies)
+
+
+def test_a_video_the_archive_knows_is_not_downloaded(tmp_path: Path, media_server: Any) -> None:
+    from media.download import AlreadyDownloaded
+
+    asked: list[tuple[str, str]] = []
+
+    def already_have(extractor: str, video_id: str) -> bool:
+        asked.append((extractor, video_id))
+        return video_id == "known"
+
+    with pytest.raises(AlreadyDownloaded) as known:
+        download_video(
+            media_server.url("/media/known.mp4?utm=x"),
+            tmp_path,
+            allow_generic=True,
+            already_have=already_have,
+        )
+    assert (known.value.extractor, known.value.video_id) == ("generic", "known")
+    assert not any(tmp_path.iterdir())
+    fresh = download_video(
+        media_server.url("/media/fresh.mp4"),
+        tmp_path,
+        allow_generic=True,
+        already_have=already_have,
+    )
+    assert fresh.video_id == "fresh" and ("generic", "fresh") in asked

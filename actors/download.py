@@ -21,6 +21,7 @@ from media.download import (
 )
 from media.download import download_video as fetch
 from media.ffmpeg import ffmpeg_path
+from media.isolation import run_isolated
 from media.library import library_path, remove_from_library, stage_in_library
 from media.probe import MediaInfo, probe_file
 from media.urls import check_url
@@ -81,16 +82,23 @@ def _download(job: JobContext, url: str) -> dict[str, Any]:
 
     try:
         job.report(stage="downloading", progress=None)
-        downloaded = fetch(
-            url,
-            workdir,
-            quality=params.get("quality") or "best",
-            ffmpeg_location=ffmpeg_path(),
-            allow_generic=settings.enable_generic_extractor,
-            on_progress=on_progress,
+        # In a process group of its own: a cancel, a time limit or a shutdown stops
+        # yt-dlp together with any ffmpeg it started.
+        callbacks: dict[str, Any] = {"on_progress": on_progress}
+        if not params.get("force"):
+            callbacks["already_have"] = already_have
+        downloaded = run_isolated(
+            fetch,
+            kwargs={
+                "url": url,
+                "workdir": workdir,
+                "quality": params.get("quality") or "best",
+                "ffmpeg_location": ffmpeg_path(),
+                "allow_generic": settings.enable_generic_extractor,
+                "policy": POLICY,
+            },
+            callbacks=callbacks,
             should_cancel=job.cancelled,
-            already_have=None if params.get("force") else already_have,
-            policy=POLICY,
         )
         job.raise_if_cancelled()
         job.report(stage="probing", progress=DOWNLOAD_SHARE)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class MediaError(Exception):
     """A media step failed.
@@ -17,6 +19,18 @@ class MediaError(Exception):
         self.message = message
         self.code = code
         self.retryable = retryable
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only constructors don't survive the default pickling of exceptions,
+        # and these cross a process boundary (media.isolation).
+        return (_restore, (type(self), self.args, self.__dict__))
+
+
+def _restore(cls: type[MediaError], args: tuple[Any, ...], state: dict[str, Any]) -> MediaError:
+    error = Exception.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class UrlRejected(MediaError):

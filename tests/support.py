@@ -4,6 +4,7 @@ server in a thread, and helpers that wait with a deadline instead of sleeping.""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import threading
@@ -217,3 +218,50 @@ def wait_for_job(client: httpx.Client, job_id: str, *, timeout: float = 60.0) ->
 def frames_to_events(raw: str | bytes) -> list[dict[str, Any]]:
     data = json.loads(raw)
     return data if isinstance(data, list) else [data]
+
+
+def child_processes(parent: int) -> list[str]:
+    """The live (not zombie) children of ``parent``, as command lines; multiprocessing's
+    own resource tracker does not count."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{name}/cmdline", "rb") as cmdline:
+                command = cmdline.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if int(fields[1]) == parent and fields[0] != "Z" and "resource_tracker" not in command:
+            found.append(command)
+    return found
+
+
+def descendants(root: int) -> set[int]:
+    """Every live process below ``root`` in the process tree."""
+    parents: dict[int, int] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z":
+                parents[int(name)] = int(fields[1])
+    found: set[int] = set()
+    frontier = {root}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from tests.support import wait_for, wait_for_job
+from tests.support import alive, descendants, wait_for, wait_for_job
 
 ROOT = Path(__file__).resolve().parents[2]
 # The workers' logs, for when a crash test fails.
@@ -78,8 +78,13 @@ def test_a_download_whose_worker_is_sigkilled_finishes_on_another_worker_exactly
             return current["status"] == "running" and (current["progress"] or 0) > 0
 
         wait_for(downloading, timeout=60, what="the first worker to be downloading")
+        # The download runs in a process group of its own below the worker process.
+        tree = descendants(first.pid)
+        assert len(tree) >= 2
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(10)
+        # Its orphaned download process notices and stops: no second writer later.
+        wait_for(lambda: not any(alive(pid) for pid in tree), timeout=5, what="orphans to go")
     with worker_process():
         done = wait_for_job(api, job["id"], timeout=60)
     assert done["status"] == "succeeded", done

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
 import httpx
 
-from tests.support import wait_for, wait_for_job
+from tests.support import child_processes, wait_for, wait_for_job
 
 
 def job_of(api: httpx.Client, job_id: str) -> dict[str, Any]:
@@ -46,6 +47,7 @@ def test_a_cancelled_queued_job_never_starts(
 def test_a_running_download_stops_within_two_seconds_and_leaves_nothing(
     api: httpx.Client, worker: Any, media_server: Any, settings: Any
 ) -> None:
+    before = child_processes(os.getpid())
     job = api.post(
         "/api/videos/download", json={"url": media_server.url("/crawl/stop-me.mp4")}
     ).json()
@@ -55,6 +57,8 @@ def test_a_running_download_stops_within_two_seconds_and_leaves_nothing(
         return current["status"] == "running" and current["stage"] == "downloading"
 
     wait_for(downloading, timeout=30, what="the download to start")
+    # The download runs in a process group of its own (the worker is in this process).
+    assert len(child_processes(os.getpid())) == len(before) + 1
     asked = time.monotonic()
     response = api.post(f"/api/jobs/{job['id']}/cancel")
     assert response.status_code == 202
@@ -63,6 +67,7 @@ def test_a_running_download_stops_within_two_seconds_and_leaves_nothing(
     took = time.monotonic() - asked
     assert done["status"] == "cancelled", done
     assert took < 2.0, f"cancel took {took:.2f}s"
+    assert child_processes(os.getpid()) == before, "a process of the download was left"
     assert done["error"]["type"] == "cancelled"
     assert not (settings.tmp_dir / job["id"]).exists()
     assert api.get("/api/videos").json()["items"] == []

@@ -37,8 +37,8 @@ SHUTDOWN = {
     "message": "its worker was stopped; the job waits for the next worker",
     "retryable": True,
 }
+SHUTDOWN_REDELIVERY_MS = 2_000
 WATCH_EVERY_S = 0.5  # how often running jobs' cancel requests are polled
-LIFELINE_EVERY_S = 15  # how often some worker of the fleet runs the lifeline
 
 
 @dataclass
@@ -132,7 +132,7 @@ class JobTracking(Middleware):
         self._ledger: JobLedger | None = None
         self._running: dict[str, JobContext] = {}  # message id -> context
         self._watcher: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
 
     @property
     def actor_options(self) -> set[str]:
@@ -171,6 +171,11 @@ class JobTracking(Middleware):
         if not self._is_job(broker, message):
             return
         job_id = message.args[0]
+        if self._stopping.is_set():
+            # A message delivered while the worker shuts down (a prefetched one, or a
+            # download just sent back by SIGTERM): leave the job queued for another
+            # worker rather than start it here.
+            raise Postponed("its worker is stopping", SHUTDOWN_REDELIVERY_MS)
         snapshot = self.ledger.claim(job_id, message_id=message.options.get("redis_message_id"))
         if snapshot is None:
             logger.info("dropping message %s: job %s is not queued", message.message_id, job_id)
@@ -230,13 +235,13 @@ class JobTracking(Middleware):
         self._ensure_watcher()  # its first round runs the lifeline: the check at start
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        self._stop.set()
+        self._stopping.set()
 
     # -- one watcher thread per worker process: cancel requests, heartbeats, lifeline
     def _ensure_watcher(self) -> None:
         with self._lock:
             if self._watcher is None or not self._watcher.is_alive():
-                self._stop.clear()
+                self._stopping.clear()
                 self._watcher = threading.Thread(
                     target=self._watch, name="vidfleet-job-watcher", daemon=True
                 )
@@ -245,12 +250,13 @@ class JobTracking(Middleware):
     def _watch(self) -> None:
         # Three beats per heartbeat lifetime: one late beat does not kill a live job.
         beat_every = get_settings().heartbeat_timeout / 3
+        lifeline_every = get_settings().lifeline_interval
         last_beat = next_lifeline = time.monotonic()
-        while not self._stop.wait(WATCH_EVERY_S):
+        while not self._stopping.wait(WATCH_EVERY_S):
             try:
                 if time.monotonic() >= next_lifeline:
-                    next_lifeline = time.monotonic() + LIFELINE_EVERY_S
-                    run_lifeline_if_due(LIFELINE_EVERY_S)
+                    next_lifeline = time.monotonic() + lifeline_every
+                    run_lifeline_if_due(lifeline_every)
                 with self._lock:
                     running = list(self._running.values())
                 if not running:

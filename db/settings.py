@@ -42,6 +42,7 @@ class Settings:
     download_time_limit: int
     max_attempts: int
     heartbeat_timeout: int
+    lifeline_interval: int
     retry_backoff: float
     max_concurrent_downloads: int
     site_downloads_per_minute: int
@@ -151,6 +152,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             download_time_limit=config("VIDFLEET_DOWNLOAD_TIME_LIMIT", cast=int, default=3 * 3600),
             max_attempts=config("VIDFLEET_MAX_ATTEMPTS", cast=int, default=3),
             heartbeat_timeout=config("VIDFLEET_HEARTBEAT_TIMEOUT", cast=int, default=30),
+            lifeline_interval=config("VIDFLEET_LIFELINE_INTERVAL", cast=int, default=15),
             retry_backoff=config("VIDFLEET_RETRY_BACKOFF", cast=float, default=5.0),
             max_concurrent_downloads=config(
                 "VIDFLEET_MAX_CONCURRENT_DOWNLOADS", cast=int, default=4
@@ -171,6 +173,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError("VIDFLEET_DOWNLOAD_TIME_LIMIT: must be a positive number of seconds")
     if settings.heartbeat_timeout < 3:
         raise SettingsError("VIDFLEET_HEARTBEAT_TIMEOUT: must be at least 3 seconds")
+    if not 1 <= settings.lifeline_interval <= 3600:
+        raise SettingsError("VIDFLEET_LIFELINE_INTERVAL: must be between 1 and 3600 seconds")
     if not 0 < settings.retry_backoff <= 3600:
         raise SettingsError("VIDFLEET_RETRY_BACKOFF: must be between 0 and 3600 seconds")
     if settings.max_concurrent_downloads < 1:

@@ -47,6 +47,7 @@ def pytest_configure(config: pytest.Config) -> None:
             "VIDFLEET_LOG_LEVEL": "WARNING",
             "VIDFLEET_HEARTBEAT_TIMEOUT": "3",
             "VIDFLEET_RETRY_BACKOFF": "0.3",
+            "VIDFLEET_LIFELINE_INTERVAL": "3",
         }
     )
     from db.migrate import upgrade

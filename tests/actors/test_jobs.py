@@ -160,3 +160,28 @@ def test_a_flaky_server_succeeds_on_the_third_attempt(
     assert done["attempts"] == 3
     assert media_server.hits["/flaky/shaky.mp4"] >= 3
     assert video_count() == 1
+
+
+def test_a_job_running_longer_than_the_heartbeat_timeout_is_never_run_twice(
+    api: Any, worker: Any, media_server: Any, settings: Any
+) -> None:
+    from actors.recovery import recover_abandoned
+
+    job = api.post("/api/videos/download", json={"url": media_server.url("/crawl/long.mp4")}).json()
+    recoveries = 0
+    deadline_checks = 0
+
+    def finished() -> bool:
+        nonlocal recoveries, deadline_checks
+        recoveries += recover_abandoned()  # the lifeline, as often as we like
+        deadline_checks += 1
+        return api.get(f"/api/jobs/{job['id']}").json()["status"] == "succeeded"
+
+    wait_for(finished, timeout=90, interval=0.5, what="the long download to finish")
+    done = api.get(f"/api/jobs/{job['id']}").json()
+    # Longer than the heartbeat timeout (3 s here), yet one attempt and no recovery.
+    assert deadline_checks > 2 * 3  # the lifeline ran over more than three timeouts
+    assert recoveries == 0
+    assert done["attempts"] == 1
+    assert not [path for path, _ in media_server.ranges if path == "/crawl/long.mp4"]  # no resume
+    assert video_count() == 1

@@ -26,5 +26,8 @@ check: $(INSTALLED)
 bench: $(INSTALLED)
 	$(BIN)/python -m bench
 
+chaos: $(INSTALLED)
+	$(BIN)/python -m tests.chaos $(CHAOS_ARGS)
+
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache

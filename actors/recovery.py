@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
@@ -38,21 +39,41 @@ BATCH = 500
 LEASE_KEY = "vf:lifeline:lease"
 
 
-def jobs_with_messages(client: redis.Redis, namespace: str, queues: Iterable[str]) -> set[str]:
-    """The job ids that have a message in the Redis broker: waiting, delayed, or
-    delivered and not yet acked (a message stays in its queue's hash until the ack).
+def jobs_with_messages(
+    client: redis.Redis, namespace: str, queues: Iterable[str], *, dead_after_ms: int
+) -> set[str]:
+    """The job ids that have a live message in the Redis broker: waiting, delayed, or
+    delivered to a worker that is alive (a message stays in its queue's hash until the
+    ack). A message held by a worker whose Dramatiq heartbeat is older than
+    ``dead_after_ms`` does not count: Dramatiq gives such messages back only in its
+    occasional maintenance (about one broker call in a thousand), which can take many
+    minutes; the lifeline sends the job again instead, and whichever message comes
+    second finds the job taken and is dropped.
 
     A scan rather than a message id kept on each row: recording the id costs a database
-    write per enqueue, and this runs once a minute."""
+    write per enqueue, and this runs a few times a minute."""
+    queue_names = [name for queue in queues for name in (queue, f"{queue}.DQ")]
+    now_ms = int(time.time() * 1000)
+    dead_workers: list[str] = client.zrangebyscore(  # type: ignore[assignment]
+        f"{namespace}:__heartbeats__", 0, now_ms - dead_after_ms
+    )
+    held_by_dead: set[str] = set()
+    for worker in dead_workers:
+        for name in queue_names:
+            members: set[str] = client.smembers(  # type: ignore[assignment]
+                f"{namespace}:__acks__.{worker}.{name}"
+            )
+            held_by_dead |= members
     found: set[str] = set()
-    for queue in queues:
-        for name in (queue, f"{queue}.DQ"):
-            for _key, encoded in client.hscan_iter(f"{namespace}:{name}.msgs", count=1000):
-                try:
-                    message = json.loads(encoded)
-                    found.add(str(message["args"][0]))
-                except (ValueError, KeyError, IndexError, TypeError):
-                    continue
+    for name in queue_names:
+        for redis_id, encoded in client.hscan_iter(f"{namespace}:{name}.msgs", count=1000):
+            if redis_id in held_by_dead:
+                continue
+            try:
+                message = json.loads(encoded)
+                found.add(str(message["args"][0]))
+            except (ValueError, KeyError, IndexError, TypeError):
+                continue
     return found
 
 
@@ -71,8 +92,12 @@ def requeue_lost(older_than: timedelta = LOST_AFTER) -> int:
         )
     if not candidates:
         return 0
-    namespace = getattr(broker, "namespace", "dramatiq")
-    present = jobs_with_messages(stores.redis_client(), namespace, broker.get_declared_queues())
+    present = jobs_with_messages(
+        stores.redis_client(),
+        getattr(broker, "namespace", "dramatiq"),
+        broker.get_declared_queues(),
+        dead_after_ms=getattr(broker, "heartbeat_timeout", 60_000),
+    )
     lost = [row for row in candidates if row.id not in present]
     for job_id, kind, queue in lost:
         actor = actor_of_kind.get(kind)

@@ -86,7 +86,9 @@ def test_a_priority_picks_the_queue(api: Any, media_server: Any, redis_client: A
         body = {"url": media_server.url(f"/media/{priority}.mp4"), "priority": priority}
         job = api.post("/api/videos/download", json=body).json()
         assert job["queue"] == queue
-        assert job["id"] in jobs_with_messages(redis_client, "dramatiq", [queue])
+        assert job["id"] in jobs_with_messages(
+            redis_client, "dramatiq", [queue], dead_after_ms=60_000
+        )
 
 
 def test_the_lifeline_re_enqueues_a_queued_job_whose_message_was_lost(
@@ -98,7 +100,9 @@ def test_the_lifeline_re_enqueues_a_queued_job_whose_message_was_lost(
     assert requeue_lost(older_than=timedelta(0)) == 0  # its message is still there
     redis_client.flushall()  # Redis lost everything
     assert requeue_lost(older_than=timedelta(0)) == 1
-    assert job["id"] in jobs_with_messages(redis_client, "dramatiq", [job["queue"]])
+    assert job["id"] in jobs_with_messages(
+        redis_client, "dramatiq", [job["queue"]], dead_after_ms=60_000
+    )
     assert requeue_lost(older_than=timedelta(0)) == 0
     assert requeue_lost() == 0  # younger than a minute: left alone by default
 
@@ -185,3 +189,27 @@ def test_a_job_running_longer_than_the_heartbeat_timeout_is_never_run_twice(
     assert done["attempts"] == 1
     assert not [path for path, _ in media_server.ranges if path == "/crawl/long.mp4"]  # no resume
     assert video_count() == 1
+
+
+def test_a_message_held_by_a_dead_worker_is_sent_again(
+    api: Any, media_server: Any, redis_client: Any
+) -> None:
+    from actors.recovery import requeue_lost
+
+    job = api.post("/api/videos/download", json={"url": media_server.url("/media/held.mp4")}).json()
+    queue = job["queue"]
+    (redis_id,) = redis_client.hkeys(f"dramatiq:{queue}.msgs")
+    # As Dramatiq leaves it when a worker that prefetched the message is SIGKILLed: out
+    # of the queue, in the dead worker's ack set, its heartbeat long gone.
+    redis_client.lrem(f"dramatiq:{queue}", 0, redis_id)
+    redis_client.sadd(f"dramatiq:__acks__.dead-worker.{queue}", redis_id)
+    redis_client.zadd("dramatiq:__heartbeats__", {"dead-worker": 0})
+    assert requeue_lost(older_than=timedelta(0)) == 1
+    assert redis_client.hlen(f"dramatiq:{queue}.msgs") == 2
+    # A held message of a live worker is left alone.
+    redis_client.zadd("dramatiq:__heartbeats__", {"dead-worker": int(time.time() * 1000)})
+    redis_client.hdel(
+        f"dramatiq:{queue}.msgs",
+        *[key for key in redis_client.hkeys(f"dramatiq:{queue}.msgs") if key != redis_id],
+    )
+    assert requeue_lost(older_than=timedelta(0)) == 0

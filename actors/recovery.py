@@ -18,12 +18,12 @@ import json
 import logging
 import time
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import dramatiq
 import redis
-from sqlalchemy import select
+from sqlalchemy import Row, select
 
 from actors import stores
 from actors.enqueue import enqueue_job, job_actors
@@ -77,21 +77,22 @@ def jobs_with_messages(
     return found
 
 
+def _stale(status: JobStatus, since: Any, cutoff: datetime, *columns: Any) -> list[Row[Any]]:
+    """Up to a batch of jobs in ``status`` whose ``since`` time is before ``cutoff``."""
+    with stores.sessions()() as session:
+        query = select(*columns).where(Job.status == status, since < cutoff).limit(BATCH)
+        return list(session.execute(query))
+
+
 def requeue_lost(older_than: timedelta = LOST_AFTER) -> int:
     """Re-enqueue queued jobs older than ``older_than`` that have no message."""
-    broker = dramatiq.get_broker()
-    actor_of_kind = job_actors()
-    cutoff = utcnow() - older_than
-    with stores.sessions()() as session:
-        candidates = list(
-            session.execute(
-                select(Job.id, Job.kind, Job.queue)
-                .where(Job.status == JobStatus.queued, Job.updated_at < cutoff)
-                .limit(BATCH)
-            )
-        )
+    candidates = _stale(
+        JobStatus.queued, Job.updated_at, utcnow() - older_than, Job.id, Job.kind, Job.queue
+    )
     if not candidates:
         return 0
+    broker = dramatiq.get_broker()
+    actor_of_kind = job_actors()
     present = jobs_with_messages(
         stores.redis_client(),
         getattr(broker, "namespace", "dramatiq"),
@@ -116,17 +117,12 @@ def recover_abandoned(heartbeat_timeout: float | None = None) -> int:
     cannot also finish the job."""
     timeout = heartbeat_timeout or get_settings().heartbeat_timeout
     cutoff = utcnow() - timedelta(seconds=timeout)
-    client = stores.redis_client()
-    with stores.sessions()() as session:
-        running = list(
-            session.execute(
-                select(Job.id, Job.attempts, Job.max_attempts)
-                .where(Job.status == JobStatus.running, Job.started_at < cutoff)
-                .limit(BATCH)
-            )
-        )
+    running = _stale(
+        JobStatus.running, Job.started_at, cutoff, Job.id, Job.attempts, Job.max_attempts
+    )
     if not running:
         return 0
+    client = stores.redis_client()
     beats = client.mget([live.heartbeat_key(row.id) for row in running])
     dead = [row for row, beat in zip(running, beats, strict=True) if beat is None]
     changed: list[dict[str, Any]] = []

@@ -272,11 +272,6 @@ def save_progress(connection: Connection | Session, job_id: str, fields: dict[st
     )
 
 
-def status_of(connection: Connection | Session, job_id: str) -> str | None:
-    found = connection.execute(select(JOBS.c.status).where(JOBS.c.id == job_id)).scalar()
-    return None if found is None else str(found)
-
-
 def encode_cursor(job: RowMapping) -> str:
     raw = f"{job['created_at'].isoformat()}|{job['id']}"
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
-from tests.support import alive, descendants, free_port
+from tests.support import alive, descendants, empty_the_stores, free_port, wait_for
 
 if TYPE_CHECKING:
     from db.redis_server import EmbeddedRedis
@@ -79,15 +79,8 @@ class ChaosError(Exception):
 
 
 def wait_until(check: Callable[[], T | None], *, timeout: float, what: str) -> T:
-    """Poll ``check`` until it returns something truthy, or raise at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise ChaosError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(POLL_S)
+    """``tests.support.wait_for`` that fails the round instead of a test."""
+    return wait_for(check, timeout=timeout, interval=POLL_S, what=what, error=ChaosError)
 
 
 def process_group(pid: int) -> int | None:
@@ -160,9 +153,13 @@ class Worker:
                 problems.append(f"worker {self.pid} did not exit within {grace:.0f}s of SIGTERM")
                 self.send(signal.SIGKILL)
                 self.process.wait()
-        deadline = time.monotonic() + ORPHAN_GRACE_S
-        while time.monotonic() < deadline and any(alive(pid) for pid in self.seen):
-            time.sleep(0.1)  # polling: orphans notice their parent is gone
+        # Orphans notice their parent is gone and stop; give them a moment.
+        with suppress(ChaosError):
+            wait_until(
+                lambda: not any(alive(pid) for pid in self.seen),
+                timeout=ORPHAN_GRACE_S,
+                what="orphans to stop",
+            )
         left = sorted(pid for pid in self.seen if alive(pid))
         if left:
             problems.append(
@@ -231,21 +228,8 @@ class World:
         return found
 
     def reset(self) -> None:
-        """Empty tables, an empty Redis, no media and no temp downloads (as the tests'
-        ``clean_state``)."""
-        from sqlalchemy import delete
-
-        from actors import stores
-        from db.models import Artist, Job, Video
-
-        stores.redis_client().flushall()
-        with stores.sessions().begin() as session:
-            session.execute(delete(Video))
-            session.execute(delete(Artist))
-            session.execute(delete(Job).where(Job.parent_id.is_not(None)))
-            session.execute(delete(Job))
-        shutil.rmtree(self.settings.media_root, ignore_errors=True)
-        shutil.rmtree(self.settings.tmp_dir, ignore_errors=True)
+        """Empty tables, an empty Redis, no media and no temp downloads."""
+        empty_the_stores(self.settings)
 
 
 @dataclass
@@ -356,16 +340,20 @@ def wait_finished(
     world: World, job_ids: list[str], *, lifeline: bool, timeout: float
 ) -> dict[str, Any]:
     """Poll until every job is finished or ``timeout`` passes; the last states seen."""
-    deadline = time.monotonic() + timeout
-    while True:
+    states: dict[str, Any] = {}
+
+    def all_finished() -> bool:
+        nonlocal states
         if lifeline:
             run_lifeline_here()
         states = world.jobs(job_ids)
-        if len(states) == len(job_ids) and all(j["status"] in FINISHED for j in states.values()):
-            return states
-        if time.monotonic() > deadline:
-            return states
-        time.sleep(POLL_S)
+        return len(states) == len(job_ids) and all(
+            job["status"] in FINISHED for job in states.values()
+        )
+
+    with suppress(ChaosError):  # the caller reports what is unfinished
+        wait_until(all_finished, timeout=timeout, what="every job to finish")
+    return states
 
 
 def check_round(

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import MediaServer, free_port, live_server, make_video
+from tests.support import MediaServer, empty_the_stores, free_port, live_server, make_video
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 VIEWER_TOKEN = "test-viewer-token-0123456789"
@@ -90,19 +90,7 @@ def redis_client(settings: Any) -> Iterator[Any]:
 @pytest.fixture(autouse=True)
 def clean_state(settings: Any) -> Iterator[None]:
     """Each test starts with empty tables, an empty Redis and an empty media root."""
-    from sqlalchemy import delete
-
-    from actors import stores
-    from db.models import Artist, Job, Video
-
-    stores.redis_client().flushall()
-    with stores.sessions().begin() as session:
-        session.execute(delete(Video))
-        session.execute(delete(Artist))
-        session.execute(delete(Job).where(Job.parent_id.is_not(None)))
-        session.execute(delete(Job))
-    shutil.rmtree(settings.media_root, ignore_errors=True)
-    shutil.rmtree(settings.tmp_dir, ignore_errors=True)
+    empty_the_stores(settings)
     yield
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import threading
@@ -32,17 +33,40 @@ def free_port() -> int:
 
 
 def wait_for(
-    check: Callable[[], T | None], *, timeout: float = 30.0, interval: float = 0.05, what: str = ""
+    check: Callable[[], T | None],
+    *,
+    timeout: float = 30.0,
+    interval: float = 0.05,
+    what: str = "",
+    error: type[Exception] = AssertionError,
 ) -> T:
-    """Poll ``check`` until it returns something truthy, or fail at the deadline."""
+    """Poll ``check`` until it returns something truthy, or raise ``error`` at the
+    deadline."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or check}")
-        time.sleep(interval)
+            raise error(f"timed out after {timeout:.0f}s waiting for {what or check}")
+        time.sleep(interval)  # the poll interval of a wait with a deadline
+
+
+def empty_the_stores(settings: Any) -> None:
+    """Empty tables, an empty Redis, no media and no temp downloads."""
+    from sqlalchemy import delete
+
+    from actors import stores
+    from db.models import Artist, Job, Video
+
+    stores.redis_client().flushall()
+    with stores.sessions().begin() as session:
+        session.execute(delete(Video))
+        session.execute(delete(Artist))
+        session.execute(delete(Job).where(Job.parent_id.is_not(None)))
+        session.execute(delete(Job))
+    shutil.rmtree(settings.media_root, ignore_errors=True)
+    shutil.rmtree(settings.tmp_dir, ignore_errors=True)
 
 
 def make_video(

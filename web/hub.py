@@ -134,7 +134,6 @@ class ProgressHub:
         self.subscribers: set[Subscriber] = set()
         self.client: aioredis.Redis | None = None
         self._reader: asyncio.Task[None] | None = None
-        self.events_read = 0
 
     async def start(self) -> None:
         # Its own connection: a blocking XREAD must not hold a pooled one others need.
@@ -179,7 +178,6 @@ class ProgressHub:
             for _stream, entries in reply or ():
                 for entry_id, fields in entries:
                     last_id = entry_id
-                    self.events_read += 1
                     self.fan_out(live.decode_event(entry_id, fields))
 
     def fan_out(self, event: dict[str, Any]) -> None:

@@ -128,10 +128,9 @@ async def cancel_job(request: Request) -> JSONResponse:
                 select(Job.id).where(Job.parent_id == job.id, Job.status.in_(ACTIVE))
             )
         )
-        cancelled = [
-            await session.run_sync(lambda s, job_id=job_id: jobs.cancel_queued(s, job_id))
-            for job_id in targets
-        ]
+        cancelled = await session.run_sync(
+            lambda s: [jobs.cancel_queued(s, job_id) for job_id in targets]
+        )
         await session.commit()
     running = [job_id for job_id, done in zip(targets, cancelled, strict=True) if done is None]
     if running:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from sqlalchemy import select
@@ -25,8 +24,6 @@ from media.urls import check_url
 from web import dispatch
 from web.errors import ApiError, not_found, read_json_object
 from web.jobs import parse_limit
-
-logger = logging.getLogger(__name__)
 
 MAX_NAME_LENGTH = 300
 MAX_ID = 2**31 - 1

@@ -112,7 +112,7 @@ def test_a_finished_job_cannot_be_finished_or_claimed_again(sessions: sessionmak
         assert jobs.finish(session, job_id, JobStatus.failed, error={"message": "late"}) is None
         assert jobs.claim(session, job_id, message_id=None) is None
         assert jobs.requeue(session, job_id, error=None) is None
-        assert jobs.status_of(session, job_id) == "succeeded"
+    assert status_of(sessions, job_id) == "succeeded"
     with sessions() as session:
         job = session.get(Job, job_id)
         assert job is not None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from collections.abc import Callable
 
 from media.errors import NotMedia
@@ -30,5 +29,4 @@ def refuse() -> None:
 
 
 def die() -> None:
-    time.sleep(0.1)
     os._exit(9)

@@ -52,6 +52,13 @@ class Settings:
     stall_timeout: float
     cookies_file: Path | None
     log_level: str
+    max_filesize: int
+    max_active_jobs: int
+    max_active_jobs_per_credential: int
+    max_websockets: int
+    max_websockets_per_credential: int
+    max_replay_events: int
+    auth_failures_per_minute: int
 
     @property
     def embedded_redis_socket(self) -> Path:
@@ -166,6 +173,19 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             stall_timeout=config("VIDFLEET_STALL_TIMEOUT", cast=float, default=60.0),
             cookies_file=_cookies_file(config("VIDFLEET_COOKIES_FILE", default="")),
             log_level=config("VIDFLEET_LOG_LEVEL", default="INFO").upper(),
+            max_filesize=config("VIDFLEET_MAX_FILESIZE", cast=int, default=4 * 1024**3),
+            max_active_jobs=config("VIDFLEET_MAX_ACTIVE_JOBS", cast=int, default=20_000),
+            max_active_jobs_per_credential=config(
+                "VIDFLEET_MAX_ACTIVE_JOBS_PER_CREDENTIAL", cast=int, default=10_000
+            ),
+            max_websockets=config("VIDFLEET_MAX_WEBSOCKETS", cast=int, default=4_096),
+            max_websockets_per_credential=config(
+                "VIDFLEET_MAX_WEBSOCKETS_PER_CREDENTIAL", cast=int, default=1_024
+            ),
+            max_replay_events=config("VIDFLEET_MAX_REPLAY_EVENTS", cast=int, default=5_000),
+            auth_failures_per_minute=config(
+                "VIDFLEET_AUTH_FAILURES_PER_MINUTE", cast=int, default=10
+            ),
         )
     except ValueError as exc:  # Starlette's casts say "Config 'NAME' has value ..."
         raise SettingsError(str(exc)) from None
@@ -184,11 +204,22 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ("VIDFLEET_DOWNLOAD_RATE_LIMIT", settings.download_rate_limit),
         ("VIDFLEET_SLEEP_INTERVAL", settings.sleep_interval),
         ("VIDFLEET_MAX_SLEEP_INTERVAL", settings.max_sleep_interval),
+        ("VIDFLEET_MAX_FILESIZE", settings.max_filesize),
     ):
         if value < 0:
             raise SettingsError(f"{name}: must not be negative (0 turns it off)")
     if not 1 <= settings.stall_timeout <= 3600:
         raise SettingsError("VIDFLEET_STALL_TIMEOUT: must be between 1 and 3600 seconds")
+    for name, value in (
+        ("VIDFLEET_MAX_ACTIVE_JOBS", settings.max_active_jobs),
+        ("VIDFLEET_MAX_ACTIVE_JOBS_PER_CREDENTIAL", settings.max_active_jobs_per_credential),
+        ("VIDFLEET_MAX_WEBSOCKETS", settings.max_websockets),
+        ("VIDFLEET_MAX_WEBSOCKETS_PER_CREDENTIAL", settings.max_websockets_per_credential),
+        ("VIDFLEET_MAX_REPLAY_EVENTS", settings.max_replay_events),
+        ("VIDFLEET_AUTH_FAILURES_PER_MINUTE", settings.auth_failures_per_minute),
+    ):
+        if value < 1:
+            raise SettingsError(f"{name}: must be at least 1")
     if settings.max_attempts < 1:
         raise SettingsError("VIDFLEET_MAX_ATTEMPTS: must be at least 1")
     if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):

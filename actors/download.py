@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from functools import partial
 from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,11 +21,13 @@ from media.download import (
     DownloadProgress,
 )
 from media.download import download_video as fetch
+from media.egress import install_egress_guard
+from media.errors import MediaError
 from media.ffmpeg import ffmpeg_path
 from media.isolation import run_isolated
 from media.library import library_path, remove_from_library, stage_in_library
 from media.probe import MediaInfo, probe_file
-from media.urls import check_url
+from media.urls import parse_url
 
 settings = get_settings()
 
@@ -36,6 +39,7 @@ POLICY = DownloadPolicy(
     max_sleep_interval=settings.max_sleep_interval,
     stall_timeout=settings.stall_timeout,
     cookies_file=settings.cookies_file,
+    max_filesize=settings.max_filesize or None,
 )
 
 
@@ -48,7 +52,9 @@ POLICY = DownloadPolicy(
 def download_video(job_id: str) -> None:
     job = current_job()
     params = job.params
-    url = check_url(params["url"], allow_private=settings.allow_private_urls)
+    # The form only: where the download may connect is the egress guard's to decide,
+    # connection by connection, in the download's own process.
+    url = parse_url(params["url"])
     slots = download_slots()
     if not slots.acquire(job_id):
         raise Postponed("waiting for a free download slot", retry_delay_ms())
@@ -99,6 +105,7 @@ def _download(job: JobContext, url: str) -> dict[str, Any]:
             },
             callbacks=callbacks,
             should_cancel=job.cancelled,
+            setup=partial(install_egress_guard, allow_private=settings.allow_private_urls),
         )
         job.raise_if_cancelled()
         job.report(stage="probing", progress=DOWNLOAD_SHARE)
@@ -131,7 +138,11 @@ def _file_in_library(
     artist = params.get("artist") or downloaded.artist
     title = params.get("title") or downloaded.title
     relative = library_path(
-        artist=artist, title=title, video_id=downloaded.video_id, ext=downloaded.ext
+        artist=artist,
+        title=title,
+        extractor=downloaded.extractor,
+        video_id=downloaded.video_id,
+        ext=downloaded.ext,
     )
     staged = stage_in_library(downloaded.path, settings.media_root, relative)
     try:
@@ -140,6 +151,15 @@ def _file_in_library(
             if existing is not None and not params.get("force"):
                 return existing.id  # filed already: a redelivery after the commit
             replaced = existing.path if existing is not None else None
+            holder = library.video_at(session, relative.as_posix())
+            if holder is not None and holder is not existing:
+                # Only names that sanitise alike get here; the unique index on the path
+                # backs this check up, and the other video's file stays untouched.
+                raise MediaError(
+                    f"another library entry (video {holder.id}) has the file name {relative}",
+                    code="path_conflict",
+                    retryable=False,
+                )
             video = library.save_video(
                 session,
                 library.NewVideo(
@@ -155,6 +175,7 @@ def _file_in_library(
                     height=info.height,
                     vcodec=info.vcodec,
                     acodec=info.acodec,
+                    container=info.container,
                 ),
                 replacing=existing,
             )

@@ -231,6 +231,11 @@ class JobTracking(Middleware):
         with self._lock:
             self._running.pop(message.message_id, None)
 
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        # Before the consumers start: a worker started after another one stopped in the
+        # same process must not find the "stopping" mark of the old one.
+        self._stopping.clear()
+
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         self._ensure_watcher()  # its first round runs the lifeline: the check at start
 

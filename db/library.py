@@ -24,12 +24,18 @@ class NewVideo:
     height: int | None
     vcodec: str | None
     acodec: str | None
+    container: str | None
 
 
 def find_video(session: Session, extractor: str, extractor_id: str) -> Video | None:
     return session.scalar(
         select(Video).where(Video.extractor == extractor, Video.extractor_id == extractor_id)
     )
+
+
+def video_at(session: Session, path: str) -> Video | None:
+    """The video whose file is ``path`` (relative to the media root), if any."""
+    return session.scalar(select(Video).where(Video.path == path))
 
 
 def artist_named(session: Session, name: str) -> Artist:
@@ -58,6 +64,7 @@ def save_video(session: Session, new: NewVideo, *, replacing: Video | None = Non
     video.height = new.height
     video.vcodec = new.vcodec
     video.acodec = new.acodec
+    video.container = new.container
     session.add(video)
     session.flush()
     return video

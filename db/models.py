@@ -79,6 +79,8 @@ class Job(Base):
     parent_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id"), default=None, index=True)
     retry_of: Mapped[str | None] = mapped_column(ForeignKey("jobs.id"), default=None)
     message_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    #: The credential that asked for the job (its role today), for per-credential caps.
+    owner: Mapped[str | None] = mapped_column(String(64), default=None)
     # Set while the job is queued/running and there must be only one such job for it
     # (e.g. "download:<url>"); a partial unique index enforces that under races.
     dedupe_key: Mapped[str | None] = mapped_column(String(2100), default=None)
@@ -93,6 +95,12 @@ class Job(Base):
             "uq_jobs_active_dedupe_key",
             "dedupe_key",
             unique=True,
+            sqlite_where=text("status IN ('queued', 'running')"),
+            postgresql_where=text("status IN ('queued', 'running')"),
+        ),
+        Index(
+            "ix_jobs_active_owner",
+            "owner",
             sqlite_where=text("status IN ('queued', 'running')"),
             postgresql_where=text("status IN ('queued', 'running')"),
         ),
@@ -123,6 +131,8 @@ class Video(Base):
     height: Mapped[int | None] = mapped_column(Integer, default=None)
     vcodec: Mapped[str | None] = mapped_column(String(64), default=None)
     acodec: Mapped[str | None] = mapped_column(String(64), default=None)
+    #: FFmpeg's name for the container the file was probed as: it gives the content type.
+    container: Mapped[str | None] = mapped_column(String(64), default=None)
     source_url: Mapped[str] = mapped_column(String(2048), index=True)
     extractor: Mapped[str] = mapped_column(String(64))
     extractor_id: Mapped[str] = mapped_column(String(256))
@@ -132,4 +142,7 @@ class Video(Base):
 
     artist: Mapped[Artist | None] = relationship(back_populates="videos")
 
-    __table_args__ = (Index("uq_videos_extractor_id", "extractor", "extractor_id", unique=True),)
+    __table_args__ = (
+        Index("uq_videos_extractor_id", "extractor", "extractor_id", unique=True),
+        Index("uq_videos_path", "path", unique=True),
+    )

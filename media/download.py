@@ -7,6 +7,7 @@ parsing its output); cancellation is a callable polled from those hooks.
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 import yt_dlp
 from yt_dlp.utils import DownloadCancelled, DownloadError
 
+from media.egress import BlockedAddress, refusals
 from media.errors import Cancelled, MediaError
 
 logger = logging.getLogger(__name__)
@@ -55,7 +57,9 @@ class DownloadPolicy:
         before each download, as yt-dlp's ``--sleep-interval`` does.
       stall_timeout: give up on a connection that delivers no bytes for this long
         (seconds); the error is retryable.
-      cookies_file: a Netscape cookies file for sites that need a login.
+      cookies_file: a Netscape cookies file for sites that need a login; each download
+        reads (and yt-dlp rewrites) a copy of its own, never this file.
+      max_filesize: refuse a file larger than this many bytes (None: no limit).
     """
 
     rate_limit: int | None = None
@@ -63,6 +67,7 @@ class DownloadPolicy:
     max_sleep_interval: float = 0.0
     stall_timeout: float = 60.0
     cookies_file: Path | None = None
+    max_filesize: int | None = None
 
 
 class AlreadyDownloaded(MediaError):
@@ -123,9 +128,15 @@ class DownloadedMedia:
 
 
 class _Logger:
-    """Sends yt-dlp's messages to logging instead of stdout."""
+    """Sends yt-dlp's messages to logging instead of stdout, and notices the one that
+    says a file was skipped for its size (yt-dlp gives no other sign of it)."""
+
+    def __init__(self) -> None:
+        self.too_large = False
 
     def debug(self, msg: str) -> None:
+        if "larger than max-filesize" in msg:
+            self.too_large = True
         logger.debug(msg)
 
     def info(self, msg: str) -> None:
@@ -160,6 +171,39 @@ def _clean_error(exc: DownloadError) -> str:
     return str(exc.msg or exc).removeprefix("ERROR: ").strip()
 
 
+class _OneVideoOnly:
+    """yt-dlp's ``match_filter``: skips a playlist and every entry of one (an extractor
+    may hand a playlist's entries over fully extracted, where ``extract_flat`` cannot
+    stop them), and remembers that it did."""
+
+    def __init__(self) -> None:
+        self.saw_playlist = False
+
+    def __call__(self, info: dict[str, Any], *, incomplete: bool = False) -> str | None:
+        if info.get("_type") in ("playlist", "multi_video") or any(
+            info.get(key) is not None for key in ("playlist_index", "playlist_id")
+        ):
+            self.saw_playlist = True
+            return "a playlist, not one video"
+        return None
+
+
+def _too_large(limit: int) -> MediaError:
+    return MediaError(
+        f"the file is larger than the limit of {limit} bytes", code="too_large", retryable=False
+    )
+
+
+def _private_copy(cookies_file: Path, workdir: Path) -> Path:
+    """A copy of the cookies file for this download alone: yt-dlp writes its cookie
+    jar back to the file it was given, and the operator's file must stay as it is."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    copy = workdir / "cookies.txt"
+    shutil.copyfile(cookies_file, copy)
+    copy.chmod(0o600)
+    return copy
+
+
 def download_video(
     url: str,
     workdir: Path,
@@ -187,6 +231,9 @@ def download_video(
     archive = _Archive(already_have) if already_have is not None else None
     if quality not in QUALITY_FORMATS:
         raise MediaError(f"unknown quality {quality!r}", code="bad_quality", retryable=False)
+    ytdl_logger = _Logger()
+    one_video = _OneVideoOnly()
+    oversize: list[int] = []
 
     def check_cancel() -> None:
         if should_cancel is not None and should_cancel():
@@ -198,6 +245,12 @@ def download_video(
             return
         total = status.get("total_bytes") or status.get("total_bytes_estimate")
         done = status.get("downloaded_bytes")
+        # A server that sends no length is only stopped here, as the bytes arrive.
+        if policy.max_filesize and max(done or 0, status.get("total_bytes") or 0) > (
+            policy.max_filesize
+        ):
+            oversize.append(policy.max_filesize)
+            raise DownloadCancelled()
         fraction = min(done / total, 1.0) if total and done is not None else None
         if fraction is not None:
             fraction = _overall_fraction(status.get("info_dict") or {}, fraction)
@@ -224,10 +277,18 @@ def download_video(
         "restrictfilenames": True,
         "windowsfilenames": True,
         "noplaylist": True,
+        # A playlist is seen, not expanded, and none of its entries is downloaded: this
+        # function downloads one video (playlists have a route of their own).
+        "extract_flat": "in_playlist",
+        "match_filter": one_video,
         "allowed_extractors": ["default"] if allow_generic else ["default", "-generic"],
+        # yt-dlp's own downloaders only: an external one (ffmpeg fetching a URL, aria2c,
+        # rtmpdump) would be refused by the egress guard anyway (media.egress).
+        "external_downloader": {"default": "native"},
+        "hls_prefer_native": True,
         "progress_hooks": [progress_hook],
         "postprocessor_hooks": [postprocessor_hook],
-        "logger": _Logger(),
+        "logger": ytdl_logger,
         "quiet": True,
         "no_warnings": True,
         "noprogress": True,
@@ -250,23 +311,43 @@ def download_video(
         options["sleep_interval"] = policy.sleep_interval
         options["max_sleep_interval"] = max(policy.sleep_interval, policy.max_sleep_interval)
     if policy.cookies_file is not None:
-        options["cookiefile"] = str(policy.cookies_file)
+        options["cookiefile"] = str(_private_copy(policy.cookies_file, workdir))
+    if policy.max_filesize:
+        options["max_filesize"] = policy.max_filesize
     try:
         with yt_dlp.YoutubeDL(options) as ydl:
             info = ydl.extract_info(url, download=True)
     except DownloadCancelled:
+        if oversize:
+            raise _too_large(oversize[0]) from None
         raise Cancelled() from None
     except DownloadError as exc:
+        if refusals():
+            raise BlockedAddress() from None
         raise classify_error(_clean_error(exc)) from None
+    except OSError:
+        if refusals():
+            raise BlockedAddress() from None
+        raise
     if archive is not None and archive.hit is not None:
         raise AlreadyDownloaded(*archive.hit)
+    if refusals() and not info:
+        raise BlockedAddress()
+    if one_video.saw_playlist or (info and info.get("_type") in ("playlist", "multi_video")):
+        raise MediaError(
+            "this URL is a playlist, not one video: add it as a playlist instead",
+            code="playlist",
+            retryable=False,
+        )
     if not info:
         raise MediaError("yt-dlp returned nothing for this URL", code="empty", retryable=False)
-    if info.get("_type") in ("playlist", "multi_video"):
-        raise MediaError("this URL is a playlist, not one video", code="playlist", retryable=False)
     downloads = info.get("requested_downloads") or []
-    path = Path(downloads[0]["filepath"]) if downloads else None
+    path = Path(downloads[0]["filepath"]) if downloads and downloads[0].get("filepath") else None
     if path is None or not path.is_file():
+        if ytdl_logger.too_large and policy.max_filesize:
+            raise _too_large(policy.max_filesize)
+        if refusals():
+            raise BlockedAddress()
         raise MediaError("yt-dlp finished without writing a file", code="no_file", retryable=True)
     return DownloadedMedia(
         path=path,

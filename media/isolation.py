@@ -35,11 +35,14 @@ def run_isolated(
     kwargs: dict[str, Any],
     callbacks: dict[str, Callable[..., Any]] | None = None,
     should_cancel: Callable[[], bool] | None = None,
+    setup: Callable[[], None] | None = None,
 ) -> Any:
     """``target(**kwargs, **proxies)`` in a child process group; its return value.
 
     Parameters:
       target: an importable function (it is pickled by reference).
+      setup: an importable function (or a partial of one) the child runs first, such as
+        installing the egress guard (:mod:`media.egress`) for good in that process.
       callbacks: name -> function run here when the child calls its proxy.
       should_cancel: polled about ten times a second; true kills the child's group.
 
@@ -52,7 +55,7 @@ def run_isolated(
     context = multiprocessing.get_context("spawn")
     here, there = context.Pipe()
     child = context.Process(
-        target=_child_main, args=(there, target, kwargs, list(callbacks)), daemon=True
+        target=_child_main, args=(there, target, kwargs, list(callbacks), setup), daemon=True
     )
     child.start()
     there.close()
@@ -129,7 +132,11 @@ def _died(child: Any) -> MediaError:
 
 
 def _child_main(
-    conn: Connection, target: Callable[..., Any], kwargs: dict[str, Any], names: list[str]
+    conn: Connection,
+    target: Callable[..., Any],
+    kwargs: dict[str, Any],
+    names: list[str],
+    setup: Callable[[], None] | None,
 ) -> None:
     os.setsid()  # a process group of our own, inherited by ffmpeg & co.
     parent = os.getppid()
@@ -153,6 +160,8 @@ def _child_main(
         return call
 
     try:
+        if setup is not None:
+            setup()
         result = target(**kwargs, **{name: proxy(name) for name in names})
     except BaseException as exc:  # everything goes back to the caller
         conn.send(("error", exc))

@@ -1,5 +1,8 @@
-"""Where a video lives in the library: ``<artist>/<title> [<id>].<ext>``, restricted
-names (ASCII, no spaces or shell characters), always under the media root."""
+"""Where a video lives in the library: ``<artist>/<title>_[<extractor>-<id>].<ext>``,
+restricted names (ASCII, no spaces or shell characters), always under the media root.
+
+The extractor is part of the name because a video id is only unique within its site:
+two sites' videos with the same artist, title and id must not share one file."""
 
 from __future__ import annotations
 
@@ -18,10 +21,13 @@ def _name(text: str, limit: int) -> str:
     return cleaned[:limit] or "_"
 
 
-def library_path(*, artist: str | None, title: str, video_id: str, ext: str) -> PurePosixPath:
+def library_path(
+    *, artist: str | None, title: str, extractor: str, video_id: str, ext: str
+) -> PurePosixPath:
     """The path of a video relative to the media root."""
     folder = _name(artist, 100) if artist else UNKNOWN_ARTIST
-    filename = f"{_name(title, 150)}_[{_name(video_id, 64)}].{_name(ext, 8)}"
+    key = f"{_name(extractor, 32)}-{_name(video_id, 64)}"
+    filename = f"{_name(title, 150)}_[{key}].{_name(ext, 8)}"
     return PurePosixPath(folder, filename)
 
 

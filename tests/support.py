@@ -92,8 +92,9 @@ class MediaServer:
     test gets its own yt-dlp id), ``/slow/<name>.mp4`` throttled (about 3 s),
     ``/crawl/<name>.mp4`` throttled harder (about 15 s), ``/missing/...`` 404,
     ``/flaky/<name>.mp4`` 503 for the first ``flaky_failures`` requests of each path,
-    ``/stall/<name>.mp4`` one chunk and then silence for ``stall_for`` seconds, and
-    ``/text/<name>.mp4`` (a file that is not media)."""
+    ``/stall/<name>.mp4`` one chunk and then silence for ``stall_for`` seconds,
+    ``/text/<name>.mp4`` (a file that is not media) and ``/playlist/<name>.html`` (a
+    page embedding three videos, which yt-dlp's generic extractor reads as a playlist)."""
 
     video: Path
     port: int = 0
@@ -135,6 +136,19 @@ class MediaServer:
                     return
                 if path.startswith("/flaky/") and owner.hits[path] <= owner.flaky_failures:
                     self.send_error(HTTPStatus.SERVICE_UNAVAILABLE)
+                    return
+                if path.startswith("/playlist/"):
+                    videos = "".join(
+                        f'<video src="/media/list-{n}-{path.rsplit("/", 1)[-1]}.mp4"></video>'
+                        for n in range(3)
+                    )
+                    page = f"<!doctype html><html><body>{videos}</body></html>".encode()
+                    self.send_response(HTTPStatus.OK)
+                    self.send_header("Content-Type", "text/html")
+                    self.send_header("Content-Length", str(len(page)))
+                    self.end_headers()
+                    if body:
+                        self.wfile.write(page)
                     return
                 if path.startswith("/text/"):
                     data = b"this is not a video\n" * 100
@@ -193,7 +207,9 @@ class LiveServer:
     def __init__(self, app: Any) -> None:
         self.port = free_port()
         self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+            uvicorn.Config(
+                app, host="127.0.0.1", port=self.port, log_level="warning", ws_max_size=65536
+            )
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

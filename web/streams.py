@@ -1,17 +1,22 @@
-"""``GET /stream/{video_id}``: the file itself; Starlette's FileResponse does Range."""
+"""``GET /stream/{video_id}``: the file itself; Starlette's FileResponse does Range.
+
+Only media is ever served here: the content type comes from the container the worker
+probed (never from the file name), ``nosniff`` stops a browser from guessing another,
+and ``Content-Security-Policy: sandbox`` keeps anything a browser might still render
+from running as our origin.
+"""
 
 from __future__ import annotations
-
-import mimetypes
 
 from starlette.requests import Request
 from starlette.responses import FileResponse
 from starlette.routing import Route
 
+from media.probe import content_type
 from web.errors import not_found
 from web.videos import load_video
 
-MEDIA_TYPES = {".mkv": "video/x-matroska", ".webm": "video/webm", ".mp4": "video/mp4"}
+MEDIA_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"}
 
 
 async def stream_file(request: Request) -> FileResponse:
@@ -21,8 +26,11 @@ async def stream_file(request: Request) -> FileResponse:
     # The path comes from our own row, but a row must never lead outside the library.
     if not path.is_relative_to(root) or not path.is_file():
         raise not_found("video file")
-    media_type = MEDIA_TYPES.get(path.suffix) or mimetypes.guess_type(path.name)[0]
-    return FileResponse(path, media_type=media_type or "application/octet-stream")
+    return FileResponse(
+        path,
+        media_type=content_type(video.container, video.vcodec, video.acodec),
+        headers=MEDIA_HEADERS,
+    )
 
 
 routes = [Route("/stream/{video_id:int}", stream_file, methods=["GET", "HEAD"])]

@@ -40,6 +40,7 @@ def video_to_dict(video: Video) -> dict[str, Any]:
         "height": video.height,
         "vcodec": video.vcodec,
         "acodec": video.acodec,
+        "container": video.container,
         "source_url": video.source_url,
         "extractor": video.extractor,
         "extractor_id": video.extractor_id,

@@ -30,3 +30,57 @@ def refuse() -> None:
 
 def die() -> None:
     os._exit(9)
+
+
+def try_egress(port: int, unix_path: str) -> dict[str, str]:
+    """What the egress guard lets through, attempt by attempt: "ok" or the error."""
+    import socket
+
+    attempts: dict[str, Callable[[], object]] = {
+        "loopback": lambda: socket.create_connection(("127.0.0.1", port), timeout=2).close(),
+        "mapped": lambda: socket.create_connection(("::ffff:127.0.0.1", port), timeout=2),
+        "by_name": lambda: _connect_by_name(port),
+        "unix": lambda: _connect_unix(unix_path),
+        "udp": lambda: _send_udp(port),
+        "shell": lambda: subprocess.run(["sh", "-c", "true"], check=True),
+        "os_system": lambda: os.system("true"),
+        "ffmpeg_url": lambda: subprocess.run(
+            [ffmpeg_path(), "-loglevel", "quiet", "-i", f"http://127.0.0.1:{port}/x.mp4",
+             "-f", "null", "-"],
+            check=False,
+        ),  # fmt: skip
+        "ffmpeg_version": lambda: subprocess.run(
+            [ffmpeg_path(), "-version"], check=True, capture_output=True
+        ),
+    }
+    outcome = {}
+    for name, attempt in attempts.items():
+        try:
+            attempt()
+        except Exception as exc:
+            outcome[name] = type(exc).__name__
+        else:
+            outcome[name] = "ok"
+    return outcome
+
+
+def _connect_by_name(port: int) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.settimeout(2)
+        sock.connect(("localhost", port))
+
+
+def _connect_unix(path: str) -> None:
+    import socket
+
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(path)
+
+
+def _send_udp(port: int) -> None:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.sendto(b"x", ("127.0.0.1", port))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -38,14 +39,24 @@ def test_private_hosts_are_refused_unless_allowed(url: str) -> None:
 
 def test_library_paths_are_restricted_and_keep_the_id() -> None:
     path = library_path(
-        artist="Sigur Rós / Live", title='Hoppípolla: "Live"?', video_id="a1", ext="mp4"
+        artist="Sigur Rós / Live",
+        title='Hoppípolla: "Live"?',
+        extractor="youtube",
+        video_id="a1",
+        ext="mp4",
     )
-    assert path == PurePosixPath("Sigur_Ros_Live/Hoppipolla_-_Live_[a1].mp4")
-    sneaky = library_path(artist="..", title="../../etc/passwd", video_id="../x", ext="mp4")
+    assert path == PurePosixPath("Sigur_Ros_Live/Hoppipolla_-_Live_[youtube-a1].mp4")
+    sneaky = library_path(
+        artist="..", title="../../etc/passwd", extractor="../..", video_id="../x", ext="mp4"
+    )
     assert ".." not in sneaky.parts
-    assert (
-        library_path(artist=None, title="t", video_id="i", ext="mkv").parts[0] == "Unknown_Artist"
-    )
+    unknown = library_path(artist=None, title="t", extractor="vimeo", video_id="i", ext="mkv")
+    assert unknown.parts[0] == "Unknown_Artist"
+
+
+def test_the_same_artist_title_and_id_from_two_sites_get_two_files() -> None:
+    same = {"artist": "A", "title": "T", "video_id": "x1", "ext": "mp4"}
+    assert library_path(extractor="youtube", **same) != library_path(extractor="vimeo", **same)
 
 
 def test_a_staged_file_reaches_the_library_only_when_published(tmp_path: Path) -> None:
@@ -140,6 +151,8 @@ def test_the_cookies_file_reaches_the_site(tmp_path: Path, media_server: Any) ->
     cookies.write_text(
         "# Netscape HTTP Cookie File\n127.0.0.1\tFALSE\t/\tFALSE\t0\tsession\tsecret-42\n"
     )
+    cookies.chmod(0o400)  # as an operator may keep it: ours to read, not to write
+    before = cookies.read_bytes(), cookies.stat().st_mtime_ns
     download_video(
         media_server.url("/media/with-cookies.mp4"),
         tmp_path / "out",
@@ -147,6 +160,9 @@ def test_the_cookies_file_reaches_the_site(tmp_path: Path, media_server: Any) ->
         policy=DownloadPolicy(cookies_file=cookies),
     )
     assert any("session=secret-42" in header for header in media_server.cookies)
+    # yt-dlp rewrites the cookie jar it was given: it got a copy in the work dir.
+    assert (cookies.read_bytes(), cookies.stat().st_mtime_ns) == before
+    assert (tmp_path / "out" / "cookies.txt").stat().st_mode & 0o777 == 0o600
 
 
 def test_a_video_the_archive_knows_is_not_downloaded(tmp_path: Path, media_server: Any) -> None:
@@ -174,3 +190,78 @@ def test_a_video_the_archive_knows_is_not_downloaded(tmp_path: Path, media_serve
         already_have=already_have,
     )
     assert fresh.video_id == "fresh" and ("generic", "fresh") in asked
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("page.svg", b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'),
+        ("page.html", b"<!doctype html><html><script>alert(document.cookie)</script></html>"),
+        ("feed.xml", b'<?xml version="1.0"?><rss><channel></channel></rss>'),
+        ("archive.mhtml", b"MIME-Version: 1.0\r\nContent-Type: multipart/related\r\n\r\n"),
+    ],
+)
+def test_files_that_are_not_audio_or_video_are_not_media(
+    tmp_path: Path, name: str, content: bytes
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(NotMedia) as refused:
+        probe_file(path)
+    assert not refused.value.retryable
+
+
+def test_pictures_and_flash_that_ffmpeg_can_open_are_not_media(tmp_path: Path) -> None:
+    from media.ffmpeg import ffmpeg_path
+
+    for name, args in (
+        ("still.png", ["-frames:v", "1"]),
+        ("moving.gif", ["-t", "1"]),
+        ("movie.swf", ["-t", "1"]),
+    ):
+        path = tmp_path / name
+        subprocess.run(
+            [ffmpeg_path(), "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=size=64x64",
+             *args, str(path)],
+            check=True,
+        )  # fmt: skip
+        with pytest.raises(NotMedia, match="not an audio or video container"):
+            probe_file(path)
+
+
+def test_the_content_type_comes_from_the_container(tmp_path: Path, sample_video: Path) -> None:
+    from media.probe import content_type
+
+    info = probe_file(sample_video)
+    assert content_type(info.container, info.vcodec, info.acodec) == "video/mp4"
+    assert content_type(info.container, None, info.acodec) == "audio/mp4"
+    assert content_type("matroska,webm", "vp9", "opus") == "video/webm"
+    assert content_type("matroska,webm", "h264", "aac") == "video/x-matroska"
+    assert content_type("svg_pipe", None, None) == "application/octet-stream"
+    assert content_type(None, None, None) == "application/octet-stream"
+
+
+def test_a_file_over_the_size_limit_fails_for_good(tmp_path: Path, media_server: Any) -> None:
+    from media.download import DownloadPolicy
+
+    with pytest.raises(MediaError) as refused:
+        download_video(
+            media_server.url("/media/big.mp4"),
+            tmp_path,
+            allow_generic=True,
+            policy=DownloadPolicy(max_filesize=10_000),
+        )
+    assert refused.value.code == "too_large" and not refused.value.retryable
+
+
+def test_a_playlist_url_is_refused_without_downloading_its_entries(
+    tmp_path: Path, media_server: Any
+) -> None:
+    page = media_server.url("/playlist/three.html")
+    before = {path: hits for path, hits in media_server.hits.items() if "/list-" in path}
+    with pytest.raises(MediaError) as refused:
+        download_video(page, tmp_path, allow_generic=True)
+    assert refused.value.code == "playlist" and not refused.value.retryable
+    after = {path: hits for path, hits in media_server.hits.items() if "/list-" in path}
+    assert after == before, "an entry of the playlist was fetched"
+    assert not list(tmp_path.rglob("*.mp4"))

@@ -34,6 +34,16 @@ def cancel_key(job_id: str) -> str:
     return f"vf:job:{job_id}:cancel"
 
 
+def revoked_session_key(session_id: str) -> str:
+    """Set (until the cookie would have expired anyway) when a session signed out."""
+    return f"vf:session:{session_id}:revoked"
+
+
+def auth_failures_key(client: str) -> str:
+    """Failed credentials from one client address in the current minute."""
+    return f"vf:auth:failures:{client}"
+
+
 def encode_event(job: dict[str, Any]) -> dict[str, str]:
     return {"job": json.dumps(job, separators=(",", ":"), default=str)}
 

@@ -1,33 +1,52 @@
 """Who may call what: a bearer token, or the browser's signed session cookie.
 
 ``/api``, ``/stream``, ``/thumbnails`` and ``/ws`` need a credential. The admin token
-may mutate; the optional viewer token only reads. The cookie is an HMAC over the role
-and the time it was issued, keyed by the admin token, so every web replica can check
-it without shared state. A cookie on a WebSocket (or on a mutating request) is only
-accepted from an allowed Origin: the page's own, or one in VIDFLEET_ALLOWED_ORIGINS.
+may mutate; the optional viewer token only reads. A cookie on a WebSocket (or on a
+mutating request) is only accepted from an allowed Origin: the page's own, or one in
+VIDFLEET_ALLOWED_ORIGINS.
+
+The session cookie is ``v1.<role>.<issued>.<session id>.<mac>``, the MAC keyed by the
+very token it was traded for: every web replica checks it without shared state, and
+rotating or removing that token ends every session made with it. Signing out marks the
+session id revoked in Redis for the rest of its life. Every credential input is
+hostile: anything that is not exactly that shape (non-ASCII, surrogates, extra dots,
+odd bytes) is simply not a credential, never an error.
+
+Failed credentials are counted per client address; past
+``VIDFLEET_AUTH_FAILURES_PER_MINUTE`` that address gets 429s until the minute is over.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+import re
+import secrets
 import time
 from enum import StrEnum
 from urllib.parse import urlsplit
 
+from redis.exceptions import RedisError
 from starlette import status
 from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from db import live
 from db.settings import Settings
-from web.errors import error_response
+from web.errors import ApiError
+
+logger = logging.getLogger(__name__)
 
 SESSION_COOKIE = "vf_session"
 SESSION_MAX_AGE_S = 30 * 24 * 3600
 PROTECTED_PREFIXES = ("/api/", "/stream/", "/thumbnails/", "/ws")
 OPEN_PATHS = frozenset({"/api/session"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+MAX_TOKEN_LENGTH = 512
+FAILURE_WINDOW_S = 60
+_COOKIE = re.compile(r"v1\.(admin|viewer)\.([0-9]{1,12})\.([A-Za-z0-9_-]{16,64})\.([0-9a-f]{64})")
 
 
 class Role(StrEnum):
@@ -35,36 +54,67 @@ class Role(StrEnum):
     viewer = "viewer"
 
 
-def _sign(settings: Settings, payload: str) -> str:
-    key = str(settings.admin_token).encode()
-    return hmac.new(key, payload.encode(), hashlib.sha256).hexdigest()
+def _raw(text: str) -> bytes:
+    # surrogatepass: a lone surrogate from JSON ("\ud800") compares unequal, not a crash.
+    return text.encode("utf-8", "surrogatepass")
 
 
-def role_of_token(settings: Settings, token: str) -> Role | None:
-    if hmac.compare_digest(token.encode(), str(settings.admin_token).encode()):
-        return Role.admin
-    viewer = settings.viewer_token
-    if viewer is not None and hmac.compare_digest(token.encode(), str(viewer).encode()):
-        return Role.viewer
+def _token_of(settings: Settings, role: Role) -> str | None:
+    secret = settings.admin_token if role is Role.admin else settings.viewer_token
+    return str(secret) if secret is not None else None
+
+
+def role_of_token(settings: Settings, token: object) -> Role | None:
+    if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN_LENGTH:
+        return None
+    for role in Role:
+        expected = _token_of(settings, role)
+        if expected is not None and hmac.compare_digest(_raw(token), _raw(expected)):
+            return role
     return None
 
 
+def _mac(key: str, payload: str) -> str:
+    return hmac.new(_raw(key), payload.encode(), hashlib.sha256).hexdigest()
+
+
 def make_session_cookie(settings: Settings, role: Role) -> str:
-    payload = f"{role}.{int(time.time())}"
-    return f"{payload}.{_sign(settings, payload)}"
+    key = _token_of(settings, role)
+    assert key is not None, "a session is only made for a token that exists"
+    payload = f"v1.{role}.{int(time.time())}.{secrets.token_urlsafe(16)}"
+    return f"{payload}.{_mac(key, payload)}"
 
 
-def role_of_cookie(settings: Settings, value: str) -> Role | None:
+def parse_session_cookie(settings: Settings, value: str) -> tuple[Role, str, int] | None:
+    """``(role, session id, seconds left)`` of a cookie whose MAC holds under the
+    role's current token; None for anything else."""
+    match = _COOKIE.fullmatch(value) if value.isascii() else None
+    if match is None:
+        return None
+    role, issued, session_id, mac = Role(match[1]), int(match[2]), match[3], match[4]
+    left = issued + SESSION_MAX_AGE_S - time.time()
+    key = _token_of(settings, role)
+    if key is None or not 0 < left <= SESSION_MAX_AGE_S:
+        return None
+    payload = value.rsplit(".", 1)[0]
+    if not hmac.compare_digest(mac.encode(), _mac(key, payload).encode()):
+        return None
+    return role, session_id, int(left)
+
+
+async def session_revoked(connection: HTTPConnection, session_id: str) -> bool:
+    """Whether the session signed out. While Redis cannot answer, a cookie whose MAC
+    holds stays valid (reads keep working in an outage); rotating the token is the
+    revocation that needs no Redis."""
     try:
-        role, issued, signature = value.split(".")
-        age = time.time() - int(issued)
-    except ValueError:
-        return None
-    if not 0 <= age <= SESSION_MAX_AGE_S:
-        return None
-    if not hmac.compare_digest(signature, _sign(settings, f"{role}.{issued}")):
-        return None
-    return Role(role) if role in Role.__members__ else None
+        return bool(await connection.app.state.redis.exists(live.revoked_session_key(session_id)))
+    except (RedisError, OSError):
+        logger.warning("could not check a session's revocation; accepting it", exc_info=True)
+        return False
+
+
+async def revoke_session(connection: HTTPConnection, session_id: str, ttl: int) -> None:
+    await connection.app.state.redis.set(live.revoked_session_key(session_id), "1", ex=ttl)
 
 
 def origin_allowed(settings: Settings, headers: Headers) -> bool:
@@ -75,59 +125,122 @@ def origin_allowed(settings: Settings, headers: Headers) -> bool:
     origin = origin.rstrip("/")
     if origin in settings.allowed_origins:
         return True
-    return urlsplit(origin).netloc == headers.get("host")
+    try:
+        return urlsplit(origin).netloc == headers.get("host")
+    except ValueError:
+        return False
+
+
+class GuessLimiter:
+    """Counts failed credentials per client address in Redis (shared by every web
+    replica). A fixed one-minute window, by hand: Dramatiq's rate limiters are
+    synchronous and built for workers, and this runs on the web's event loop."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.limit = settings.auth_failures_per_minute
+
+    @staticmethod
+    def client(connection: HTTPConnection) -> str:
+        return connection.client.host if connection.client else "unknown"
+
+    async def retry_after(self, connection: HTTPConnection) -> int | None:
+        """Seconds until this client may try again, or None when it may now."""
+        key = live.auth_failures_key(self.client(connection))
+        try:
+            async with connection.app.state.redis.pipeline(transaction=False) as pipe:
+                failures, ttl = await pipe.get(key).ttl(key).execute()
+        except (RedisError, OSError):
+            return None
+        if failures is None or int(failures) < self.limit:
+            return None
+        return max(int(ttl), 1)
+
+    async def failed(self, connection: HTTPConnection) -> None:
+        key = live.auth_failures_key(self.client(connection))
+        try:
+            async with connection.app.state.redis.pipeline(transaction=True) as pipe:
+                # SET NX starts the window; INCR keeps its TTL (Redis 6.2 has no EXPIRE NX).
+                await pipe.set(key, 0, ex=FAILURE_WINDOW_S, nx=True).incr(key).execute()
+        except (RedisError, OSError):
+            logger.warning("could not count a failed credential", exc_info=True)
+
+    async def check(self, connection: HTTPConnection) -> None:
+        """Raise a 429 while this client has failed too often."""
+        wait = await self.retry_after(connection)
+        if wait is not None:
+            raise ApiError(
+                status.HTTP_429_TOO_MANY_REQUESTS,
+                "too_many_failures",
+                f"too many failed credentials from this address; try again in {wait} s",
+                headers={"Retry-After": str(wait)},
+            )
 
 
 class AuthMiddleware:
-    """Puts ``scope["role"]`` on protected requests, or answers 401/403 itself."""
+    """Puts ``scope["role"]`` and ``scope["credential"]`` on protected requests, or
+    answers 401/403/429 itself."""
 
     def __init__(self, app: ASGIApp, *, settings: Settings) -> None:
         self.app = app
         self.settings = settings
+        self.limiter = GuessLimiter(settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket") or not self._protected(scope["path"]):
             await self.app(scope, receive, send)
             return
         connection = HTTPConnection(scope)
-        role, via_cookie = self._authenticate(connection)
-        problem = self._refusal(scope, connection, role, via_cookie)
-        if problem is not None:
-            status_code, code, message = problem
+        try:
+            role, via_cookie = await self._authenticate(connection)
+            self._check(scope, connection, role, via_cookie)
+        except ApiError as refusal:
             if scope["type"] == "websocket":
                 # Closing before accept makes the server answer the handshake with 403.
                 await send({"type": "websocket.close", "code": status.WS_1008_POLICY_VIOLATION})
                 return
-            response = error_response(status_code, code, message)
-            if status_code == status.HTTP_401_UNAUTHORIZED:
-                response.headers["WWW-Authenticate"] = "Bearer"
-            await response(scope, receive, send)
+            await refusal.response()(scope, receive, send)
             return
         scope["role"] = role
+        scope["credential"] = str(role)
         await self.app(scope, receive, send)
 
     @staticmethod
     def _protected(path: str) -> bool:
         return path not in OPEN_PATHS and (path == "/ws" or path.startswith(PROTECTED_PREFIXES))
 
-    def _authenticate(self, connection: HTTPConnection) -> tuple[Role | None, bool]:
+    async def _authenticate(self, connection: HTTPConnection) -> tuple[Role | None, bool]:
         header = connection.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
-        if scheme.lower() == "bearer" and token:
-            return role_of_token(self.settings, token.strip()), False
         cookie = connection.cookies.get(SESSION_COOKIE)
-        if cookie:
-            return role_of_cookie(self.settings, cookie), True
-        return None, False
-
-    def _refusal(
-        self, scope: Scope, connection: HTTPConnection, role: Role | None, via_cookie: bool
-    ) -> tuple[int, str, str] | None:
+        if not (scheme.lower() == "bearer" and token) and not cookie:
+            return None, False  # no credential at all: not a guess
+        await self.limiter.check(connection)
+        role: Role | None = None
+        if scheme.lower() == "bearer" and token:
+            role, via_cookie = role_of_token(self.settings, token.strip()), False
+        else:
+            via_cookie = True
+            session = parse_session_cookie(self.settings, cookie or "")
+            if session is not None and not await session_revoked(connection, session[1]):
+                role = session[0]
         if role is None:
-            return status.HTTP_401_UNAUTHORIZED, "unauthorized", "a valid credential is required"
+            await self.limiter.failed(connection)
+        return role, via_cookie
+
+    def _check(
+        self, scope: Scope, connection: HTTPConnection, role: Role | None, via_cookie: bool
+    ) -> None:
+        if role is None:
+            raise ApiError(
+                status.HTTP_401_UNAUTHORIZED,
+                "unauthorized",
+                "a valid credential is required",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         cross_site_risk = scope["type"] == "websocket" or scope["method"] not in SAFE_METHODS
         if via_cookie and cross_site_risk and not origin_allowed(self.settings, connection.headers):
-            return status.HTTP_403_FORBIDDEN, "bad_origin", "this Origin may not use the cookie"
+            raise ApiError(
+                status.HTTP_403_FORBIDDEN, "bad_origin", "this Origin may not use the cookie"
+            )
         if scope["type"] == "http" and scope["method"] not in SAFE_METHODS and role != Role.admin:
-            return status.HTTP_403_FORBIDDEN, "forbidden", "the viewer token can only read"
-        return None
+            raise ApiError(status.HTTP_403_FORBIDDEN, "forbidden", "the viewer token can only read")

@@ -21,15 +21,33 @@ MAX_JSON_BODY = 64 * 1024
 
 
 class ApiError(Exception):
+    """A failure the client caused: rendered as the JSON error with ``status_code``;
+    ``headers`` go on the response (``Retry-After``), ``extra`` into the error body."""
+
     def __init__(
-        self, status_code: int, code: str, message: str, *, field: str | None = None, **extra: Any
+        self,
+        status_code: int,
+        code: str,
+        message: str,
+        *,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.code = code
         self.message = message
         self.field = field
+        self.headers = headers or {}
         self.extra = extra
+
+    def response(self) -> JSONResponse:
+        response = error_response(
+            self.status_code, self.code, self.message, self.field, **self.extra
+        )
+        response.headers.update(self.headers)
+        return response
 
 
 def error_response(
@@ -64,7 +82,7 @@ async def read_json_object(request: Request) -> dict[str, Any]:
 
 async def handle_api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status_code, exc.code, exc.message, exc.field, **exc.extra)
+    return exc.response()
 
 
 async def handle_http_exception(request: Request, exc: Exception) -> Response:

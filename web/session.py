@@ -1,27 +1,50 @@
 """``/api/session``: the browser trades a token for a signed, HttpOnly session cookie,
-so the page never keeps the token in script-readable storage."""
+so the page never keeps the token in script-readable storage; signing out revokes the
+session server-side. Both only from an allowed Origin (no login CSRF), and token
+guesses count against the client's address like any failed credential."""
 
 from __future__ import annotations
 
+from redis.exceptions import RedisError
 from starlette import status
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from web.auth import SESSION_COOKIE, SESSION_MAX_AGE_S, make_session_cookie, role_of_token
+from web.auth import (
+    SESSION_COOKIE,
+    SESSION_MAX_AGE_S,
+    GuessLimiter,
+    make_session_cookie,
+    origin_allowed,
+    parse_session_cookie,
+    revoke_session,
+    role_of_token,
+)
 from web.errors import ApiError, read_json_object
 
 
+def _check_origin(request: Request) -> None:
+    if not origin_allowed(request.app.state.settings, request.headers):
+        raise ApiError(
+            status.HTTP_403_FORBIDDEN, "bad_origin", "sign-in is only accepted from our own page"
+        )
+
+
 async def create_session(request: Request) -> JSONResponse:
+    _check_origin(request)
+    settings = request.app.state.settings
+    limiter = GuessLimiter(settings)
+    await limiter.check(request)
     body = await read_json_object(request)
-    token = body.get("token")
-    role = role_of_token(request.app.state.settings, token) if isinstance(token, str) else None
+    role = role_of_token(settings, body.get("token"))
     if role is None:
+        await limiter.failed(request)
         raise ApiError(status.HTTP_401_UNAUTHORIZED, "unauthorized", "unknown token", field="token")
     response = JSONResponse({"role": role})
     response.set_cookie(
         SESSION_COOKIE,
-        make_session_cookie(request.app.state.settings, role),
+        make_session_cookie(settings, role),
         max_age=SESSION_MAX_AGE_S,
         httponly=True,
         samesite="strict",
@@ -31,7 +54,21 @@ async def create_session(request: Request) -> JSONResponse:
 
 
 async def delete_session(request: Request) -> JSONResponse:
+    _check_origin(request)
+    session = parse_session_cookie(
+        request.app.state.settings, request.cookies.get(SESSION_COOKIE, "")
+    )
     response = JSONResponse({"role": None})
+    if session is not None:
+        _role, session_id, left = session
+        try:
+            await revoke_session(request, session_id, left)
+        except (RedisError, OSError):
+            response = ApiError(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                "unavailable",
+                "signed out in this browser, but the session could not be revoked now",
+            ).response()
     response.delete_cookie(SESSION_COOKIE)
     return response
 

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Update,
     and_,
     bindparam,
+    func,
     insert,
     null,
     or_,
@@ -29,7 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from db.models import Job, JobStatus, utcnow
+from db.models import ACTIVE, Job, JobStatus, utcnow
 
 PUBLIC_FIELDS = (
     "id", "kind", "status", "queue", "params", "result", "error", "progress", "stage",
@@ -192,10 +193,20 @@ def cancel_queued(connection: Connection | Session, job_id: str) -> dict[str, An
     )
 
 
-def new_retry(connection: Connection | Session, job_id: str) -> dict[str, Any] | None:
-    """A queued copy of a failed or cancelled job, with ``retry_of`` pointing at it;
-    None when the job is not failed or cancelled. May raise IntegrityError when another
-    active job holds the same dedupe key."""
+def active_jobs_query(owner: str | None = None) -> Select[Any]:
+    """How many jobs are queued or running (of ``owner``, when given)."""
+    query = select(func.count()).select_from(JOBS).where(JOBS.c.status.in_(ACTIVE))
+    if owner is not None:
+        query = query.where(JOBS.c.owner == owner)
+    return query
+
+
+def new_retry(
+    connection: Connection | Session, job_id: str, *, owner: str | None = None
+) -> dict[str, Any] | None:
+    """A queued copy of a failed or cancelled job, with ``retry_of`` pointing at it,
+    asked for by ``owner``; None when the job is not failed or cancelled. May raise
+    IntegrityError when another active job holds the same dedupe key."""
     old = (
         connection.execute(
             select(*JOBS.c).where(
@@ -222,6 +233,7 @@ def new_retry(connection: Connection | Session, job_id: str) -> dict[str, Any] |
                 max_attempts=old["max_attempts"],
                 parent_id=old["parent_id"],
                 retry_of=old["id"],
+                owner=owner,
                 dedupe_key=dedupe_key(old["kind"], old["params"]),
                 created_at=now,
                 updated_at=now,

@@ -25,6 +25,11 @@ from media.ffmpeg import ffmpeg_path
 
 T = TypeVar("T")
 
+SVG_WITH_SCRIPT = (
+    b'<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64">'
+    b'<script>alert(document.domain)</script><rect width="64" height="64"/></svg>'
+)
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -93,7 +98,8 @@ class MediaServer:
     ``/crawl/<name>.mp4`` throttled harder (about 15 s), ``/missing/...`` 404,
     ``/flaky/<name>.mp4`` 503 for the first ``flaky_failures`` requests of each path,
     ``/stall/<name>.mp4`` one chunk and then silence for ``stall_for`` seconds,
-    ``/text/<name>.mp4`` (a file that is not media) and ``/playlist/<name>.html`` (a
+    ``/text/<name>.mp4`` (a file that is not media), ``/svg/<name>.mp4`` (an SVG with
+    a script, claiming to be video/mp4: FFmpeg can open it) and ``/playlist/<name>.html`` (a
     page embedding three videos, which yt-dlp's generic extractor reads as a playlist)."""
 
     video: Path
@@ -152,6 +158,8 @@ class MediaServer:
                     return
                 if path.startswith("/text/"):
                     data = b"this is not a video\n" * 100
+                elif path.startswith("/svg/"):
+                    data = SVG_WITH_SCRIPT
                 elif path.startswith(("/media/", "/slow/", "/crawl/", "/flaky/", "/stall/")):
                     data = owner.video.read_bytes()
                 else:

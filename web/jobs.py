@@ -9,6 +9,7 @@ from typing import Any
 from redis.exceptions import RedisError
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette import status
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -21,6 +22,26 @@ from web.errors import ApiError, not_found
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+CAP_RETRY_AFTER_S = 30
+
+
+async def check_job_caps(request: Request, session: AsyncSession) -> str:
+    """The credential asking for a new job, once it may: a 429 when the fleet or this
+    credential already has as many queued and running jobs as the settings allow."""
+    settings = request.app.state.settings
+    owner = str(request.scope.get("credential") or "")
+    for count_query, cap, whose in (
+        (jobs.active_jobs_query(), settings.max_active_jobs, "the fleet has"),
+        (jobs.active_jobs_query(owner), settings.max_active_jobs_per_credential, "you have"),
+    ):
+        if (await session.scalar(count_query) or 0) >= cap:
+            raise ApiError(
+                status.HTTP_429_TOO_MANY_REQUESTS,
+                "too_many_jobs",
+                f"{whose} {cap} jobs queued or running; try again when some have finished",
+                headers={"Retry-After": str(CAP_RETRY_AFTER_S)},
+            )
+    return owner
 
 
 def parse_limit(request: Request) -> int:
@@ -153,8 +174,9 @@ async def retry_job(request: Request) -> JSONResponse:
     job_id = parse_job_id(request)
     await load_job(request, job_id)
     async with request.app.state.db() as session:
+        owner = await check_job_caps(request, session)
         try:
-            retry = await session.run_sync(lambda s: jobs.new_retry(s, job_id))
+            retry = await session.run_sync(lambda s: jobs.new_retry(s, job_id, owner=owner))
             await session.commit()
         except IntegrityError:
             raise ApiError(

@@ -23,7 +23,7 @@ from media.errors import UrlRejected
 from media.urls import check_url
 from web import dispatch
 from web.errors import ApiError, not_found, read_json_object
-from web.jobs import parse_limit
+from web.jobs import check_job_caps, parse_limit
 
 MAX_NAME_LENGTH = 300
 MAX_ID = 2**31 - 1
@@ -113,7 +113,9 @@ async def request_download(request: Request) -> JSONResponse:
                     field="url",
                     video_id=existing,
                 )
+        owner = await check_job_caps(request, session)
         job = Job(
+            owner=owner,
             kind=JobKind.download,
             status=JobStatus.queued,
             queue=DOWNLOAD_QUEUES[priority],

@@ -60,6 +60,17 @@ def test_a_file_that_is_not_media_fails_and_leaves_nothing_behind(
     assert not settings.media_root.exists() or not any(settings.media_root.rglob("*.mp4"))
 
 
+def test_a_picture_that_claims_to_be_a_video_is_never_filed(
+    api: Any, worker: Any, media_server: Any, settings: Any
+) -> None:
+    job = api.post("/api/videos/download", json={"url": media_server.url("/svg/x.mp4")}).json()
+    done = wait_for_job(api, job["id"])
+    assert done["status"] == "failed" and done["attempts"] == 1
+    assert done["error"]["type"] == "not_media" and done["error"]["retryable"] is False
+    assert video_count() == 0
+    assert not settings.media_root.exists() or not any(settings.media_root.rglob("*.*"))
+
+
 def test_a_redelivered_message_for_a_finished_job_is_dropped(
     api: Any, worker: Any, media_server: Any, redis_client: Any
 ) -> None:

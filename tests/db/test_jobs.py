@@ -171,3 +171,41 @@ def test_job_times_are_iso_utc(sessions: sessionmaker) -> None:
     assert data["created_at"].endswith("Z")
     assert data["status"] == "queued"
     assert data["started_at"] is None
+
+
+def test_two_library_entries_can_never_share_one_file(sessions: sessionmaker) -> None:
+    from db import library
+
+    def entry(extractor: str) -> library.NewVideo:
+        return library.NewVideo(
+            title="T", artist="A", source_url=f"http://{extractor}/x", extractor=extractor,
+            extractor_id="x1", path="A/T_[x1].mp4", size=1, duration=None, width=None,
+            height=None, vcodec=None, acodec=None, container=None,
+        )  # fmt: skip
+
+    with sessions.begin() as session:
+        library.save_video(session, entry("youtube"))
+    with pytest.raises(IntegrityError), sessions.begin() as session:
+        library.save_video(session, entry("vimeo"))
+
+
+def test_the_migration_to_unique_paths_keeps_rows_that_shared_one(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    upgrade(url, "0001")
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        for video_id, extractor in ((1, "youtube"), (2, "vimeo")):
+            connection.execute(
+                text(
+                    "INSERT INTO videos (id, title, source_url, extractor, extractor_id, path,"
+                    " size, created_at) VALUES (:id, 'T', 'u', :ex, 'x1', 'A/T_[x1].mp4', 1,"
+                    " CURRENT_TIMESTAMP)"
+                ),
+                {"id": video_id, "ex": extractor},
+            )
+    upgrade(url)
+    with engine.connect() as connection:
+        paths = dict(connection.execute(text("SELECT id, path FROM videos")).all())
+    engine.dispose()
+    # The file holds the later download; the older row no longer points at it.
+    assert paths == {2: "A/T_[x1].mp4", 1: "A/T_[x1].mp4.missing-1"}

@@ -9,22 +9,26 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.responses import FileResponse
+from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
-from starlette.staticfiles import StaticFiles
+from starlette.staticfiles import PathLike, StaticFiles
+from starlette.types import Scope
 
 from db import live
 from db.engine import async_session_factory, make_async_engine
 from db.settings import Settings, get_settings
 from web import health, jobs, session, streams, videos
 from web.auth import AuthMiddleware
+from web.body_limit import BodyLimit
 from web.errors import exception_handlers
 from web.hub import ProgressHub
+from web.security_headers import SecurityHeaders
 from web.ws import JobEvents
 
 STATIC = Path(__file__).with_name("static")
@@ -32,6 +36,18 @@ STATIC = Path(__file__).with_name("static")
 
 async def index(request: object) -> FileResponse:
     return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+class PageAssets(StaticFiles):
+    """The page's script and styles, revalidated on every load like the page (a 304
+    while unchanged), so a new release never runs a fresh page with a stale script."""
+
+    def file_response(
+        self, full_path: PathLike, stat_result: os.stat_result, scope: Scope, status_code: int = 200
+    ) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -62,9 +78,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
             *jobs.routes,
             *streams.routes,
             WebSocketRoute("/ws", JobEvents),
-            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+            Mount("/static", PageAssets(directory=STATIC), name="static"),
         ],
-        middleware=[Middleware(AuthMiddleware, settings=settings)],
+        middleware=[
+            Middleware(SecurityHeaders),  # first, so even BodyLimit's refusals get them
+            # Before anything that could read a body: none is read past the cap.
+            Middleware(BodyLimit),
+            Middleware(AuthMiddleware, settings=settings),
+        ],
         exception_handlers=exception_handlers,
         lifespan=lifespan,
     )

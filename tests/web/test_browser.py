@@ -1,5 +1,6 @@
 """The page at ``/`` in a real headless Chromium (Debian's, driven by Playwright):
-sign in with the token, paste a URL, watch the job's progress bar run to the end."""
+sign in with the token, paste a URL, watch the job's progress bar run to the end; all of
+it under the page's Content-Security-Policy, with no violation reported."""
 
 from __future__ import annotations
 
@@ -22,8 +23,18 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+def csp_violations(console: list[str]) -> list[str]:
+    """Chromium reports every refused script, style or connection on the console."""
+    return [text for text in console if "Content Security Policy" in text]
+
+
 @pytest.fixture
-def page() -> Iterator[Any]:
+def console() -> list[str]:
+    return []
+
+
+@pytest.fixture
+def page(console: list[str]) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     assert CHROMIUM, "VIDFLEET_TEST_BROWSER=required but no chromium on PATH"
@@ -40,15 +51,23 @@ def page() -> Iterator[Any]:
             ],
         )
         context = browser.new_context()
+        page = context.new_page()
+        page.on("console", lambda message: console.append(message.text))
         try:
-            yield context.new_page()
+            yield page
         finally:
             context.close()
             browser.close()
 
 
+@pytest.fixture
+def no_csp_violations(console: list[str]) -> Iterator[None]:
+    yield
+    assert csp_violations(console) == []
+
+
 def test_the_page_signs_in_and_shows_a_download_running_to_the_end(
-    page: Any, server: Any, worker: Any, media_server: Any
+    page: Any, server: Any, worker: Any, media_server: Any, no_csp_violations: None
 ) -> None:
     from playwright.sync_api import expect
 
@@ -73,7 +92,7 @@ def test_the_page_signs_in_and_shows_a_download_running_to_the_end(
     expect(page.locator("#download-error")).to_contain_text("already in the library")
 
 
-def test_a_bad_url_shows_the_api_error(page: Any, server: Any) -> None:
+def test_a_bad_url_shows_the_api_error(page: Any, server: Any, no_csp_violations: None) -> None:
     from playwright.sync_api import expect
 
     page.goto(server.url + "/")
@@ -85,7 +104,9 @@ def test_a_bad_url_shows_the_api_error(page: Any, server: Any) -> None:
     expect(page.locator("#download-error")).to_contain_text("does not resolve")
 
 
-def test_the_link_make_run_prints_signs_in_and_forgets_the_token(page: Any, server: Any) -> None:
+def test_the_link_make_run_prints_signs_in_and_forgets_the_token(
+    page: Any, server: Any, no_csp_violations: None
+) -> None:
     from playwright.sync_api import expect
 
     page.goto(f"{server.url}/#token={ADMIN_TOKEN}")
@@ -93,3 +114,17 @@ def test_the_link_make_run_prints_signs_in_and_forgets_the_token(page: Any, serv
     assert ADMIN_TOKEN not in page.url
     page.goto(server.url + "/")  # the cookie keeps the session
     expect(page.locator("#main")).to_be_visible()
+
+
+def test_the_page_policy_refuses_an_injected_inline_script(
+    page: Any, server: Any, console: list[str]
+) -> None:
+    from playwright.sync_api import Error, expect
+
+    page.goto(server.url + "/")
+    expect(page.locator("#login")).to_be_visible()
+    with pytest.raises(Error, match="Content Security Policy"):
+        page.add_script_tag(content="window.injected = true;")
+    assert page.evaluate("window.injected") is None
+    # ... and the refusal is reported where the other tests look for violations.
+    assert csp_violations(console)

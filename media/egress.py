@@ -136,6 +136,14 @@ def install_egress_guard(*, allow_private: bool) -> None:
         starts are still limited to ffmpeg/ffprobe on local files.
     """
     for name in UNGUARDED_MODULES:
+        if sys.modules.get(name) is not None:
+            # yt-dlp imports its request handlers when it is imported: one that talks
+            # through C code would pass the guard unseen, so refuse to run at all.
+            raise MediaError(
+                f"{name} is installed and its connections cannot be guarded: uninstall it",
+                code="unguarded_network",
+                retryable=False,
+            )
         sys.modules[name] = None  # type: ignore[assignment]  # import fails: never used
 
     def hook(event: str, args: tuple[Any, ...]) -> None:

@@ -12,7 +12,9 @@ interval (DESIGN §5 has the measurements behind this).
 
 On subscribe with ``since`` the sender first replays the stream after that id, then
 goes live; ids already sent are skipped, so the switch loses and repeats nothing. A
-``since`` that the stream no longer covers gets ``{"type": "resync"}``.
+``since`` that the stream no longer covers, or that more than ``max_replay_events``
+events follow, gets ``{"type": "resync"}`` instead of a replay. The hub also counts its
+open sockets, in total and per credential, so the endpoint can refuse one over a cap.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable
 from typing import Any, cast
 
 import redis.asyncio as aioredis
@@ -37,6 +40,7 @@ BATCH_INTERVAL_S = 0.05
 QUEUE_SIZE = 2_000
 MAX_BATCH = 500  # events per frame: keeps frames well under clients' size limits
 REPLAY_CHUNK = 1_000
+MAX_REPLAY_EVENTS = 5_000
 RECONNECT_DELAY_S = 1.0
 
 StreamId = tuple[int, int]
@@ -50,6 +54,10 @@ def parse_stream_id(value: str) -> StreamId:
     if parsed[0] < 0 or parsed[1] < 0:
         raise ValueError(value)
     return parsed
+
+
+class TooManySockets(Exception):
+    """A new socket would exceed the process's or its credential's cap."""
 
 
 class Subscriber:
@@ -132,6 +140,8 @@ class ProgressHub:
         self.batch_interval = batch_interval
         self.queue_size = queue_size
         self.subscribers: set[Subscriber] = set()
+        self.open_sockets = 0
+        self.sockets_by_credential: Counter[Hashable] = Counter()
         self.client: aioredis.Redis | None = None
         self._reader: asyncio.Task[None] | None = None
 
@@ -188,16 +198,48 @@ class ProgressHub:
                 asyncio.create_task(subscriber.close(status.WS_1013_TRY_AGAIN_LATER))
 
     # -- per socket
+    def open_socket(
+        self, credential: Hashable, *, max_sockets: int, max_per_credential: int
+    ) -> None:
+        """Count a new socket in; every call that returns needs one ``close_socket``.
+
+        Raises:
+          TooManySockets: the process or this credential already has its cap open.
+        """
+        if self.open_sockets >= max_sockets:
+            raise TooManySockets(
+                f"this server has {max_sockets} WebSockets open, its most; retry later"
+            )
+        if self.sockets_by_credential[credential] >= max_per_credential:
+            raise TooManySockets(
+                f"this credential has {max_per_credential} WebSockets open, its most; "
+                "close one first"
+            )
+        self.open_sockets += 1
+        self.sockets_by_credential[credential] += 1
+
+    def close_socket(self, credential: Hashable) -> None:
+        self.open_sockets -= 1
+        self.sockets_by_credential[credential] -= 1
+        if self.sockets_by_credential[credential] <= 0:
+            del self.sockets_by_credential[credential]  # no key kept per credential ever seen
+
     def add(self, subscriber: Subscriber) -> None:
         self.subscribers.add(subscriber)
 
     def remove(self, subscriber: Subscriber) -> None:
         self.subscribers.discard(subscriber)
 
-    async def serve(self, subscriber: Subscriber, since: str | None) -> None:
+    async def serve(
+        self,
+        subscriber: Subscriber,
+        since: str | None,
+        *,
+        max_replay_events: int = MAX_REPLAY_EVENTS,
+    ) -> None:
         """Replay after ``since`` (or send ``resync``), then send live events forever."""
         if since is not None:
-            await self._replay(subscriber, since)
+            await self._replay(subscriber, since, max_replay_events)
         loop = asyncio.get_running_loop()
         while True:
             batch = [await subscriber.queue.get()]
@@ -208,7 +250,7 @@ class ProgressHub:
                 batch.append(subscriber.queue.get_nowait())
             await subscriber.send_events(batch)
 
-    async def _replay(self, subscriber: Subscriber, since: str) -> None:
+    async def _replay(self, subscriber: Subscriber, since: str, max_events: int) -> None:
         assert self.client is not None
         since_id = parse_stream_id(since)
         oldest = cast(list[Entry], await self.client.xrange(live.EVENTS_STREAM, count=1))
@@ -216,26 +258,30 @@ class ProgressHub:
         covered = since_id == (0, 0) or bool(
             oldest and parse_stream_id(oldest[0][0]) <= since_id <= parse_stream_id(newest[0][0])
         )
-        if not covered:
+        # One read of at most max_events + 1 entries tells "too many" apart and, when it
+        # is not, holds the whole replay: events added later reach the subscriber's queue.
+        entries: list[Entry] = []
+        if covered:
+            entries = cast(
+                list[Entry],
+                await self.client.xrange(live.EVENTS_STREAM, min=f"({since}", count=max_events + 1),
+            )
+        if not covered or len(entries) > max_events:
             # The stream no longer holds what came after ``since`` (trimmed, or Redis
-            # lost it): the client must reload the job list.
+            # lost it), or replaying it would cost more than reloading: the client
+            # reloads the job list, and the live events queued meanwhile all go out.
             await subscriber.send_text(json.dumps({"type": "resync"}))
             subscriber.last_sent = None
             return
         subscriber.last_sent = since_id
-        start = f"({since}"
-        while True:
-            entries = cast(
-                list[Entry],
-                await self.client.xrange(live.EVENTS_STREAM, min=start, count=REPLAY_CHUNK),
+        for start in range(0, len(entries), MAX_BATCH):
+            events = (
+                live.decode_event(entry_id, fields)
+                for entry_id, fields in entries[start : start + MAX_BATCH]
             )
-            if not entries:
-                return
-            events = [live.decode_event(entry_id, fields) for entry_id, fields in entries]
             wanted = [event for event in events if subscriber.wants(event)]
             if wanted:
                 await subscriber.send_events(wanted)
-            start = f"({entries[-1][0]}"
+        if entries:
             # Skipped (unwanted) events still move the mark, so live ones are compared right.
-            last = parse_stream_id(entries[-1][0])
-            subscriber.last_sent = max(subscriber.last_sent or last, last)
+            subscriber.last_sent = parse_stream_id(entries[-1][0])

@@ -2,7 +2,9 @@
 
 In: ``{"action": "subscribe", "jobs": ["*"] | [ids], "since": stream-id | null}`` (again
 at any time to change the subscription). Out: frames of one event or a JSON array of
-events, ``{"type": "job", "id": ..., "job": {...}}`` and ``{"type": "resync"}``.
+events, ``{"type": "job", "id": ..., "job": {...}}`` and ``{"type": "resync"}``. A
+handshake over the process's or the credential's socket cap is refused with a 429 and
+the JSON error (or closed with 1013 where the server cannot send an HTTP response).
 """
 
 from __future__ import annotations
@@ -16,19 +18,43 @@ from starlette import status
 from starlette.endpoints import WebSocketEndpoint
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from web.hub import ProgressHub, Subscriber, parse_stream_id
+from db.settings import Settings
+from web.errors import error_response
+from web.hub import ProgressHub, Subscriber, TooManySockets, parse_stream_id
 
 logger = logging.getLogger(__name__)
 
 MAX_JOB_IDS = 1_000
+RETRY_AFTER_S = 30
+DENIAL_EXTENSION = "websocket.http.response"
 
 
 class JobEvents(WebSocketEndpoint):
     encoding = "json"
 
+    async def dispatch(self) -> None:
+        # Counted around the whole connection, so whatever ends it (the client, a 1013
+        # for a slow socket, the server shutting down, an error) frees its place.
+        websocket = WebSocket(self.scope, receive=self.receive, send=self.send)
+        self.hub: ProgressHub = websocket.app.state.hub
+        self.settings: Settings = websocket.app.state.settings
+        credential = self.scope.get("credential") or self.scope.get("role")
+        try:
+            self.hub.open_socket(
+                credential,
+                max_sockets=self.settings.max_websockets,
+                max_per_credential=self.settings.max_websockets_per_credential,
+            )
+        except TooManySockets as refused:
+            await self._refuse(websocket, str(refused))
+            return
+        try:
+            await super().dispatch()
+        finally:
+            self.hub.close_socket(credential)
+
     async def on_connect(self, websocket: WebSocket) -> None:
         await websocket.accept()
-        self.hub: ProgressHub = websocket.app.state.hub
         self.sender: asyncio.Task[None] | None = None
 
         async def close(code: int) -> None:
@@ -59,11 +85,22 @@ class JobEvents(WebSocketEndpoint):
 
     async def _send(self, since: str | None) -> None:
         try:
-            await self.hub.serve(self.subscriber, since)
+            await self.hub.serve(
+                self.subscriber, since, max_replay_events=self.settings.max_replay_events
+            )
         except (RuntimeError, OSError, WebSocketDisconnect):
             # The socket went away mid-send; on_disconnect cleans up.
             logger.info("a WebSocket sender stopped", exc_info=True)
             await self.subscriber.close(status.WS_1011_INTERNAL_ERROR)
+
+    @staticmethod
+    async def _refuse(websocket: WebSocket, message: str) -> None:
+        if DENIAL_EXTENSION not in websocket.scope.get("extensions", {}):
+            await websocket.close(status.WS_1013_TRY_AGAIN_LATER)
+            return
+        response = error_response(status.HTTP_429_TOO_MANY_REQUESTS, "too_many_websockets", message)
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        await websocket.send_denial_response(response)
 
     async def _stop_sender(self) -> None:
         if self.sender is not None:

@@ -1,8 +1,10 @@
-"""WS /ws: auth, resume with ``since``, resync, several replicas, slow sockets."""
+"""WS /ws: auth, resume with ``since``, resync, several replicas, slow sockets, caps."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import dataclasses
 import json
 import os
 import secrets
@@ -16,10 +18,11 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from tests.conftest import ADMIN_TOKEN
+from tests.conftest import ADMIN_TOKEN, VIEWER_TOKEN
 from tests.support import frames_to_events, live_server, wait_for, wait_for_job
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+VIEWER_AUTH = {"Authorization": f"Bearer {VIEWER_TOKEN}"}
 FINISHED = ("succeeded", "failed", "cancelled")
 
 
@@ -50,7 +53,9 @@ def test_a_cookie_websocket_is_accepted_from_its_own_origin_and_refused_from_ano
     server: Any,
 ) -> None:
     with httpx.Client(base_url=server.url) as browser:
-        login = browser.post("/api/session", json={"token": ADMIN_TOKEN})
+        login = browser.post(
+            "/api/session", json={"token": ADMIN_TOKEN}, headers={"Origin": server.url}
+        )
         assert login.status_code == 200
         cookie = f"vf_session={login.cookies['vf_session']}"
         assert browser.get("/api/jobs").status_code == 200  # the cookie works for reads
@@ -67,7 +72,7 @@ def test_a_cookie_websocket_is_accepted_from_its_own_origin_and_refused_from_ano
 
 def test_a_cookie_cannot_mutate_from_a_foreign_origin(server: Any, media_server: Any) -> None:
     with httpx.Client(base_url=server.url) as browser:
-        browser.post("/api/session", json={"token": ADMIN_TOKEN})
+        browser.post("/api/session", json={"token": ADMIN_TOKEN}, headers={"Origin": server.url})
         body = {"url": media_server.url("/media/csrf.mp4")}
         refused = browser.post(
             "/api/videos/download", json=body, headers={"Origin": "http://evil.example"}
@@ -147,6 +152,28 @@ def test_a_since_older_than_the_stream_gets_resync(server: Any, redis_client: An
     with connect(server.ws_url, additional_headers=AUTH) as ws:
         subscribe(ws, since="1-0")  # far older than anything in the stream
         assert receive_events(ws) == [{"type": "resync"}]
+
+
+def test_a_since_with_more_events_after_it_than_the_limit_gets_resync_then_live_events(
+    settings: Any, redis_client: Any
+) -> None:
+    from web.app import create_app
+
+    with live_server(create_app(dataclasses.replace(settings, max_replay_events=5))) as server:
+        since = publish(redis_client, "before")
+        sent = [publish(redis_client, f"job-{n}") for n in range(5)]
+        with connect(server.ws_url, additional_headers=AUTH) as ws:
+            subscribe(ws, since=since)  # five events follow: all replayed
+            got: list[str] = []
+            while len(got) < len(sent):
+                got += [e["id"] for e in receive_events(ws)]
+            assert got == sent
+        sent.append(publish(redis_client, "job-5"))
+        with connect(server.ws_url, additional_headers=AUTH) as ws:
+            subscribe(ws, since=since)  # six follow: more than the limit
+            assert receive_events(ws) == [{"type": "resync"}]
+            fresh = publish(redis_client, "job-6")
+            assert [e["id"] for e in receive_events(ws)] == [fresh]  # live, nothing replayed
 
 
 def test_two_web_instances_on_one_redis_deliver_the_same_events(
@@ -280,7 +307,8 @@ def test_a_socket_that_does_not_read_is_closed_with_1013_and_others_keep_going(
         assert received == sent
         assert len(hub.subscribers) == 1
         assert slow_subscriber not in hub.subscribers
-    assert read_close_code(slow) == 1013
+        assert read_close_code(slow) == 1013
+        wait_for(lambda: hub.open_sockets == 1, what="the closed socket to be counted out")
     slow.close()
 
 
@@ -301,3 +329,93 @@ def test_the_event_loop_is_never_blocked_by_a_slow_download(
     assert answered >= 5, "the download finished before the API was exercised"
     # Generous bound for a shared 2-core machine: a blocked loop would take seconds.
     assert worst < 1.0, worst
+
+
+def refusal(url: str, headers: dict[str, str]) -> Any:
+    with pytest.raises(InvalidStatus) as refused:
+        connect(url, additional_headers=headers, open_timeout=5)
+    return refused.value.response
+
+
+def assert_too_many_websockets(response: Any, message_has: str) -> None:
+    assert response.status_code == 429
+    assert int(response.headers["Retry-After"]) > 0
+    error = json.loads(response.body)["error"]
+    assert error["code"] == "too_many_websockets"
+    assert message_has in error["message"]
+
+
+def test_a_credential_over_its_websocket_cap_is_refused_with_429_until_one_closes(
+    settings: Any,
+) -> None:
+    from web.app import create_app
+
+    app = create_app(dataclasses.replace(settings, max_websockets_per_credential=2))
+    with live_server(app) as server:
+        hub = app.state.hub
+        first = connect(server.ws_url, additional_headers=AUTH)
+        with connect(server.ws_url, additional_headers=AUTH):
+            assert_too_many_websockets(refusal(server.ws_url, AUTH), "credential")
+            with connect(server.ws_url, additional_headers=VIEWER_AUTH) as viewer:
+                subscribe(viewer, since="0-0")  # another credential's socket works
+            first.close()
+            wait_for(lambda: hub.open_sockets == 1, what="the closed socket to be counted out")
+            with connect(server.ws_url, additional_headers=AUTH) as again:
+                subscribe(again)
+                assert_too_many_websockets(refusal(server.ws_url, AUTH), "credential")
+
+
+def test_a_process_over_its_websocket_cap_refuses_every_credential_until_one_closes(
+    settings: Any,
+) -> None:
+    from web.app import create_app
+
+    app = create_app(dataclasses.replace(settings, max_websockets=2))
+    with live_server(app) as server:
+        hub = app.state.hub
+        with connect(server.ws_url, additional_headers=AUTH):
+            viewer = connect(server.ws_url, additional_headers=VIEWER_AUTH)
+            for headers in (AUTH, VIEWER_AUTH):
+                assert_too_many_websockets(refusal(server.ws_url, headers), "server")
+            viewer.close()
+            wait_for(lambda: hub.open_sockets == 1, what="the closed socket to be counted out")
+            with connect(server.ws_url, additional_headers=VIEWER_AUTH):
+                assert_too_many_websockets(refusal(server.ws_url, AUTH), "server")
+
+
+def test_the_server_shutting_down_counts_its_sockets_out(settings: Any) -> None:
+    from web.app import create_app
+
+    app = create_app(settings)
+    with live_server(app) as server:
+        sockets = [connect(server.ws_url, additional_headers=h) for h in (AUTH, AUTH, VIEWER_AUTH)]
+        wait_for(lambda: app.state.hub.open_sockets == 3, what="three sockets")
+    try:
+        assert app.state.hub.open_sockets == 0
+        assert not app.state.hub.sockets_by_credential
+    finally:
+        for ws in sockets:
+            ws.close()
+
+
+def test_a_server_without_the_denial_extension_closes_a_socket_over_the_cap_with_1013(
+    settings: Any,
+) -> None:
+    from web.app import create_app
+    from web.hub import ProgressHub
+    from web.ws import JobEvents
+
+    app = create_app(dataclasses.replace(settings, max_websockets=0))
+    app.state.hub = ProgressHub(settings.redis_url)  # never started: the refusal needs no Redis
+    scope = {"type": "websocket", "path": "/ws", "headers": [], "app": app, "role": "admin"}
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(asyncio.wait_for(JobEvents(scope, receive, send), timeout=10))
+    assert sent == [{"type": "websocket.close", "code": 1013, "reason": ""}]
+    assert app.state.hub.open_sockets == 0

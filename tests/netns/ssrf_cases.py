@@ -316,12 +316,7 @@ def test_a_host_that_rebinds_to_loopback_after_the_check_is_refused(
     strict_api: httpx.Client, internet: Internet
 ) -> None:
     """The web's check and the worker's early check (if any) see the public address; the
-    download's connections see loopback and must be refused where they connect.
-
-    First in this module on purpose: its worker starts with the job already queued, and
-    a worker started right after another one stopped in the same process may see its
-    first message while the job middleware still counts as stopping.
-    """
+    download's connections see loopback and must be refused where they connect."""
     import dramatiq
 
     from actors import broker

@@ -9,6 +9,7 @@ a one-line message and a non-zero exit instead of a traceback deep inside a requ
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,10 +21,34 @@ from starlette.config import Config
 from starlette.datastructures import CommaSeparatedStrings, Secret
 
 ADMIN_TOKEN_FILE = "admin_token"
+QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
 
 
 class SettingsError(Exception):
     """A configuration variable has a value we cannot use."""
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for banners, logs and error
+    messages: the one in the user info (``scheme://user:password@host``) and a
+    ``password=`` query parameter (redis-py and libpq accept both). A URL without a
+    password comes back unchanged, and odd input never raises."""
+    scheme, sep, rest = url.partition("://")
+    if sep:
+        # The user info ends at the last "@" before the query: a password should be
+        # percent-encoded, but one with a raw "@" or "/" must not leak either (a path
+        # holding "@" is masked too much, never too little). No "@" there: a password
+        # with a raw "?" or "#" ends the authority early, unless it is a host[:port].
+        userinfo, at, _ = re.split(r"[?#]", rest, maxsplit=1)[0].rpartition("@")
+        if not at and "@" in rest:
+            authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+            _, colon, port = authority.rpartition(":")
+            if colon and not port.isdigit() and not authority.startswith("["):
+                userinfo, at, _ = rest.rpartition("@")
+        user, colon, password = userinfo.partition(":")
+        if at and colon and password:
+            url = f"{scheme}://{user}:***@{rest[len(userinfo) + 1 :]}"
+    return QUERY_PASSWORD.sub(r"\1***", url)
 
 
 @dataclass(frozen=True)
@@ -84,13 +109,15 @@ def _database_url(raw: str | None, data_dir: Path) -> str:
         if raw.startswith(prefix):
             return "postgresql+psycopg://" + raw[len(prefix) :]
     if not raw.startswith(("sqlite", "postgresql+")):
-        raise SettingsError(f"DATABASE_URL: unsupported database URL scheme in {raw!r}")
+        raise SettingsError(f"DATABASE_URL: unsupported database URL scheme in {mask_url(raw)!r}")
     return raw
 
 
 def _redis_url(raw: str | None) -> str:
     if raw and urlsplit(raw).scheme not in ("redis", "rediss", "unix"):
-        raise SettingsError(f"REDIS_URL: expected redis://, rediss:// or unix://, got {raw!r}")
+        raise SettingsError(
+            f"REDIS_URL: expected redis://, rediss:// or unix://, got {mask_url(raw)!r}"
+        )
     return raw or ""
 
 
@@ -111,7 +138,7 @@ def _admin_token(config: Config, data_dir: Path) -> Secret:
         return Secret(token)
     path = data_dir / ADMIN_TOKEN_FILE
     if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         # O_EXCL: two processes starting at once agree on one token.
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -237,7 +264,14 @@ def get_settings() -> Settings:
     A bad value ends the process with one line naming the variable (no traceback):
     every entry point (web, worker, scheduler, release) gets its settings here.
     """
+    # Every process starts here, so from now on all it creates - the database, the
+    # admin token, Redis's AOF and socket, media, temp downloads - is 0600/0700: the
+    # data dir holds credentials and a private library, not for other local users.
+    # (Children such as redis-server and ffmpeg inherit the umask.)
+    os.umask(0o077)
     try:
-        return load_settings()
+        settings = load_settings()
     except SettingsError as exc:
         raise SystemExit(f"vidfleet: bad configuration: {exc}") from None
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return settings

@@ -2,8 +2,9 @@
 
 Checks the settings, upgrades the database, starts the embedded Redis when
 ``REDIS_URL`` is unset, prints the URL and the admin token, then runs the Procfile's
-``web``, ``worker`` and ``scheduler`` under honcho. Ctrl-C (or SIGTERM) stops honcho,
-which stops its processes, and then the embedded Redis.
+``web``, ``worker`` and ``scheduler`` under honcho. The web listens on 127.0.0.1 only
+unless ``VIDFLEET_HOST`` says otherwise. Ctrl-C (or SIGTERM) stops honcho, which stops
+its processes, and then the embedded Redis.
 """
 
 from __future__ import annotations
@@ -18,10 +19,27 @@ from urllib.parse import quote
 
 from db.migrate import upgrade
 from db.redis_server import EmbeddedRedis
-from db.settings import get_settings
+from db.settings import Settings, get_settings, mask_url
 
 ROOT = Path(__file__).resolve().parent.parent
 PROCESSES = ("web", "worker", "scheduler")
+# A laptop's fleet is for its user: serving the network is a choice (VIDFLEET_HOST),
+# while the Procfile itself keeps 0.0.0.0 for platforms that route to $PORT.
+DEFAULT_HOST = "127.0.0.1"
+
+
+def banner(settings: Settings, *, host: str, redis_url: str) -> str:
+    """What ``make run`` prints: where to open the page, the admin token, and where the
+    data lives (a password in the Redis URL masked)."""
+    local = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    url = f"http://{f'[{local}]' if ':' in local else local}:{settings.port}/"
+    reach = "this machine only" if host == DEFAULT_HOST else f"listening on {host}"
+    return (
+        f"\nvidfleet is starting on {url} ({reach})\n"
+        f"  open and sign in: {url}#token={quote(str(settings.admin_token))}\n"
+        f"  admin token: {settings.admin_token}\n"
+        f"  data: {settings.data_dir}   redis: {mask_url(redis_url)}\n"
+    )
 
 
 def main() -> int:
@@ -30,6 +48,8 @@ def main() -> int:
     settings.media_root.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env.setdefault("VIDFLEET_DATA_DIR", str(settings.data_dir))
+    if not env.get("VIDFLEET_HOST"):  # empty would mean the Procfile's 0.0.0.0
+        env["VIDFLEET_HOST"] = DEFAULT_HOST
     # The Procfile's commands (uvicorn, dramatiq, periodiq) live next to this Python.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     embedded = None
@@ -38,14 +58,8 @@ def main() -> int:
             settings.data_dir / "redis", unix_socket=settings.embedded_redis_socket
         ).start()
         env["REDIS_URL"] = embedded.url
-    url = f"http://127.0.0.1:{settings.port}/"
-    print(
-        f"\nvidfleet is starting on {url}\n"
-        f"  open and sign in: {url}#token={quote(str(settings.admin_token))}\n"
-        f"  admin token: {settings.admin_token}\n"
-        f"  data: {settings.data_dir}   redis: {env.get('REDIS_URL', settings.redis_url)}\n",
-        flush=True,
-    )
+    redis_url = env.get("REDIS_URL", settings.redis_url)
+    print(banner(settings, host=env["VIDFLEET_HOST"], redis_url=redis_url), flush=True)
     honcho = subprocess.Popen(
         [
             sys.executable, "-m", "honcho", "start",

@@ -433,7 +433,7 @@ def plausible(convertor: Convertor[Any]) -> str:
     return convertor.to_string(value)
 
 
-def filled(route: Route | WebSocketRoute) -> str:
+def filled(route: Route | WebSocketRoute | Mount) -> str:
     params = {name: plausible(c) for name, c in route.param_convertors.items()}
     return route.path_format.format(**params)
 
@@ -445,9 +445,9 @@ def walk(routes: list[BaseRoute], prefix: str = "") -> Iterator[tuple[str, str]]
             if prefix + route.path in OPEN_MOUNTS:
                 continue
             if route.routes:
-                yield from walk(route.routes, prefix + filled_mount(route))
+                yield from walk(route.routes, prefix + filled(route))
             else:  # an app of its own: any path below it
-                yield "GET", prefix + filled_mount(route) + "/1"
+                yield "GET", prefix + filled(route) + "/1"
         elif isinstance(route, WebSocketRoute):
             yield "WEBSOCKET", prefix + filled(route)
         elif isinstance(route, Route):
@@ -459,16 +459,11 @@ def walk(routes: list[BaseRoute], prefix: str = "") -> Iterator[tuple[str, str]]
             raise AssertionError(f"the walk does not know {route!r}: teach it")
 
 
-def filled_mount(mount: Mount) -> str:
-    params = {name: plausible(c) for name, c in mount.param_convertors.items()}
-    return mount.path_format.format(**params)
-
-
 def protected_requests() -> list[tuple[str, str]]:
     from db.settings import get_settings
     from web.app import create_app
 
-    return sorted(set(walk(create_app(get_settings()).routes)))
+    return sorted(set(walk(create_app(get_settings()).routes)), key=lambda r: (r[1], r[0]))
 
 
 PROTECTED = protected_requests()

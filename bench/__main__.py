@@ -1,6 +1,6 @@
 """``python -m bench`` (``make bench``): sets up a throwaway Redis, SQLite database and
-environment, runs the HTTP latency and job pipeline benchmarks in it and prints their
-tables; ``--quick`` runs a short version, ``--only`` one of the two benchmarks.
+environment, runs the HTTP latency, job pipeline and egress guard benchmarks in it and prints their
+tables; ``--quick`` runs a short version, ``--only`` one of them.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a short run (fewer requests/jobs)")
     parser.add_argument(
-        "--only", choices=("http", "pipeline"), help="run just one of the two benchmarks"
+        "--only", choices=("http", "pipeline", "egress"), help="run just one of the benchmarks"
     )
     return parser.parse_args(argv)
 
@@ -44,6 +44,11 @@ def main(argv: list[str] | None = None) -> int:
 
             print()
             print(run_pipeline(env, quick=args.quick).render(), flush=True)
+        if args.only in (None, "egress"):
+            from bench.egress import run_egress
+
+            print()
+            print(run_egress(quick=args.quick), flush=True)
     print(f"\ndone in {time.monotonic() - started:.0f}s")
     return 0
 

@@ -24,7 +24,7 @@ from db import live
 from db.engine import async_session_factory, make_async_engine
 from db.settings import Settings, get_settings
 from web import health, jobs, session, streams, videos
-from web.auth import AuthMiddleware
+from web.auth import AuthMiddleware, GuessLimiter
 from web.body_limit import BodyLimit
 from web.errors import exception_handlers
 from web.hub import ProgressHub
@@ -69,6 +69,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await app.state.redis.aclose()
             await engine.dispose()
 
+    limiter = GuessLimiter(settings)
     app = Starlette(
         routes=[
             Route("/", index),
@@ -84,10 +85,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Middleware(SecurityHeaders),  # first, so even BodyLimit's refusals get them
             # Before anything that could read a body: none is read past the cap.
             Middleware(BodyLimit),
-            Middleware(AuthMiddleware, settings=settings),
+            Middleware(AuthMiddleware, settings=settings, limiter=limiter),
         ],
         exception_handlers=exception_handlers,
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.guess_limiter = limiter
     return app

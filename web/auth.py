@@ -46,6 +46,7 @@ OPEN_PATHS = frozenset({"/api/session"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_TOKEN_LENGTH = 512
 FAILURE_WINDOW_S = 60
+MAX_BLOCKED = 100_000
 _COOKIE = re.compile(r"v1\.(admin|viewer)\.([0-9]{1,12})\.([A-Za-z0-9_-]{16,64})\.([0-9a-f]{64})")
 
 
@@ -132,41 +133,54 @@ def origin_allowed(settings: Settings, headers: Headers) -> bool:
 
 
 class GuessLimiter:
-    """Counts failed credentials per client address in Redis (shared by every web
-    replica). A fixed one-minute window, by hand: Dramatiq's rate limiters are
-    synchronous and built for workers, and this runs on the web's event loop."""
+    """Counts failed credentials per client address in Redis, shared by every web
+    replica; a fixed one-minute window, by hand (Dramatiq's rate limiters are
+    synchronous and built for workers, and this runs on the web's event loop).
+
+    A process that counts a failure past the limit blocks that address itself until
+    the window ends, so a request with a credential costs no Redis round trip: an
+    address spread over N replicas gets at most N guesses more than the limit.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.limit = settings.auth_failures_per_minute
+        self.blocked: dict[str, float] = {}  # client address -> monotonic end of block
 
     @staticmethod
     def client(connection: HTTPConnection) -> str:
         return connection.client.host if connection.client else "unknown"
 
-    async def retry_after(self, connection: HTTPConnection) -> int | None:
+    def retry_after(self, connection: HTTPConnection) -> int | None:
         """Seconds until this client may try again, or None when it may now."""
-        key = live.auth_failures_key(self.client(connection))
-        try:
-            async with connection.app.state.redis.pipeline(transaction=False) as pipe:
-                failures, ttl = await pipe.get(key).ttl(key).execute()
-        except (RedisError, OSError):
+        until = self.blocked.get(self.client(connection))
+        if until is None:
             return None
-        if failures is None or int(failures) < self.limit:
+        left = until - time.monotonic()
+        if left <= 0:
+            del self.blocked[self.client(connection)]
             return None
-        return max(int(ttl), 1)
+        return max(int(left), 1)
 
     async def failed(self, connection: HTTPConnection) -> None:
-        key = live.auth_failures_key(self.client(connection))
+        client = self.client(connection)
+        key = live.auth_failures_key(client)
         try:
             async with connection.app.state.redis.pipeline(transaction=True) as pipe:
                 # SET NX starts the window; INCR keeps its TTL (Redis 6.2 has no EXPIRE NX).
-                await pipe.set(key, 0, ex=FAILURE_WINDOW_S, nx=True).incr(key).execute()
+                _, failures, ttl = await (
+                    pipe.set(key, 0, ex=FAILURE_WINDOW_S, nx=True).incr(key).ttl(key).execute()
+                )
         except (RedisError, OSError):
             logger.warning("could not count a failed credential", exc_info=True)
+            return
+        if int(failures) >= self.limit:
+            if len(self.blocked) > MAX_BLOCKED:
+                self.blocked.clear()  # bounded memory beats a perfect block list
+            self.blocked[client] = time.monotonic() + max(int(ttl), 1)
 
-    async def check(self, connection: HTTPConnection) -> None:
+    def check(self, connection: HTTPConnection) -> None:
         """Raise a 429 while this client has failed too often."""
-        wait = await self.retry_after(connection)
+        wait = self.retry_after(connection)
         if wait is not None:
             raise ApiError(
                 status.HTTP_429_TOO_MANY_REQUESTS,
@@ -180,10 +194,10 @@ class AuthMiddleware:
     """Puts ``scope["role"]`` and ``scope["credential"]`` on protected requests, or
     answers 401/403/429 itself."""
 
-    def __init__(self, app: ASGIApp, *, settings: Settings) -> None:
+    def __init__(self, app: ASGIApp, *, settings: Settings, limiter: GuessLimiter) -> None:
         self.app = app
         self.settings = settings
-        self.limiter = GuessLimiter(settings)
+        self.limiter = limiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket") or not self._protected(scope["path"]):
@@ -214,7 +228,7 @@ class AuthMiddleware:
         cookie = connection.cookies.get(SESSION_COOKIE)
         if not (scheme.lower() == "bearer" and token) and not cookie:
             return None, False  # no credential at all: not a guess
-        await self.limiter.check(connection)
+        self.limiter.check(connection)
         role: Role | None = None
         if scheme.lower() == "bearer" and token:
             role, via_cookie = role_of_token(self.settings, token.strip()), False

@@ -30,11 +30,12 @@ async def check_job_caps(request: Request, session: AsyncSession) -> str:
     credential already has as many queued and running jobs as the settings allow."""
     settings = request.app.state.settings
     owner = str(request.scope.get("credential") or "")
-    for count_query, cap, whose in (
-        (jobs.active_jobs_query(), settings.max_active_jobs, "the fleet has"),
-        (jobs.active_jobs_query(owner), settings.max_active_jobs_per_credential, "you have"),
+    in_all, of_owner = (await session.execute(jobs.active_jobs_query(owner))).one()
+    for count, cap, whose in (
+        (in_all, settings.max_active_jobs, "the fleet has"),
+        (of_owner, settings.max_active_jobs_per_credential, "you have"),
     ):
-        if (await session.scalar(count_query) or 0) >= cap:
+        if count >= cap:
             raise ApiError(
                 status.HTTP_429_TOO_MANY_REQUESTS,
                 "too_many_jobs",

@@ -34,8 +34,8 @@ def _check_origin(request: Request) -> None:
 async def create_session(request: Request) -> JSONResponse:
     _check_origin(request)
     settings = request.app.state.settings
-    limiter = GuessLimiter(settings)
-    await limiter.check(request)
+    limiter: GuessLimiter = request.app.state.guess_limiter  # shared with AuthMiddleware
+    limiter.check(request)
     body = await read_json_object(request)
     role = role_of_token(settings, body.get("token"))
     if role is None:

@@ -173,6 +173,15 @@ def test_token_guessing_is_limited_per_client_address(settings: Any) -> None:
             assert 1 <= int(blocked.headers["Retry-After"]) <= 60
         # Requests without a credential are not guesses, and other addresses go on.
         assert guesser.get("/healthz").status_code == 200
+        # Another replica shares the count in Redis: one more guess there, then 429s.
+        with live_server(create_app(strict)) as replica:
+            answers = [
+                guesser.get(
+                    f"{replica.url}/api/jobs", headers={"Authorization": "Bearer guess-8"}
+                ).status_code
+                for _ in range(2)
+            ]
+            assert answers == [401, 429]
     with TestClient(app) as elsewhere:  # the client address "testclient"
         ok = elsewhere.get("/api/jobs", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
         assert ok.status_code == 200

@@ -24,6 +24,10 @@ def test_defaults_run_embedded(tmp_path: Path) -> None:
     assert settings.media_root == tmp_path / "media"
     assert not settings.allow_private_urls
     assert not settings.enable_generic_extractor
+    assert settings.max_filesize == 4 * 1024**3
+    assert (settings.max_active_jobs, settings.max_active_jobs_per_credential) == (20_000, 10_000)
+    assert (settings.max_websockets, settings.max_websockets_per_credential) == (4_096, 1_024)
+    assert (settings.max_replay_events, settings.auth_failures_per_minute) == (5_000, 10)
 
 
 def test_the_admin_token_is_generated_once_and_kept(tmp_path: Path) -> None:
@@ -58,6 +62,14 @@ def test_heroku_style_urls_are_rewritten(tmp_path: Path) -> None:
         ("VIDFLEET_LOG_LEVEL", "LOUD"),
         ("VIDFLEET_RETRY_BACKOFF", "0"),
         ("VIDFLEET_HEARTBEAT_TIMEOUT", "1"),
+        ("VIDFLEET_MAX_FILESIZE", "-1"),
+        ("VIDFLEET_MAX_FILESIZE", "4G"),
+        ("VIDFLEET_MAX_ACTIVE_JOBS", "0"),
+        ("VIDFLEET_MAX_ACTIVE_JOBS_PER_CREDENTIAL", "none"),
+        ("VIDFLEET_MAX_WEBSOCKETS", "0"),
+        ("VIDFLEET_MAX_WEBSOCKETS_PER_CREDENTIAL", "-5"),
+        ("VIDFLEET_MAX_REPLAY_EVENTS", "0"),
+        ("VIDFLEET_AUTH_FAILURES_PER_MINUTE", "0"),
     ],
 )
 def test_a_bad_value_names_its_variable(tmp_path: Path, variable: str, value: str) -> None:

@@ -321,33 +321,31 @@ def download_video(
         if oversize:
             raise _too_large(oversize[0]) from None
         raise Cancelled() from None
-    except DownloadError as exc:
+    except (DownloadError, OSError) as exc:
+        # yt-dlp reports a refused connection as a network error like any other (and
+        # retries it); the guard's record says what it really was.
         if refusals():
             raise BlockedAddress() from None
-        raise classify_error(_clean_error(exc)) from None
-    except OSError:
-        if refusals():
-            raise BlockedAddress() from None
+        if isinstance(exc, DownloadError):
+            raise classify_error(_clean_error(exc)) from None
         raise
     if archive is not None and archive.hit is not None:
         raise AlreadyDownloaded(*archive.hit)
-    if refusals() and not info:
-        raise BlockedAddress()
     if one_video.saw_playlist or (info and info.get("_type") in ("playlist", "multi_video")):
         raise MediaError(
             "this URL is a playlist, not one video: add it as a playlist instead",
             code="playlist",
             retryable=False,
         )
-    if not info:
-        raise MediaError("yt-dlp returned nothing for this URL", code="empty", retryable=False)
-    downloads = info.get("requested_downloads") or []
-    path = Path(downloads[0]["filepath"]) if downloads and downloads[0].get("filepath") else None
-    if path is None or not path.is_file():
-        if ytdl_logger.too_large and policy.max_filesize:
-            raise _too_large(policy.max_filesize)
+    downloads = (info or {}).get("requested_downloads") or [{}]
+    path = Path(downloads[0]["filepath"]) if downloads[0].get("filepath") else None
+    if info is None or path is None or not path.is_file():
         if refusals():
             raise BlockedAddress()
+        if ytdl_logger.too_large and policy.max_filesize:
+            raise _too_large(policy.max_filesize)
+        if not info:
+            raise MediaError("yt-dlp returned nothing for this URL", code="empty", retryable=False)
         raise MediaError("yt-dlp finished without writing a file", code="no_file", retryable=True)
     return DownloadedMedia(
         path=path,

@@ -84,6 +84,10 @@ class Settings:
     max_websockets_per_credential: int
     max_replay_events: int
     auth_failures_per_minute: int
+    min_free_bytes: int
+    db_connect_timeout: float
+    db_statement_timeout: float
+    redis_timeout: float
 
     @property
     def embedded_redis_socket(self) -> Path:
@@ -213,6 +217,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             auth_failures_per_minute=config(
                 "VIDFLEET_AUTH_FAILURES_PER_MINUTE", cast=int, default=10
             ),
+            min_free_bytes=config("VIDFLEET_MIN_FREE_MB", cast=int, default=512) * 1024**2,
+            db_connect_timeout=config("VIDFLEET_DB_CONNECT_TIMEOUT", cast=float, default=5.0),
+            db_statement_timeout=config(
+                "VIDFLEET_DB_STATEMENT_TIMEOUT", cast=float, default=30.0
+            ),
+            redis_timeout=config("VIDFLEET_REDIS_TIMEOUT", cast=float, default=10.0),
         )
     except ValueError as exc:  # Starlette's casts say "Config 'NAME' has value ..."
         raise SettingsError(str(exc)) from None
@@ -232,6 +242,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ("VIDFLEET_SLEEP_INTERVAL", settings.sleep_interval),
         ("VIDFLEET_MAX_SLEEP_INTERVAL", settings.max_sleep_interval),
         ("VIDFLEET_MAX_FILESIZE", settings.max_filesize),
+        ("VIDFLEET_MIN_FREE_MB", settings.min_free_bytes),
     ):
         if value < 0:
             raise SettingsError(f"{name}: must not be negative (0 turns it off)")
@@ -247,6 +258,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     ):
         if value < 1:
             raise SettingsError(f"{name}: must be at least 1")
+    for name, value in (
+        ("VIDFLEET_DB_CONNECT_TIMEOUT", settings.db_connect_timeout),
+        ("VIDFLEET_DB_STATEMENT_TIMEOUT", settings.db_statement_timeout),
+        ("VIDFLEET_REDIS_TIMEOUT", settings.redis_timeout),
+    ):
+        if not 0.1 <= value <= 3600:
+            raise SettingsError(f"{name}: must be between 0.1 and 3600 seconds")
     if settings.max_attempts < 1:
         raise SettingsError("VIDFLEET_MAX_ATTEMPTS: must be at least 1")
     if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):

@@ -4,8 +4,8 @@ blob from a loopback HTTP server in this process) downloaded by yt-dlp through
 hook sees every event the child raises, and checks every process start) and once
 without — the anchor. Private addresses are allowed in both (the server is on loopback),
 so the connect check is not part of the figure: it runs once per connection, while the
-hook runs on every audited event. Trials alternate (and which goes first); the median seconds of each and
-guarded/bare are reported (1.0 means free).
+hook runs on every audited event. Trials alternate (and which goes first); the median
+seconds of each and guarded/bare are reported (1.0 means free).
 """
 
 from __future__ import annotations

@@ -198,9 +198,7 @@ def active_jobs_query(owner: str) -> Select[Any]:
     of two counts that each read only an index (the status index, and the partial
     index on the owner of active jobs)."""
     active = select(func.count()).select_from(JOBS).where(JOBS.c.status.in_(ACTIVE))
-    return select(
-        active.scalar_subquery(), active.where(JOBS.c.owner == owner).scalar_subquery()
-    )
+    return select(active.scalar_subquery(), active.where(JOBS.c.owner == owner).scalar_subquery())
 
 
 def new_retry(

@@ -45,8 +45,16 @@ def try_egress(port: int, unix_path: str) -> dict[str, str]:
         "shell": lambda: subprocess.run(["sh", "-c", "true"], check=True),
         "os_system": lambda: os.system("true"),
         "ffmpeg_url": lambda: subprocess.run(
-            [ffmpeg_path(), "-loglevel", "quiet", "-i", f"http://127.0.0.1:{port}/x.mp4",
-             "-f", "null", "-"],
+            [
+                ffmpeg_path(),
+                "-loglevel",
+                "quiet",
+                "-i",
+                f"http://127.0.0.1:{port}/x.mp4",
+                "-f",
+                "null",
+                "-",
+            ],
             check=False,
         ),  # fmt: skip
         "ffmpeg_version": lambda: subprocess.run(

@@ -219,9 +219,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             ),
             min_free_bytes=config("VIDFLEET_MIN_FREE_MB", cast=int, default=512) * 1024**2,
             db_connect_timeout=config("VIDFLEET_DB_CONNECT_TIMEOUT", cast=float, default=5.0),
-            db_statement_timeout=config(
-                "VIDFLEET_DB_STATEMENT_TIMEOUT", cast=float, default=30.0
-            ),
+            db_statement_timeout=config("VIDFLEET_DB_STATEMENT_TIMEOUT", cast=float, default=30.0),
             redis_timeout=config("VIDFLEET_REDIS_TIMEOUT", cast=float, default=10.0),
         )
     except ValueError as exc:  # Starlette's casts say "Config 'NAME' has value ..."

@@ -1,4 +1,10 @@
-"""download_video: fetch one URL with yt-dlp, probe it, file it in the library."""
+"""download_video: fetch one URL with yt-dlp, probe it, file it in the library.
+
+Disk space is checked at each step that needs it (before starting, by yt-dlp against
+the announced size, before the copy into the library) against the reserve
+``VIDFLEET_MIN_FREE_MB``; a full disk fails the job at once with ``disk_full``, not
+retried (:mod:`media.disk`), and its partial files are removed with the work folder.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ from actors.queues import Queue
 from db import library
 from db.models import JobKind
 from db.settings import get_settings
+from media.disk import DiskFull, check_room, free_bytes, is_disk_full, same_filesystem
 from media.download import (
     AlreadyDownloaded,
     DownloadedMedia,
@@ -33,14 +40,19 @@ settings = get_settings()
 
 # The share of the overall progress that the download itself takes.
 DOWNLOAD_SHARE = 0.95
-POLICY = DownloadPolicy(
-    rate_limit=settings.download_rate_limit or None,
-    sleep_interval=settings.sleep_interval,
-    max_sleep_interval=settings.max_sleep_interval,
-    stall_timeout=settings.stall_timeout,
-    cookies_file=settings.cookies_file,
-    max_filesize=settings.max_filesize or None,
-)
+
+
+def _policy() -> DownloadPolicy:
+    # Built at call time from the module's settings, which a test may swap.
+    return DownloadPolicy(
+        rate_limit=settings.download_rate_limit or None,
+        sleep_interval=settings.sleep_interval,
+        max_sleep_interval=settings.max_sleep_interval,
+        stall_timeout=settings.stall_timeout,
+        cookies_file=settings.cookies_file,
+        max_filesize=settings.max_filesize or None,
+        min_free_bytes=settings.min_free_bytes,
+    )
 
 
 @job_actor(
@@ -70,7 +82,6 @@ def download_video(job_id: str) -> None:
 def _download(job: JobContext, url: str) -> dict[str, Any]:
     params = job.params
     workdir = settings.tmp_dir / job.id
-    workdir.mkdir(parents=True, exist_ok=True)
 
     def on_progress(update: DownloadProgress) -> None:
         job.report(
@@ -87,6 +98,10 @@ def _download(job: JobContext, url: str) -> dict[str, Any]:
             return library.find_video(session, extractor, video_id) is not None
 
     try:
+        # A disk already at its reserve fails the job before anything is written.
+        places = {"the work folder": workdir, "the library": settings.media_root}
+        check_room(places, 0, settings.min_free_bytes)
+        workdir.mkdir(parents=True, exist_ok=True)
         job.report(stage="downloading", progress=None)
         # In a process group of its own: a cancel, a time limit or a shutdown stops
         # yt-dlp together with any ffmpeg it started.
@@ -101,7 +116,8 @@ def _download(job: JobContext, url: str) -> dict[str, Any]:
                 "quality": params.get("quality") or "best",
                 "ffmpeg_location": ffmpeg_path(),
                 "allow_generic": settings.enable_generic_extractor,
-                "policy": POLICY,
+                "policy": _policy(),
+                "library": settings.media_root,
             },
             callbacks=callbacks,
             should_cancel=job.cancelled,
@@ -120,6 +136,11 @@ def _download(job: JobContext, url: str) -> dict[str, Any]:
             assert video is not None
             return {"video_id": video.id, "already_in_library": True}
     except BaseException as exc:
+        if isinstance(exc, OSError) and is_disk_full(exc):
+            # ENOSPC outside the media steps (making the work folder): the same reason,
+            # without the path the OSError names.
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise DiskFull(free=free_bytes(workdir), where="the work folder") from exc
         if not is_retryable(exc):
             shutil.rmtree(workdir, ignore_errors=True)
         raise
@@ -144,6 +165,11 @@ def _file_in_library(
         video_id=downloaded.video_id,
         ext=downloaded.ext,
     )
+    if not same_filesystem(downloaded.path, settings.media_root):
+        # The move is a copy there: the file must fit beside the reserve (a rename on
+        # one filesystem needs no room).
+        size = downloaded.path.stat().st_size
+        check_room({"the library": settings.media_root}, size, settings.min_free_bytes)
     staged = stage_in_library(downloaded.path, settings.media_root, relative)
     try:
         with job.sessions() as session:

@@ -1,12 +1,16 @@
 """Downloads one video with yt-dlp's Python API into a directory of the caller's.
 
 Progress comes from yt-dlp's ``progress_hooks`` and ``postprocessor_hooks`` (never from
-parsing its output); cancellation is a callable polled from those hooks.
+parsing its output); cancellation is a callable polled from those hooks. A download
+never eats into the disk's reserve: the room left (free space minus the reserve) is
+yt-dlp's ``max_filesize``, so a file whose announced size does not fit is refused before
+a byte is written, and one without a size is stopped as it outgrows the room.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +20,7 @@ from typing import Any
 import yt_dlp
 from yt_dlp.utils import DownloadCancelled, DownloadError
 
+from media.disk import DiskFull, free_bytes, is_disk_full, same_filesystem
 from media.egress import BlockedAddress, refusals
 from media.errors import Cancelled, MediaError
 
@@ -60,6 +65,8 @@ class DownloadPolicy:
       cookies_file: a Netscape cookies file for sites that need a login; each download
         reads (and yt-dlp rewrites) a copy of its own, never this file.
       max_filesize: refuse a file larger than this many bytes (None: no limit).
+      min_free_bytes: the reserve: a file that would leave less than this free on the
+        work folder's (or the library's) filesystem fails with ``disk_full``.
     """
 
     rate_limit: int | None = None
@@ -68,6 +75,7 @@ class DownloadPolicy:
     stall_timeout: float = 60.0
     cookies_file: Path | None = None
     max_filesize: int | None = None
+    min_free_bytes: int = 0
 
 
 class AlreadyDownloaded(MediaError):
@@ -127,16 +135,24 @@ class DownloadedMedia:
     ext: str
 
 
+# yt-dlp's HttpFD, refusing a Content-Length over max_filesize before it writes a byte.
+_REFUSED_SIZE = re.compile(r"larger than max-filesize \((\d+) bytes > (\d+) bytes\)")
+
+
 class _Logger:
     """Sends yt-dlp's messages to logging instead of stdout, and notices the one that
     says a file was skipped for its size (yt-dlp gives no other sign of it)."""
 
     def __init__(self) -> None:
         self.too_large = False
+        self.announced: int | None = None  # the size of the file it refused
 
     def debug(self, msg: str) -> None:
         if "larger than max-filesize" in msg:
             self.too_large = True
+            found = _REFUSED_SIZE.search(msg)
+            if found:
+                self.announced = int(found.group(1))
         logger.debug(msg)
 
     def info(self, msg: str) -> None:
@@ -194,6 +210,47 @@ def _too_large(limit: int) -> MediaError:
     )
 
 
+@dataclass(frozen=True)
+class _Room:
+    """What this download may still write: the free space of the tightest filesystem
+    it writes to, minus the reserve, plus what an earlier attempt left in the work
+    folder (a resumed download counts those bytes again)."""
+
+    free: int
+    reserve: int
+    have: int
+    where: str
+
+    @property
+    def bytes(self) -> int:
+        return max(self.free - self.reserve + self.have, 0)
+
+    def full(self, size: int | None, *, at_least: bool = False) -> DiskFull:
+        needed = None if size is None else max(size - self.have, 0) + self.reserve
+        return DiskFull(
+            free=self.free,
+            needed=needed,
+            reserve=self.reserve,
+            where=self.where,
+            at_least=at_least,
+        )
+
+
+def _bytes_in(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+
+
+def _room(workdir: Path, library: Path | None, reserve: int) -> _Room:
+    have = _bytes_in(workdir)
+    room = _Room(free=free_bytes(workdir), reserve=reserve, have=have, where="the work folder")
+    if library is not None and not same_filesystem(workdir, library):
+        # The file will be copied there: it must fit there too.
+        other = _Room(free=free_bytes(library), reserve=reserve, have=0, where="the library")
+        if other.bytes < room.bytes:
+            return other
+    return room
+
+
 def _private_copy(cookies_file: Path, workdir: Path) -> Path:
     """A copy of the cookies file for this download alone: yt-dlp writes its cookie
     jar back to the file it was given, and the operator's file must stay as it is."""
@@ -215,25 +272,35 @@ def download_video(
     should_cancel: Callable[[], bool] | None = None,
     already_have: Callable[[str, str], bool] | None = None,
     policy: DownloadPolicy | None = None,
+    library: Path | None = None,
 ) -> DownloadedMedia:
     """Download ``url`` into ``workdir`` and return what was written.
 
     Parameters:
       already_have: ``(extractor, video_id) -> bool``; a video it knows is not
         downloaded again (``AlreadyDownloaded``).
+      library: where the file goes next; on another filesystem than ``workdir`` it
+        must fit there too (with the policy's reserve).
 
     Raises:
       Cancelled: ``should_cancel`` returned true.
       AlreadyDownloaded: ``already_have`` knows the video.
+      DiskFull: the file does not fit (announced, outgrowing the room, or ``ENOSPC``);
+        any partial file is the caller's to remove with ``workdir``.
       MediaError: the download failed; ``retryable`` says whether to try again.
     """
     policy = policy or DownloadPolicy()
     archive = _Archive(already_have) if already_have is not None else None
     if quality not in QUALITY_FORMATS:
         raise MediaError(f"unknown quality {quality!r}", code="bad_quality", retryable=False)
+    room = _room(workdir, library, policy.min_free_bytes)
+    if room.bytes <= 0:
+        raise room.full(0)
     ytdl_logger = _Logger()
     one_video = _OneVideoOnly()
-    oversize: list[int] = []
+    stopped: list[MediaError] = []  # why a hook stopped the download
+    finished = [0]  # bytes of the parts already downloaded (a merge fetches two)
+    seen = [0]  # the most this download was known to need, for a disk_full message
 
     def check_cancel() -> None:
         if should_cancel is not None and should_cancel():
@@ -241,16 +308,25 @@ def download_video(
 
     def progress_hook(status: dict[str, Any]) -> None:
         check_cancel()
-        if on_progress is None or status.get("status") != "downloading":
+        done = status.get("downloaded_bytes")
+        if status.get("status") == "finished":
+            finished[0] += int(status.get("total_bytes") or done or 0)
+            return
+        if status.get("status") != "downloading":
             return
         total = status.get("total_bytes") or status.get("total_bytes_estimate")
-        done = status.get("downloaded_bytes")
-        # A server that sends no length is only stopped here, as the bytes arrive.
-        if policy.max_filesize and max(done or 0, status.get("total_bytes") or 0) > (
-            policy.max_filesize
-        ):
-            oversize.append(policy.max_filesize)
+        # A server that sends no length (or a stream of fragments) is only stopped
+        # here, as the bytes arrive.
+        size = max(done or 0, status.get("total_bytes") or 0)
+        seen[0] = max(seen[0], finished[0] + size)
+        if policy.max_filesize and size > policy.max_filesize:
+            stopped.append(_too_large(policy.max_filesize))
             raise DownloadCancelled()
+        if finished[0] + size > room.bytes:
+            stopped.append(room.full(finished[0] + size, at_least=not status.get("total_bytes")))
+            raise DownloadCancelled()
+        if on_progress is None:
+            return
         fraction = min(done / total, 1.0) if total and done is not None else None
         if fraction is not None:
             fraction = _overall_fraction(status.get("info_dict") or {}, fraction)
@@ -310,22 +386,34 @@ def download_video(
     if policy.sleep_interval > 0:
         options["sleep_interval"] = policy.sleep_interval
         options["max_sleep_interval"] = max(policy.sleep_interval, policy.max_sleep_interval)
-    if policy.cookies_file is not None:
-        options["cookiefile"] = str(_private_copy(policy.cookies_file, workdir))
-    if policy.max_filesize:
-        options["max_filesize"] = policy.max_filesize
+    # yt-dlp refuses a Content-Length over this before it opens the file; which of the
+    # two limits it was is told apart afterwards by the size it refused.
+    options["max_filesize"] = min(policy.max_filesize or room.bytes, room.bytes)
     try:
+        if policy.cookies_file is not None:
+            options["cookiefile"] = str(_private_copy(policy.cookies_file, workdir))
         with yt_dlp.YoutubeDL(options) as ydl:
             info = ydl.extract_info(url, download=True)
     except DownloadCancelled:
-        if oversize:
-            raise _too_large(oversize[0]) from None
+        if stopped:
+            raise stopped[0] from None
         raise Cancelled() from None
     except (DownloadError, OSError) as exc:
         # yt-dlp reports a refused connection as a network error like any other (and
         # retries it); the guard's record says what it really was.
         if refusals():
             raise BlockedAddress() from None
+        if is_disk_full(exc):
+            # yt-dlp, its ffmpeg merge or our cookies copy: the disk filled up anyway
+            # (another writer, or more than announced). The text names a path: dropped.
+            # Free counts what the caller's removal of this work folder will free.
+            raise DiskFull(
+                free=free_bytes(workdir) + _bytes_in(workdir),
+                needed=seen[0] + room.reserve if seen[0] else None,
+                reserve=room.reserve,
+                where="the work folder",
+                at_least=True,
+            ) from None
         if isinstance(exc, DownloadError):
             raise classify_error(_clean_error(exc)) from None
         raise
@@ -342,8 +430,13 @@ def download_video(
     if info is None or path is None or not path.is_file():
         if refusals():
             raise BlockedAddress()
-        if ytdl_logger.too_large and policy.max_filesize:
-            raise _too_large(policy.max_filesize)
+        if ytdl_logger.too_large:
+            announced = ytdl_logger.announced
+            if policy.max_filesize and (announced or 0) > policy.max_filesize:
+                raise _too_large(policy.max_filesize)
+            if announced is None and policy.max_filesize and policy.max_filesize <= room.bytes:
+                raise _too_large(policy.max_filesize)
+            raise room.full(announced)
         if not info:
             raise MediaError("yt-dlp returned nothing for this URL", code="empty", retryable=False)
         raise MediaError("yt-dlp finished without writing a file", code="no_file", retryable=True)

@@ -6,12 +6,15 @@ two sites' videos with the same artist, title and id must not share one file."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from yt_dlp.utils import sanitize_filename
+
+from media.disk import writing
 
 UNKNOWN_ARTIST = "Unknown_Artist"
 
@@ -39,8 +42,13 @@ class StagedFile:
     final: Path
 
     def publish(self) -> None:
-        """Atomically rename the staged file to its final name."""
-        os.replace(self.partial, self.final)
+        """Atomically rename the staged file to its final name.
+
+        Raises:
+          DiskFull: the directory could not grow (a full ext4 can refuse a rename).
+        """
+        with writing(self.partial, where="the library"):
+            os.replace(self.partial, self.final)
 
     def discard(self) -> None:
         self.partial.unlink(missing_ok=True)
@@ -49,19 +57,33 @@ class StagedFile:
 def stage_in_library(source: Path, media_root: Path, relative: PurePosixPath) -> StagedFile:
     """Move ``source`` next to ``media_root/relative`` under a hidden partial name.
 
-    The move may be a slow copy (another filesystem); :meth:`StagedFile.publish` is
-    then a rename, cheap enough to happen inside the database transaction.
+    On one filesystem the move is a rename; onto another it is a copy, which may fill
+    that disk part-way: whatever fails, the partial copy is removed before the error
+    leaves (``source`` stays where it was). :meth:`StagedFile.publish` is then a
+    rename, cheap enough to happen inside the database transaction.
 
     Raises:
       ValueError: the destination would lie outside the media root.
+      DiskFull: the library's filesystem filled up during the copy.
     """
     root = media_root.resolve()
     final = (root / relative).resolve()
     if not final.is_relative_to(root):
         raise ValueError(f"{relative} is outside the media root")
-    final.parent.mkdir(parents=True, exist_ok=True)
     partial = final.with_name(f".{final.name}.partial")
-    shutil.move(source, partial)
+    size = source.stat().st_size
+    with writing(partial, needed=size, where="the library"):
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(source, partial)
+            return StagedFile(partial=partial, final=final)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+        # Another filesystem (shutil.move would copy too, but leave its partial copy
+        # behind when the copy fails).
+        shutil.copy2(source, partial)
+        source.unlink()
     return StagedFile(partial=partial, final=final)
 
 

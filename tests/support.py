@@ -313,3 +313,31 @@ def alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+@contextmanager
+def mounted_tmpfs(mount_point: Path, size: int) -> Iterator[Path]:
+    """A tmpfs of ``size`` bytes on ``mount_point`` (a real, small disk to fill up),
+    unmounted afterwards. Skipped where mounting is refused; as root, as in CI, a
+    refusal fails instead."""
+    import pytest
+
+    mount_point.mkdir(parents=True, exist_ok=True)
+    argv = ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(mount_point)]
+    try:
+        mounted = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        problem = mounted.stderr.strip() or f"exit code {mounted.returncode}"
+        ok = mounted.returncode == 0
+    except FileNotFoundError:
+        problem, ok = "mount is not installed", False
+    if not ok:
+        if os.geteuid() == 0:
+            pytest.fail(f"running as root, so a tmpfs must mount: {problem}")
+        pytest.skip(f"no tmpfs here (mounting needs root, as in CI): {problem}")
+    try:
+        yield mount_point
+    finally:
+        if subprocess.run(["umount", str(mount_point)], capture_output=True).returncode:
+            # Still busy: something kept a file open. Detach it anyway, then say so.
+            subprocess.run(["umount", "--lazy", str(mount_point)], check=True)
+            raise AssertionError(f"the tmpfs at {mount_point} was still busy")

@@ -23,7 +23,7 @@ from starlette.types import Scope
 from db import live
 from db.engine import async_session_factory, make_async_engine
 from db.settings import Settings, get_settings
-from web import health, jobs, session, streams, videos
+from web import health, jobs, session, streams, system, videos
 from web.auth import AuthMiddleware, GuessLimiter
 from web.body_limit import BodyLimit
 from web.errors import exception_handlers
@@ -78,6 +78,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             *videos.routes,
             *jobs.routes,
             *streams.routes,
+            *system.routes,
             WebSocketRoute("/ws", JobEvents),
             Mount("/static", PageAssets(directory=STATIC), name="static"),
         ],

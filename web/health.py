@@ -1,4 +1,5 @@
-"""``/healthz`` (the process answers) and ``/readyz`` (Redis and the database answer)."""
+"""``/healthz`` (the process answers) and ``/readyz`` (Redis and the database answer;
+``degraded``, still 200, when the work folder or the library is below the reserve)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from starlette import status
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+from web import system
 
 CHECK_TIMEOUT_S = 2.0
 
@@ -33,8 +36,11 @@ async def readyz(request: Request) -> JSONResponse:
         except Exception as exc:
             checks[name] = f"error: {type(exc).__name__}"
     ready = all(value == "ok" for value in checks.values())
+    # Low disk still serves (streams, reads); downloads fail with disk_full meanwhile.
+    storage = await system.storage(request.app.state.settings)
+    state = "unavailable" if not ready else "degraded" if system.is_low(storage) else "ok"
     return JSONResponse(
-        {"status": "ok" if ready else "unavailable", "checks": checks},
+        {"status": state, "checks": checks, "storage": storage},
         status_code=status.HTTP_200_OK if ready else status.HTTP_503_SERVICE_UNAVAILABLE,
     )
 

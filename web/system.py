@@ -1,0 +1,55 @@
+"""``GET /api/system/storage``: the free space of the work folder's and the library's
+filesystems against the reserve (``VIDFLEET_MIN_FREE_MB``), for the system page;
+``/readyz`` reports the same numbers. Sizes only, never the server's paths."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from db.settings import Settings
+from media.disk import disk_usage
+
+STATVFS_TIMEOUT_S = 2.0
+
+
+async def _usage(path: Path) -> dict[str, int] | None:
+    """Free and total bytes, or None when the filesystem does not answer in time (a
+    hung NFS mount) or at all."""
+    # Not starlette's run_in_threadpool: on a timeout it would wait for the stuck
+    # statvfs anyway; abandoning the thread lets the answer go out.
+    with anyio.move_on_after(STATVFS_TIMEOUT_S):
+        try:
+            usage = await anyio.to_thread.run_sync(disk_usage, path, abandon_on_cancel=True)
+        except OSError:
+            return None
+        return {"free_bytes": usage.free_bytes, "total_bytes": usage.total_bytes}
+    return None
+
+
+async def storage(settings: Settings) -> dict[str, Any]:
+    """``{"work": {free_bytes, total_bytes} or None, "library": ..., "reserve_bytes"}``."""
+    work, library = await asyncio.gather(_usage(settings.tmp_dir), _usage(settings.media_root))
+    return {"work": work, "library": library, "reserve_bytes": settings.min_free_bytes}
+
+
+def is_low(report: dict[str, Any]) -> bool:
+    """Whether either place is below the reserve, or could not be measured."""
+    return any(
+        place is None or place["free_bytes"] < report["reserve_bytes"]
+        for place in (report["work"], report["library"])
+    )
+
+
+async def system_storage(request: Request) -> JSONResponse:
+    report = await storage(request.app.state.settings)
+    return JSONResponse({**report, "degraded": is_low(report)})
+
+
+routes = [Route("/api/system/storage", system_storage, methods=["GET"])]

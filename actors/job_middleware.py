@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dramatiq
+import redis
 from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware, Shutdown, SkipMessage, TimeLimitExceeded
 from sqlalchemy.orm import sessionmaker
@@ -25,6 +26,7 @@ from actors import stores
 from actors.ledger import JobLedger
 from actors.recovery import run_lifeline_if_due
 from actors.reporter import JobReporter
+from actors.stores import DatabaseUnavailable, redis_unavailable
 from db import live
 from db.models import JobStatus
 from db.settings import get_settings
@@ -39,6 +41,7 @@ SHUTDOWN = {
 }
 SHUTDOWN_REDELIVERY_MS = 2_000
 WATCH_EVERY_S = 0.5  # how often running jobs' cancel requests are polled
+DATABASE_WAIT_MS = 5_000  # when a message whose claim found no database comes back
 
 
 @dataclass
@@ -176,7 +179,18 @@ class JobTracking(Middleware):
             # download just sent back by SIGTERM): leave the job queued for another
             # worker rather than start it here.
             raise Postponed("its worker is stopping", SHUTDOWN_REDELIVERY_MS)
-        snapshot = self.ledger.claim(job_id, message_id=message.options.get("redis_message_id"))
+        try:
+            snapshot = self.ledger.claim(job_id, message_id=message.options.get("redis_message_id"))
+        except DatabaseUnavailable as exc:
+            # The ledger waited out what it could (see JobLedger.claim). Nothing was
+            # written and no attempt counted: the message goes back to the queue, and
+            # if Redis is gone too and it is lost, the job is still queued in the
+            # database and the lifeline sends it again. Retries adds one to the
+            # message's "retries" for every exception, this one too, and retry_when
+            # counts those against max_attempts: give it back, or a long outage would
+            # use up the job's retries before it ever ran.
+            message.options["retries"] = message.options.get("retries", 0) - 1
+            raise Postponed("waiting: the database is unavailable", DATABASE_WAIT_MS) from exc
         if snapshot is None:
             logger.info("dropping message %s: job %s is not queued", message.message_id, job_id)
             raise SkipMessage()
@@ -257,19 +271,53 @@ class JobTracking(Middleware):
         beat_every = get_settings().heartbeat_timeout / 3
         lifeline_every = get_settings().lifeline_interval
         last_beat = next_lifeline = time.monotonic()
-        while not self._stopping.wait(WATCH_EVERY_S):
+        lifeline: threading.Thread | None = None
+
+        def lifeline_round(every_s: float) -> None:
             try:
-                if time.monotonic() >= next_lifeline:
-                    next_lifeline = time.monotonic() + lifeline_every
-                    run_lifeline_if_due(lifeline_every)
+                run_lifeline_if_due(every_s)  # rides out store outages by itself
+            except Exception:
+                logger.warning("the lifeline failed a round", exc_info=True)
+
+        while not self._stopping.wait(WATCH_EVERY_S):
+            # Shared with the reporter's publishes: one Redis outage, one warning and one
+            # info line per worker process, however many rounds it lasts.
+            outage = self.reporter.redis_outage
+            try:
+                lifeline_due = time.monotonic() >= next_lifeline
                 with self._lock:
                     running = list(self._running.values())
-                if not running:
-                    continue
-                self._notice_cancel_requests(running)
-                if time.monotonic() - last_beat >= beat_every:
-                    last_beat = time.monotonic()
-                    self.reporter.beat([context.id for context in running])
+                # Jobs whose finish waits for the database keep beating too: a database
+                # outage alone must not get them given up for dead.
+                beating = [context.id for context in running] + self.ledger.ending_job_ids()
+                if beating and (outage.due() or lifeline_due):
+                    try:
+                        # Beat first (and at once after an outage, when the keys may
+                        # have expired): the lifeline below must find them alive.
+                        if outage.down or time.monotonic() - last_beat >= beat_every:
+                            self.reporter.beat(beating)
+                            last_beat = time.monotonic()
+                        if running:
+                            self._notice_cancel_requests(running)
+                    except redis.RedisError as exc:
+                        if not redis_unavailable(exc):
+                            raise
+                        outage.failed(exc)
+                    else:
+                        outage.answered()
+                if lifeline_due:
+                    next_lifeline = time.monotonic() + lifeline_every
+                    # On a thread of its own, one run at a time: its queries may wait
+                    # out a database outage (connect and statement timeouts), and the
+                    # heartbeats and cancel polls above must not wait with them.
+                    if lifeline is None or not lifeline.is_alive():
+                        lifeline = threading.Thread(
+                            target=lifeline_round,
+                            args=(lifeline_every,),
+                            name="vidfleet-lifeline",
+                            daemon=True,
+                        )
+                        lifeline.start()
             except Exception:
                 logger.warning("the job watcher failed a round", exc_info=True)
 

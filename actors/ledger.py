@@ -7,6 +7,16 @@ writer takes every transition waiting at that moment and commits them together (
 claims in one ``UPDATE ... WHERE id IN (...) RETURNING``). An idle worker pays no added
 latency: a lone transition is committed at once. Each transition stays conditional on
 the job's status, so the guarantees of :mod:`db.jobs` hold row by row.
+
+When the database is unavailable (:func:`actors.stores.database_unavailable`: refused,
+dropped, timed out, locked past the busy timeout) the writer keeps the batch and tries
+it again with a backoff capped at a couple of seconds, taking in what arrives
+meanwhile; it logs one warning when the outage starts and one info line when the
+database answers again. A finish or requeue is never given up: its worker thread waits
+and learns the real outcome once the database is back (void, None, when the lifeline
+took the job over meanwhile: every finish is fenced by its attempt). A claim waits only
+``claim_patience`` seconds (see :meth:`JobLedger.claim`). Any other error fails every
+waiter of the transaction at once.
 """
 
 from __future__ import annotations
@@ -14,6 +24,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -21,12 +32,18 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from actors.stores import DatabaseUnavailable, Outage, database_unavailable
 from db import jobs
 from db.models import JobStatus
 
 logger = logging.getLogger(__name__)
 
 MAX_BATCH = 256
+#: How long a claim waits for an unavailable database before it is given up.
+CLAIM_PATIENCE_S = 10.0
+#: The backoff between two tries of a batch while the database is unavailable.
+RETRY_FIRST_S = 0.05
+RETRY_MAX_S = 2.0
 
 
 @dataclass
@@ -41,6 +58,7 @@ class _Transition:
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     outcome: Future[dict[str, Any] | None] = field(default_factory=Future)
+    submitted: float = field(default_factory=time.monotonic)
 
 
 class JobLedger:
@@ -52,6 +70,8 @@ class JobLedger:
         transaction changed, before any waiter resumes (JobTracking publishes them, so
         a job's state event always goes out before its progress events).
       max_batch: the most transitions one transaction takes.
+      claim_patience: seconds a claim waits for an unavailable database.
+      outage: how the writer backs off and logs a database outage.
     """
 
     def __init__(
@@ -60,17 +80,37 @@ class JobLedger:
         *,
         on_commit: Callable[[list[dict[str, Any]]], None] | None = None,
         max_batch: int = MAX_BATCH,
+        claim_patience: float = CLAIM_PATIENCE_S,
+        outage: Outage | None = None,
     ) -> None:
         self.engine = engine
         self.on_commit = on_commit
         self.max_batch = max_batch
+        self.claim_patience = claim_patience
+        self.outage = outage or Outage(
+            "job ledger",
+            "the database",
+            logger=logger,
+            first_delay=RETRY_FIRST_S,
+            max_delay=RETRY_MAX_S,
+        )
         self._pending: queue.SimpleQueue[_Transition] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._ending: dict[int, str] = {}  # finishes and requeues not settled yet
 
     # -- what worker threads call; each blocks until its transition is committed
     def claim(self, job_id: str, *, message_id: str | None) -> dict[str, Any] | None:
-        """queued -> running; None when the job was not queued."""
+        """queued -> running; None when the job was not queued.
+
+        Raises :class:`~actors.stores.DatabaseUnavailable` when the database has not
+        answered for ``claim_patience`` seconds. Waiting longer would hold a worker
+        thread (and the messages Dramatiq prefetched for it) for the whole outage and
+        keep the worker from stopping; failing at the first error would bounce every
+        message on a one-second PostgreSQL restart. So a claim rides out a short outage
+        here and then gives up: nothing was written, no attempt was counted, and
+        JobTracking sends the message back to the queue to be tried later (see
+        ``JobTracking.before_process_message``)."""
         return self._submit(_Transition(job_id, "claim", message_id=message_id))
 
     def finish(
@@ -104,10 +144,26 @@ class JobLedger:
             _Transition(job_id, "requeue", attempt=attempt, error=error, refund=refund, note=note)
         )
 
+    def ending_job_ids(self) -> list[str]:
+        """The jobs whose finish or requeue is waiting to be committed. Their worker
+        threads are still alive and waiting: JobTracking's watcher keeps their
+        heartbeats going, so a database outage alone does not get them given up."""
+        with self._lock:
+            return list(self._ending.values())
+
     def _submit(self, transition: _Transition) -> dict[str, Any] | None:
         self._ensure_writer()
-        self._pending.put(transition)
-        return transition.outcome.result()
+        ending = transition.kind != "claim"
+        if ending:
+            with self._lock:
+                self._ending[id(transition)] = transition.job_id
+        try:
+            self._pending.put(transition)
+            return transition.outcome.result()
+        finally:
+            if ending:
+                with self._lock:
+                    self._ending.pop(id(transition), None)
 
     # -- the writer
     def _ensure_writer(self) -> None:
@@ -119,24 +175,47 @@ class JobLedger:
                 self._writer.start()
 
     def _write_forever(self) -> None:
+        batch: list[_Transition] = []
         while True:
-            batch = [self._pending.get()]
+            if not batch:
+                batch = [self._pending.get()]
             while len(batch) < self.max_batch:
                 try:
                     batch.append(self._pending.get_nowait())
                 except queue.Empty:
                     break
-            self._commit(batch)
+            try:
+                batch = self._commit(batch)
+            except BaseException as exc:  # a bug here must not leave waiters hanging
+                logger.exception("job ledger writer failed")
+                for transition in batch:
+                    if not transition.outcome.done():
+                        transition.outcome.set_exception(exc)
+                batch = []
 
-    def _commit(self, batch: list[_Transition]) -> None:
+    def _commit(self, batch: list[_Transition]) -> list[_Transition]:
+        """Commit ``batch`` in one transaction; returns what to try again because the
+        database was unavailable (after waiting out the backoff), else nothing."""
         try:
             outcomes = self._apply(batch)
-        except BaseException as exc:  # every waiter learns the transaction failed
+        except BaseException as exc:
+            if isinstance(exc, Exception) and database_unavailable(exc):
+                return self._wait_to_retry(batch, exc)
+            # Every waiter learns the transaction failed.
             logger.warning("job ledger transaction failed", exc_info=True)
             for transition in batch:
                 transition.outcome.set_exception(exc)
-            return
-        changed = [outcome for outcome in outcomes if outcome is not None]
+            return []
+        self.outage.answered()
+        # In the order they were applied (claims last), so a job's events go out in the
+        # order its row changed.
+        changed = [
+            outcome
+            for transition, outcome in sorted(
+                zip(batch, outcomes, strict=True), key=lambda pair: pair[0].kind == "claim"
+            )
+            if outcome is not None
+        ]
         if changed and self.on_commit is not None:
             try:
                 self.on_commit(changed)
@@ -144,40 +223,56 @@ class JobLedger:
                 logger.warning("job ledger on_commit failed", exc_info=True)
         for transition, outcome in zip(batch, outcomes, strict=True):
             transition.outcome.set_result(outcome)
+        return []
+
+    def _wait_to_retry(self, batch: list[_Transition], error: Exception) -> list[_Transition]:
+        time.sleep(self.outage.failed(error))  # the backoff itself, on the writer thread
+        now = time.monotonic()
+        keep: list[_Transition] = []
+        for transition in batch:
+            if transition.kind == "claim" and now - transition.submitted >= self.claim_patience:
+                unavailable = DatabaseUnavailable(
+                    f"the database did not answer for {self.claim_patience:g} s"
+                )
+                unavailable.__cause__ = error
+                transition.outcome.set_exception(unavailable)
+            else:
+                keep.append(transition)
+        return keep
 
     def _apply(self, batch: list[_Transition]) -> list[dict[str, Any] | None]:
         claims: dict[str, str | None] = {}
         for transition in batch:
             if transition.kind == "claim":
                 claims.setdefault(transition.job_id, transition.message_id)
-        outcomes: list[dict[str, Any] | None] = []
+        outcomes: dict[int, dict[str, Any] | None] = {}
         with self.engine.begin() as connection:
+            # Finishes and requeues before claims: after an outage one batch can hold a
+            # job's requeue and the claim by its retry message, and the attempt that
+            # ended must end before the next one starts.
+            for index, transition in enumerate(batch):
+                if transition.kind == "finish":
+                    assert transition.status is not None
+                    outcomes[index] = jobs.finish(
+                        connection,
+                        transition.job_id,
+                        transition.status,
+                        result=transition.result,
+                        error=transition.error,
+                        attempt=transition.attempt,
+                    )
+                elif transition.kind == "requeue":
+                    outcomes[index] = jobs.requeue(
+                        connection,
+                        transition.job_id,
+                        error=transition.error,
+                        attempt=transition.attempt,
+                        refund=transition.refund,
+                        note=transition.note,
+                    )
             won = jobs.claim_many(connection, claims)
-            for transition in batch:
+            for index, transition in enumerate(batch):
                 if transition.kind == "claim":
                     # Two deliveries of one job in one batch: only the first may win.
-                    outcomes.append(won.pop(transition.job_id, None))
-                elif transition.kind == "finish":
-                    assert transition.status is not None
-                    outcomes.append(
-                        jobs.finish(
-                            connection,
-                            transition.job_id,
-                            transition.status,
-                            result=transition.result,
-                            error=transition.error,
-                            attempt=transition.attempt,
-                        )
-                    )
-                else:
-                    outcomes.append(
-                        jobs.requeue(
-                            connection,
-                            transition.job_id,
-                            error=transition.error,
-                            attempt=transition.attempt,
-                            refund=transition.refund,
-                            note=transition.note,
-                        )
-                    )
-        return outcomes
+                    outcomes[index] = won.pop(transition.job_id, None)
+        return [outcomes[index] for index in range(len(batch))]

@@ -10,6 +10,15 @@ workers are checked against it.
 
 The scheduler runs this every minute and every worker every 15 s (one at a time across
 the fleet, under a Redis lease) and once when it starts.
+
+It rides out store outages: :func:`run_lifeline` and :func:`run_lifeline_if_due` never
+raise because the database or Redis is unavailable. A run that cannot reach a store
+skips what it cannot do and the next run (15 s later from a worker) is the retry; it
+never sleeps in between (a worker runs it on a thread of its own, so however long its
+queries wait, the watcher's heartbeats go on). One warning when an outage starts, one
+info line when it ends, per store and process. A ``running`` job is not given up while
+Redis is younger than a heartbeat lifetime: a Redis restart (or a wipe) loses heartbeat
+keys that expired while it was down, and live workers need one lifetime to beat again.
 """
 
 from __future__ import annotations
@@ -17,8 +26,9 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import dramatiq
@@ -28,6 +38,7 @@ from sqlalchemy import Row, select
 from actors import stores
 from actors.enqueue import enqueue_job, job_actors
 from actors.reporter import JobReporter
+from actors.stores import Outage, database_unavailable, redis_unavailable
 from db import jobs, live
 from db.models import Job, JobStatus, utcnow
 from db.settings import get_settings
@@ -37,6 +48,15 @@ logger = logging.getLogger(__name__)
 LOST_AFTER = timedelta(minutes=1)
 BATCH = 500
 LEASE_KEY = "vf:lifeline:lease"
+
+REDIS_OUTAGE = Outage("lifeline", "Redis", logger=logger)
+DATABASE_OUTAGE = Outage("lifeline", "the database", logger=logger)
+
+
+@lru_cache(maxsize=1)
+def _reporter() -> JobReporter:
+    # One per process, so a Redis outage is logged once, not once per lifeline run.
+    return JobReporter(client=stores.redis_client(), engine=stores.engine())
 
 
 def jobs_with_messages(
@@ -114,7 +134,8 @@ def recover_abandoned(heartbeat_timeout: float | None = None) -> int:
     """Queue again (or fail, when out of attempts) running jobs whose heartbeat expired.
 
     Each change is fenced by the attempt it saw, so a slow worker that comes back
-    cannot also finish the job."""
+    cannot also finish the job. Nothing is given up while Redis has been up for less
+    than a heartbeat lifetime (see :func:`_heartbeats_trustworthy`)."""
     timeout = heartbeat_timeout or get_settings().heartbeat_timeout
     cutoff = utcnow() - timedelta(seconds=timeout)
     running = _stale(
@@ -123,6 +144,8 @@ def recover_abandoned(heartbeat_timeout: float | None = None) -> int:
     if not running:
         return 0
     client = stores.redis_client()
+    if not _heartbeats_trustworthy(client, timeout):
+        return 0
     beats = client.mget([live.heartbeat_key(row.id) for row in running])
     dead = [row for row, beat in zip(running, beats, strict=True) if beat is None]
     changed: list[dict[str, Any]] = []
@@ -148,7 +171,7 @@ def recover_abandoned(heartbeat_timeout: float | None = None) -> int:
                 logger.warning("job %s lost its worker: now %s", row.id, outcome["status"])
                 changed.append(outcome)
     if changed:
-        JobReporter(client=client, engine=stores.engine()).publish_many(changed)
+        _reporter().publish_many(changed)
         actors = job_actors()
         for job in changed:
             if job["status"] == JobStatus.queued:
@@ -156,14 +179,74 @@ def recover_abandoned(heartbeat_timeout: float | None = None) -> int:
     return len(changed)
 
 
+def _heartbeats_trustworthy(client: redis.Redis, timeout: float) -> bool:
+    """False while Redis has been up for less than a heartbeat lifetime: it restarted,
+    and a heartbeat that expired while it was down (or that a wipe lost) says nothing
+    about its worker yet."""
+    try:
+        info: dict[str, Any] = client.info("server")
+        uptime = float(info["uptime_in_seconds"])
+    except (redis.ResponseError, KeyError, TypeError, ValueError):
+        return True  # a server that does not tell: no grace period
+    if uptime >= timeout:
+        return True
+    logger.info(
+        "Redis restarted %.0f s ago: running jobs get %.0f s to beat again before the "
+        "lifeline gives any up",
+        uptime,
+        timeout,
+    )
+    return False
+
+
+def _ride_out(step: Callable[[], int]) -> bool:
+    """Run one lifeline step; False when a store was unavailable (logged once per
+    outage). Any other error is a bug and is raised."""
+    try:
+        step()
+    except Exception as exc:
+        if redis_unavailable(exc):
+            REDIS_OUTAGE.failed(exc)
+        elif database_unavailable(exc):
+            DATABASE_OUTAGE.failed(exc)
+        else:
+            raise
+        return False
+    # Every step reads the database first: it answered.
+    DATABASE_OUTAGE.answered()
+    return True
+
+
 def run_lifeline() -> None:
-    recover_abandoned()
-    requeue_lost()
+    """Both checks, each on its own: one that cannot reach a store does not keep the
+    other from running."""
+    done = [_ride_out(recover_abandoned), _ride_out(requeue_lost)]
+    if all(done) and REDIS_OUTAGE.down:
+        # The steps may not have needed Redis (nothing to check): ask it whether the
+        # outage is over.
+        _ask_redis(lambda: stores.redis_client().ping())
+
+
+def _ask_redis(call: Callable[[], Any]) -> tuple[bool, Any]:
+    """``(True, what call returned)``, or ``(False, None)`` when Redis is unavailable."""
+    try:
+        answer = call()
+    except redis.RedisError as exc:
+        if not redis_unavailable(exc):
+            raise
+        REDIS_OUTAGE.failed(exc)
+        return False, None
+    REDIS_OUTAGE.answered()
+    return True, answer
 
 
 def run_lifeline_if_due(every_s: float) -> bool:
-    """Run the lifeline unless another process ran it in the last ``every_s`` seconds."""
-    if not stores.redis_client().set(LEASE_KEY, "1", nx=True, ex=max(1, int(every_s))):
+    """Run the lifeline unless another process ran it in the last ``every_s`` seconds
+    (or Redis, which holds that lease, is unavailable)."""
+    answered, taken = _ask_redis(
+        lambda: stores.redis_client().set(LEASE_KEY, "1", nx=True, ex=max(1, int(every_s)))
+    )
+    if not (answered and taken):
         return False
     run_lifeline()
     return True

@@ -5,6 +5,12 @@ snapshot key of the job, in one round trip; a running job's heartbeat key rides 
 with its state changes. Progress is throttled per job (about 4/s); state changes always
 go out. The database row follows state changes at once (the transition wrote it) and
 progress at most about once a second, so a busy download costs the database little.
+
+Neither store being unavailable stops a job: events and progress are conveniences next
+to the row a transition wrote. While Redis does not answer, state changes are still
+tried each time and progress is skipped until the backoff is over; while the database
+does not answer, progress rows are skipped the same way. Each store's outage is logged
+once when it starts and once when it ends (:class:`actors.stores.Outage`).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from typing import Any
 import redis
 from sqlalchemy import Engine
 
+from actors.stores import Outage, database_unavailable, redis_unavailable
 from db import jobs, live
 
 logger = logging.getLogger(__name__)
@@ -24,6 +31,7 @@ logger = logging.getLogger(__name__)
 STREAM_INTERVAL_S = 0.25
 DB_INTERVAL_S = 1.0
 DB_PROGRESS_FIELDS = ("progress", "stage", "message")
+REDIS_MAX_BACKOFF_S = 2.0
 
 
 class JobReporter:
@@ -35,6 +43,10 @@ class JobReporter:
       heartbeat_ttl: seconds a running job's heartbeat key lives unless refreshed.
       stream_interval: the least time between two progress events of one job.
       db_interval: the least time between two progress writes of one job row.
+
+    Attributes ``redis_outage`` and ``database_outage`` track the two stores' outages;
+    JobTracking's watcher reports its heartbeats and cancel polls to ``redis_outage``
+    too, so a worker logs a Redis outage once.
     """
 
     def __init__(
@@ -55,6 +67,17 @@ class JobReporter:
         self._last_saved: dict[str, float] = {}
         self._lock = threading.Lock()
         self._script_sha: str | None = None
+        # Backoff under a third of the heartbeat lifetime (the watcher beats that often),
+        # so heartbeats resume before any expires once Redis is back.
+        self.redis_outage = Outage(
+            "job events and heartbeats",
+            "Redis",
+            logger=logger,
+            max_delay=min(REDIS_MAX_BACKOFF_S, heartbeat_ttl / 3),
+        )
+        self.database_outage = Outage(
+            "job progress", "the database", logger=logger, first_delay=1.0, max_delay=10.0
+        )
 
     def publish(self, job: dict[str, Any]) -> None:
         """Send a state change now, whatever the throttle says; its row is already
@@ -80,9 +103,14 @@ class JobReporter:
             except redis.exceptions.NoScriptError:  # Redis restarted and forgot it
                 self._script_sha = None
                 self._send(changed)
-        except redis.RedisError:
+        except redis.RedisError as exc:
             # Live progress is a convenience; the database row stays the truth.
-            logger.warning("could not publish %d job events", len(changed), exc_info=True)
+            if redis_unavailable(exc):
+                self.redis_outage.failed(exc)
+            else:
+                logger.warning("could not publish %d job events", len(changed), exc_info=True)
+        else:
+            self.redis_outage.answered()
 
     def _send(self, changed: list[dict[str, Any]]) -> None:
         # EVALSHA in a plain pipeline: redis-py's Script objects would ask Redis whether
@@ -106,11 +134,24 @@ class JobReporter:
                 self._last_sent[job_id] = now
             if save:
                 self._last_saved[job_id] = now
-        if send:
+        # While a store is out, wait out its backoff: a try against a host that vanished
+        # costs its connect timeout, on the thread of the job that reports.
+        if send and self.redis_outage.due():
             self._deliver([job])
-        if save:
+        if save and self.database_outage.due():
+            self._save(job)
+
+    def _save(self, job: dict[str, Any]) -> None:
+        try:
             with self.engine.begin() as connection:
-                jobs.save_progress(connection, job_id, {k: job[k] for k in DB_PROGRESS_FIELDS})
+                fields = {name: job[name] for name in DB_PROGRESS_FIELDS}
+                jobs.save_progress(connection, job["id"], fields)
+        except Exception as exc:
+            if not database_unavailable(exc):
+                raise
+            self.database_outage.failed(exc)
+        else:
+            self.database_outage.answered()
 
     def beat(self, job_ids: list[str]) -> None:
         """Refresh the heartbeat keys of running jobs, and the download slots they hold

@@ -1,12 +1,28 @@
 """The database engine, sessions and Redis client of this worker process, made on first
-use (after Dramatiq has forked its worker processes, so none shares a connection)."""
+use (after Dramatiq has forked its worker processes, so none shares a connection), and
+what the actors' background parts share to ride out an outage of either store.
+
+An outage is an answer the store gives by not answering: refused or dropped
+connections, timeouts, a database locked beyond its busy timeout, a read-only or full
+disk, Redis out of memory. :func:`database_unavailable` and :func:`redis_unavailable`
+tell those apart from errors that are bugs (a missing table, a wrong type), which must
+still fail loudly. :class:`Outage` is how a part (the job ledger, the job watcher, the
+lifeline, the scheduler) waits with backoff and logs one warning when an outage starts
+and one info line when the store answers again, instead of a traceback per try.
+"""
 
 from __future__ import annotations
 
+import logging
+import random
+import sqlite3
+import threading
+import time
 from functools import lru_cache
 
+import dramatiq
 import redis
-from sqlalchemy import Engine
+from sqlalchemy import Engine, exc
 from sqlalchemy.orm import sessionmaker
 
 from db import live
@@ -26,4 +42,166 @@ def sessions() -> sessionmaker:
 
 @lru_cache(maxsize=1)
 def redis_client() -> redis.Redis:
-    return live.sync_client(get_settings().redis_url)
+    settings = get_settings()
+    # Bounded: a Redis host that vanished (no RST, packets dropped) must cost a
+    # heartbeat or a publish seconds, not the kernel's minutes-long TCP timeout.
+    return live.sync_client(
+        settings.redis_url,
+        socket_connect_timeout=settings.redis_timeout,
+        socket_timeout=settings.redis_timeout,
+    )
+
+
+class DatabaseUnavailable(Exception):
+    """The database did not answer in time; raised to a caller that would rather give up
+    than wait longer (a job's claim: see :meth:`actors.ledger.JobLedger.claim`)."""
+
+
+# SQLite's primary result codes that mean "not now" rather than "wrong": busy or locked
+# past the busy timeout, I/O error, disk full, cannot open the file, read-only file
+# (a remount), locking protocol error. SQLITE_ERROR ("no such table", bad SQL) is not.
+_SQLITE_UNAVAILABLE = {
+    sqlite3.SQLITE_BUSY,
+    sqlite3.SQLITE_LOCKED,
+    sqlite3.SQLITE_IOERR,
+    sqlite3.SQLITE_FULL,
+    sqlite3.SQLITE_CANTOPEN,
+    sqlite3.SQLITE_READONLY,
+    sqlite3.SQLITE_PROTOCOL,
+}
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """Does ``error`` mean the database cannot be reached or used right now (worth
+    waiting out), as opposed to a bug?
+
+    SQLAlchemy's ``OperationalError`` (connection refused or dropped, server shutting
+    down, statement timeout, too many connections), ``InterfaceError`` (a connection
+    already closed), ``DisconnectionError`` and the pool's ``TimeoutError`` (every
+    connection busy). SQLite raises ``OperationalError`` for bad SQL and missing tables
+    too, so for SQLite only the result codes above count."""
+    if isinstance(error, (exc.DisconnectionError, exc.TimeoutError)):
+        return True
+    if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
+        return True
+    if not isinstance(error, (exc.OperationalError, exc.InterfaceError)):
+        return False
+    original = error.orig
+    if isinstance(original, sqlite3.Error):
+        code = getattr(original, "sqlite_errorcode", None)
+        return code is not None and code & 0xFF in _SQLITE_UNAVAILABLE
+    return True
+
+
+# ReadOnlyError: a replica answering after a failover; OutOfMemoryError: maxmemory with
+# noeviction; BusyLoadingError (a ConnectionError): Redis still loading its AOF.
+_REDIS_UNAVAILABLE = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.OutOfMemoryError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.MasterDownError,
+    dramatiq.errors.BrokerConnectionError,
+)
+
+
+def redis_unavailable(error: BaseException) -> bool:
+    """Does ``error`` mean Redis (or the broker) cannot be reached or written right
+    now, as opposed to a bug (a wrong type, a script error)?"""
+    return isinstance(error, _REDIS_UNAVAILABLE)
+
+
+def describe(error: BaseException) -> str:
+    """One line naming an error: the driver's own message, without the SQL statement and
+    parameters SQLAlchemy appends (they may hold a job's result)."""
+    original = getattr(error, "orig", None) or error
+    text = str(original).strip().splitlines()
+    return f"{type(original).__name__}: {text[0]}" if text else type(original).__name__
+
+
+class Outage:
+    """One store's outages as one part of a process sees them: a backoff between tries
+    and one log line when an outage starts and one when it ends.
+
+    The part calls :meth:`failed` after each try the store did not answer (it returns
+    how long to wait before the next) and :meth:`answered` after one it did; it may ask
+    :meth:`due` whether its backoff is over. Thread-safe.
+
+    Parameters:
+      who: the part, as the log names it ("job ledger").
+      store: "the database" or "Redis".
+      logger: the part's logger.
+      first_delay, max_delay: the backoff doubles from ``first_delay`` up to
+        ``max_delay`` seconds, each delay shortened by up to a quarter at random so a
+        fleet that lost its store together does not retry in lockstep.
+    """
+
+    def __init__(
+        self,
+        who: str,
+        store: str,
+        *,
+        logger: logging.Logger,
+        first_delay: float = 0.1,
+        max_delay: float = 2.0,
+    ) -> None:
+        self.who = who
+        self.store = store
+        self.logger = logger
+        self.first_delay = first_delay
+        self.max_delay = max_delay
+        #: Failed tries in the current outage (0 while the store answers).
+        self.failures = 0
+        #: Outages seen since this object was made.
+        self.outages = 0
+        self._since: float | None = None
+        self._next_try = 0.0
+        self._lock = threading.Lock()
+
+    @property
+    def down(self) -> bool:
+        return self._since is not None
+
+    def due(self) -> bool:
+        """Is the backoff after the last failed try over (always, while the store
+        answers)?"""
+        return time.monotonic() >= self._next_try
+
+    def failed(self, error: BaseException) -> float:
+        """A try failed because the store is unavailable; returns the seconds to wait
+        before the next try. Logs a warning on the first failure of an outage only."""
+        with self._lock:
+            now = time.monotonic()
+            starts = self._since is None
+            if starts:
+                self._since = now
+                self.outages += 1
+            self.failures += 1
+            delay = min(self.max_delay, self.first_delay * 2 ** min(self.failures - 1, 30))
+            delay *= random.uniform(0.75, 1.0)
+            self._next_try = now + delay
+        if starts:
+            self.logger.warning(
+                "%s: %s is unavailable (%s); retrying with backoff until it answers",
+                self.who,
+                self.store,
+                describe(error),
+            )
+        return delay
+
+    def answered(self) -> None:
+        """A try succeeded. Logs one info line when that ends an outage."""
+        with self._lock:
+            if self._since is None:
+                return
+            lasted, failures = time.monotonic() - self._since, self.failures
+            self._since, self.failures, self._next_try = None, 0, 0.0
+        self.logger.info(
+            "%s: %s answers again after %.1f s (%d failed tries)",
+            self.who,
+            self.store,
+            lasted,
+            failures,
+        )

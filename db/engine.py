@@ -2,10 +2,16 @@
 
 SQLite (the embedded default) runs in WAL mode with a busy timeout so the web can read
 while a worker writes; transactions are kept short by the callers.
+
+PostgreSQL engines are bounded so that nothing waits forever on a server that is gone:
+a connect timeout, a statement timeout the server enforces, a pool timeout, and a
+pre-ping that replaces a pooled connection the server dropped (a restart) before it is
+used, so the first request after a restart does not fail.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.orm import sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+CONNECT_TIMEOUT_S = 5.0
+LIBPQ_LEAST_CONNECT_TIMEOUT_S = 2  # libpq and psycopg treat anything less as 2 s
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -32,8 +40,41 @@ def _prepare_sqlite_dir(url: str) -> None:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
 
 
-def make_engine(url: str) -> Engine:
-    """A sync engine (actors, migrations, the launcher)."""
+def postgres_connect_args(
+    url: str, *, connect_timeout: float, statement_timeout: float | None
+) -> dict[str, Any]:
+    """The libpq options that bound a PostgreSQL connection: ``connect_timeout`` (whole
+    seconds, at least 2) and ``statement_timeout`` (the server cancels a statement that
+    runs longer; None: no limit). A value the URL sets itself wins, and the URL's other
+    ``options`` (a ``search_path``, say) are kept: ``connect_args`` replace the URL's
+    query parameters of the same name rather than merging with them."""
+    query = make_url(url).query
+    args: dict[str, Any] = {}
+    if "connect_timeout" not in query:
+        args["connect_timeout"] = max(LIBPQ_LEAST_CONNECT_TIMEOUT_S, math.ceil(connect_timeout))
+    if statement_timeout is not None:
+        given = query.get("options", "")
+        given = " ".join(given) if isinstance(given, tuple) else given
+        # Ours first: when the URL sets statement_timeout too, its later -c wins.
+        limit = f"-c statement_timeout={math.ceil(statement_timeout * 1000)}"
+        args["options"] = f"{limit} {given}".strip()
+    return args
+
+
+def make_engine(
+    url: str,
+    *,
+    connect_timeout: float = CONNECT_TIMEOUT_S,
+    statement_timeout: float | None = None,
+) -> Engine:
+    """A sync engine (actors, migrations, the launcher).
+
+    Parameters:
+      connect_timeout: seconds to connect to PostgreSQL, and to wait for a pooled
+        connection.
+      statement_timeout: seconds one PostgreSQL statement may run; None (the default,
+        for migrations, which may rewrite a large table) puts no limit on it.
+    """
     if url.startswith("sqlite"):
         _prepare_sqlite_dir(url)
         # One connection per process: the worker threads of a process take turns on a
@@ -55,11 +96,25 @@ def make_engine(url: str) -> Engine:
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    return create_engine(
+        url,
+        connect_args=postgres_connect_args(
+            url, connect_timeout=connect_timeout, statement_timeout=statement_timeout
+        ),
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=10,
+        pool_timeout=connect_timeout,
+    )
 
 
-def make_async_engine(url: str) -> AsyncEngine:
-    """An asyncio engine (the web)."""
+def make_async_engine(
+    url: str,
+    *,
+    connect_timeout: float = CONNECT_TIMEOUT_S,
+    statement_timeout: float | None = None,
+) -> AsyncEngine:
+    """An asyncio engine (the web); the timeouts as for :func:`make_engine`."""
     if url.startswith("sqlite"):
         _prepare_sqlite_dir(url)
         engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
@@ -67,7 +122,16 @@ def make_async_engine(url: str) -> AsyncEngine:
         # mostly reads, and its reads must not queue behind writers.
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_async_engine(
+        url,
+        connect_args=postgres_connect_args(
+            url, connect_timeout=connect_timeout, statement_timeout=statement_timeout
+        ),
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=20,
+        pool_timeout=connect_timeout,
+    )
 
 
 def session_factory(engine: Engine) -> sessionmaker:

@@ -1,6 +1,10 @@
 """The live side of a job, kept in Redis: the progress stream, the latest snapshot of
 each job, heartbeats and cancel flags. All of it can be lost and rebuilt from the
 database (DESIGN §4), so nothing here is the truth about a job.
+
+Its clients are bounded: a connect and a socket timeout, so a command on a Redis that
+is gone fails instead of waiting forever, and (where asked) few retries, so the failure
+comes while a request can still answer with it.
 """
 
 from __future__ import annotations
@@ -10,6 +14,9 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
+import redis.asyncio.retry
+import redis.retry
+from redis.backoff import ExponentialWithJitterBackoff
 
 EVENTS_STREAM = "vf:events"
 EVENTS_MAXLEN = 100_000
@@ -17,6 +24,10 @@ SNAPSHOT_TTL_S = 24 * 3600
 CANCEL_TTL_S = 24 * 3600
 DOWNLOAD_SLOTS_KEY = "vf:slots:downloads"  # job id -> when its slot expires
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
+REDIS_TIMEOUT_S = 10.0
+# Between retries of a command whose connection failed: enough for a restarted server's
+# fresh connection, too little to hold a request long on a server that is gone.
+RETRY_BACKOFF = {"base": 0.05, "cap": 0.5}
 
 
 def snapshot_key(job_id: str) -> str:
@@ -82,9 +93,34 @@ def decode_event(stream_id: str, fields: dict[str, str]) -> dict[str, Any]:
     return {"type": "job", "id": stream_id, "job": json.loads(fields["job"])}
 
 
-def sync_client(url: str, **options: Any) -> redis.Redis:
-    return redis.Redis.from_url(url, decode_responses=True, **options)
+def _bounded(options: dict[str, Any], timeout: float) -> dict[str, Any]:
+    options.setdefault("socket_timeout", timeout)
+    options.setdefault("socket_connect_timeout", timeout)
+    return options
 
 
-def async_client(url: str, **options: Any) -> aioredis.Redis:
-    return aioredis.Redis.from_url(url, decode_responses=True, **options)
+def sync_client(
+    url: str, *, timeout: float = REDIS_TIMEOUT_S, retries: int = 1, **options: Any
+) -> redis.Redis:
+    """A client whose connects and replies wait at most ``timeout`` seconds (unless
+    ``options`` set ``socket_timeout`` / ``socket_connect_timeout`` themselves).
+
+    ``retries``: how often a command is retried on a failed connection. One retry is
+    what lets the first command after a Redis restart succeed on a fresh connection
+    (redis-py's own default fails it); more would only hold the caller longer on a
+    server that is gone (each try may wait ``timeout``).
+    """
+    options.setdefault(
+        "retry", redis.retry.Retry(ExponentialWithJitterBackoff(**RETRY_BACKOFF), retries)
+    )
+    return redis.Redis.from_url(url, decode_responses=True, **_bounded(options, timeout))
+
+
+def async_client(
+    url: str, *, timeout: float = REDIS_TIMEOUT_S, retries: int = 1, **options: Any
+) -> aioredis.Redis:
+    """The asyncio form of :func:`sync_client`."""
+    options.setdefault(
+        "retry", redis.asyncio.retry.Retry(ExponentialWithJitterBackoff(**RETRY_BACKOFF), retries)
+    )
+    return aioredis.Redis.from_url(url, decode_responses=True, **_bounded(options, timeout))

@@ -56,9 +56,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        engine = make_async_engine(settings.async_database_url)
+        # Bounded, so a request on a store that is gone fails soon and answers 503
+        # (web/errors.py) instead of waiting on it.
+        engine = make_async_engine(
+            settings.async_database_url,
+            connect_timeout=settings.db_connect_timeout,
+            statement_timeout=settings.db_statement_timeout,
+        )
         app.state.db = async_session_factory(engine)
-        app.state.redis = live.async_client(settings.redis_url, socket_timeout=10)
+        app.state.redis = live.async_client(settings.redis_url, timeout=settings.redis_timeout)
         app.state.publish = app.state.redis.register_script(live.PUBLISH_SCRIPT)
         app.state.hub = ProgressHub(settings.redis_url)
         await app.state.hub.start()

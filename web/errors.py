@@ -2,22 +2,52 @@
 
 Every failure a client can cause becomes an :class:`ApiError`; Starlette's own
 HTTPExceptions (404 for an unknown route, 405) are rendered the same way.
+
+A store that cannot answer (the database or Redis refused, timed out, read-only, out of
+memory) is not a bug either: every route's failure of that kind becomes a ``503`` with
+``Retry-After`` and ``{"error": {"code": "unavailable", "message", "store"}}`` naming
+the store but never its address, and one warning line in the log, no traceback. A
+WebSocket is closed with 1013 (try again later) instead. Anything else a driver raises
+(an IntegrityError, a syntax error) stays a 500 with its traceback: that is a bug.
+These handlers run inside Starlette's ExceptionMiddleware, so they cover the routes and
+not the pure-ASGI middleware around them, which must catch store errors themselves
+(AuthMiddleware does).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import sqlite3
+import types
 from typing import Any
 
+import redis.exceptions
+import sqlalchemy.exc
 from starlette import status
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 logger = logging.getLogger(__name__)
 
 MAX_JSON_BODY = 64 * 1024
+STORE_RETRY_AFTER_S = 5
+# PostgreSQL's read_only_sql_transaction (a standby, or default_transaction_read_only):
+# libpq reports it as an InternalError, but the database is refusing writes, not broken.
+PG_READ_ONLY = "25006"
+# Redis error replies meaning "cannot serve this now"; inside a script the reply reads
+# "ERR Error running script ... -OOM command not allowed ...".
+REDIS_UNAVAILABLE_REPLIES = ("OOM", "READONLY", "MISCONF", "LOADING", "MASTERDOWN", "TRYAGAIN")
+DRIVER_PACKAGES = {
+    "sqlalchemy": "database",
+    "psycopg": "database",
+    "aiosqlite": "database",
+    "sqlite3": "database",
+    "redis": "redis",
+}
 
 
 class ApiError(Exception):
@@ -93,4 +123,113 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     )
 
 
-exception_handlers = {ApiError: handle_api_error, HTTPException: handle_http_exception}
+def _driver_of(exc: BaseException) -> str | None:
+    """The store whose driver raised ``exc`` (the innermost of our drivers' frames in
+    its traceback), for the bare ``TimeoutError``/``ConnectionError`` of a driver."""
+    store = None
+    tb: types.TracebackType | None = exc.__traceback__
+    while tb is not None:
+        package = str(tb.tb_frame.f_globals.get("__name__", "")).partition(".")[0]
+        store = DRIVER_PACKAGES.get(package, store)
+        tb = tb.tb_next
+    return store
+
+
+def unavailable_store(exc: BaseException) -> str | None:
+    """``"database"`` or ``"redis"`` when ``exc`` means that store cannot answer now
+    (refused, timed out, gone, read-only, out of memory), else None."""
+    if isinstance(exc, sqlalchemy.exc.InternalError):
+        return "database" if getattr(exc.orig, "sqlstate", None) == PG_READ_ONLY else None
+    if isinstance(exc, sqlalchemy.exc.OperationalError):
+        # SQLite files syntax errors and missing tables as OperationalError too (with
+        # SQLITE_ERROR): those are bugs; busy, locked, read-only, full or I/O are not.
+        code = getattr(exc.orig, "sqlite_errorcode", None)
+        if isinstance(exc.orig, sqlite3.Error) and code is not None and code & 0xFF == 1:
+            return None
+        return "database"
+    if isinstance(
+        exc,
+        sqlalchemy.exc.InterfaceError
+        | sqlalchemy.exc.DisconnectionError
+        | sqlalchemy.exc.TimeoutError,
+    ):
+        return "database"
+    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+        return "redis"
+    if isinstance(
+        exc,
+        redis.exceptions.OutOfMemoryError
+        | redis.exceptions.ReadOnlyError
+        | redis.exceptions.ClusterDownError
+        | redis.exceptions.TryAgainError,
+    ):
+        return "redis"
+    if isinstance(exc, redis.exceptions.ResponseError):
+        # A reply redis-py files under no class of its own (MISCONF), or one quoted in
+        # a script's error; a pipeline rewrites the text of those it does classify.
+        reply = str(exc)
+        if reply.startswith(REDIS_UNAVAILABLE_REPLIES) or any(
+            f"-{code} " in reply for code in REDIS_UNAVAILABLE_REPLIES
+        ):
+            return "redis"
+        return None
+    if isinstance(exc, TimeoutError | ConnectionError):
+        return _driver_of(exc)
+    return None
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One short line about a store failure, for the log: the driver's own error (not
+    SQLAlchemy's wrapper with its statement and parameters), its first line only."""
+    cause = getattr(exc, "orig", None) or exc
+    text = (str(cause).strip().splitlines() or [""])[0]
+    return f"{type(cause).__name__}: {text[:200]}"
+
+
+def unavailable(store: str) -> ApiError:
+    return ApiError(
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        "unavailable",
+        f"the {store} is unavailable; try again shortly",
+        headers={"Retry-After": str(STORE_RETRY_AFTER_S)},
+        store=store,
+    )
+
+
+async def handle_store_unavailable(conn: HTTPConnection, exc: Exception) -> Response | None:
+    store = unavailable_store(exc)
+    if store is None:
+        raise exc  # not an outage: the 500 and traceback of any other bug
+    what = "WEBSOCKET" if isinstance(conn, WebSocket) else conn.scope.get("method", "")
+    logger.warning(
+        "%s %s: the %s is unavailable (%s)", what, conn.url.path, store, describe_failure(exc)
+    )
+    if isinstance(conn, WebSocket):
+        # Before the handshake this refuses it; after, it is the close frame.
+        with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
+            await conn.close(
+                status.WS_1013_TRY_AGAIN_LATER, f"the {store} is unavailable; reconnect shortly"
+            )
+        return None
+    return unavailable(store).response()
+
+
+exception_handlers: dict[Any, Any] = {
+    ApiError: handle_api_error,
+    HTTPException: handle_http_exception,
+    **dict.fromkeys(
+        (
+            sqlalchemy.exc.OperationalError,
+            sqlalchemy.exc.InterfaceError,
+            sqlalchemy.exc.InternalError,
+            sqlalchemy.exc.DisconnectionError,
+            sqlalchemy.exc.TimeoutError,
+            redis.exceptions.ConnectionError,
+            redis.exceptions.TimeoutError,
+            redis.exceptions.ResponseError,
+            TimeoutError,
+            ConnectionError,
+        ),
+        handle_store_unavailable,
+    ),
+}

@@ -15,6 +15,12 @@ goes live; ids already sent are skipped, so the switch loses and repeats nothing
 ``since`` that the stream no longer covers, or that more than ``max_replay_events``
 events follow, gets ``{"type": "resync"}`` instead of a replay. The hub also counts its
 open sockets, in total and per credential, so the endpoint can refuse one over a cap.
+
+While the reader cannot read the stream (Redis is gone), no socket would get another
+event, so every socket is closed with 1013 and a reason, and new ones are refused the
+same way until a read succeeds again: clients reconnect with their ``since`` and
+replay what they missed. The reader logs one line when an outage starts and one when
+it ends, not a traceback per retry.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from redis.exceptions import RedisError
 from starlette import status
 
 from db import live
+from web.errors import describe_failure
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +49,7 @@ MAX_BATCH = 500  # events per frame: keeps frames well under clients' size limit
 REPLAY_CHUNK = 1_000
 MAX_REPLAY_EVENTS = 5_000
 RECONNECT_DELAY_S = 1.0
+STREAM_DOWN_REASON = "the progress stream is unavailable; reconnect shortly"
 
 StreamId = tuple[int, int]
 Entry = tuple[str, dict[str, str]]  # a stream entry, decoded (decode_responses=True)
@@ -60,19 +68,23 @@ class TooManySockets(Exception):
     """A new socket would exceed the process's or its credential's cap."""
 
 
+class StreamUnavailable(Exception):
+    """The hub's reader cannot read the event stream now: there is nothing to serve."""
+
+
 class Subscriber:
     """One socket's subscription: a filter, a bounded queue and the last id sent.
 
     Parameters:
       send_text: sends one text frame on the socket.
-      close: closes the socket with a code.
+      close: closes the socket with a code and a reason.
     """
 
     def __init__(
         self,
         *,
         send_text: Callable[[str], Awaitable[None]],
-        close: Callable[[int], Coroutine[Any, Any, None]],
+        close: Callable[[int, str], Coroutine[Any, Any, None]],
         queue_size: int = QUEUE_SIZE,
     ) -> None:
         self.send_text = send_text
@@ -144,6 +156,8 @@ class ProgressHub:
         self.sockets_by_credential: Counter[Hashable] = Counter()
         self.client: aioredis.Redis | None = None
         self._reader: asyncio.Task[None] | None = None
+        self.stream_down = False  # the last read failed; cleared by the next that works
+        self._closing: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         # Its own connection: a blocking XREAD must not hold a pooled one others need.
@@ -181,10 +195,22 @@ class ProgressHub:
                 )
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError):
-                logger.warning("progress stream read failed; retrying", exc_info=True)
+            except (RedisError, OSError) as exc:
+                if not self.stream_down:
+                    logger.warning(
+                        "cannot read the progress stream (%s); closing its %d WebSockets, "
+                        "retrying every %.0f s",
+                        describe_failure(exc),
+                        len(self.subscribers),
+                        RECONNECT_DELAY_S,
+                    )
+                    self.stream_down = True
+                    self._close_all(status.WS_1013_TRY_AGAIN_LATER, STREAM_DOWN_REASON)
                 await asyncio.sleep(RECONNECT_DELAY_S)  # back off before reconnecting
                 continue
+            if self.stream_down:
+                logger.warning("reading the progress stream again")
+                self.stream_down = False
             for _stream, entries in reply or ():
                 for entry_id, fields in entries:
                     last_id = entry_id
@@ -194,8 +220,22 @@ class ProgressHub:
         for subscriber in list(self.subscribers):
             if subscriber.wants(event) and not subscriber.offer(event):
                 logger.warning("closing a slow WebSocket: its queue is full")
-                self.subscribers.discard(subscriber)
-                asyncio.create_task(subscriber.close(status.WS_1013_TRY_AGAIN_LATER))
+                self._close_later(
+                    subscriber,
+                    status.WS_1013_TRY_AGAIN_LATER,
+                    "too slow: events came faster than it read them",
+                )
+
+    def _close_all(self, code: int, reason: str) -> None:
+        for subscriber in list(self.subscribers):
+            self._close_later(subscriber, code, reason)
+
+    def _close_later(self, subscriber: Subscriber, code: int, reason: str) -> None:
+        """Close a socket without waiting on it here (the reader must not stall)."""
+        self.subscribers.discard(subscriber)
+        task = asyncio.create_task(subscriber.close(code, reason))
+        self._closing.add(task)  # the loop keeps only a weak reference to a task
+        task.add_done_callback(self._closing.discard)
 
     # -- per socket
     def open_socket(
@@ -237,7 +277,14 @@ class ProgressHub:
         *,
         max_replay_events: int = MAX_REPLAY_EVENTS,
     ) -> None:
-        """Replay after ``since`` (or send ``resync``), then send live events forever."""
+        """Replay after ``since`` (or send ``resync``), then send live events forever.
+
+        Raises:
+          StreamUnavailable: the reader cannot read the stream now.
+          RedisError: the replay's reads failed.
+        """
+        if self.stream_down:
+            raise StreamUnavailable(STREAM_DOWN_REASON)
         if since is not None:
             await self._replay(subscriber, since, max_replay_events)
         loop = asyncio.get_running_loop()

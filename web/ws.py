@@ -5,6 +5,9 @@ at any time to change the subscription). Out: frames of one event or a JSON arra
 events, ``{"type": "job", "id": ..., "job": {...}}`` and ``{"type": "resync"}``. A
 handshake over the process's or the credential's socket cap is refused with a 429 and
 the JSON error (or closed with 1013 where the server cannot send an HTTP response).
+A store that fails while a socket is served (Redis during a replay, or the hub's
+reader losing the stream) closes it with 1013 and a reason, so the client reconnects
+and resumes; any other failure closes it with 1011.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ from starlette.endpoints import WebSocketEndpoint
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from db.settings import Settings
-from web.errors import error_response
-from web.hub import ProgressHub, Subscriber, TooManySockets, parse_stream_id
+from web.errors import describe_failure, error_response, unavailable_store
+from web.hub import ProgressHub, StreamUnavailable, Subscriber, TooManySockets, parse_stream_id
 
 logger = logging.getLogger(__name__)
 
@@ -57,12 +60,12 @@ class JobEvents(WebSocketEndpoint):
         await websocket.accept()
         self.sender: asyncio.Task[None] | None = None
 
-        async def close(code: int) -> None:
+        async def close(code: int, reason: str) -> None:
             # Stop sending first: the close frame must not queue behind more events.
             if self.sender is not None and self.sender is not asyncio.current_task():
                 self.sender.cancel()
             with contextlib.suppress(Exception):
-                await websocket.close(code)
+                await websocket.close(code, reason)
 
         self.subscriber = Subscriber(
             send_text=websocket.send_text, close=close, queue_size=self.hub.queue_size
@@ -84,14 +87,29 @@ class JobEvents(WebSocketEndpoint):
         await self._stop_sender()
 
     async def _send(self, since: str | None) -> None:
+        # The sender is a task of its own: what it raises would reach no handler.
         try:
             await self.hub.serve(
                 self.subscriber, since, max_replay_events=self.settings.max_replay_events
             )
-        except (RuntimeError, OSError, WebSocketDisconnect):
-            # The socket went away mid-send; on_disconnect cleans up.
-            logger.info("a WebSocket sender stopped", exc_info=True)
-            await self.subscriber.close(status.WS_1011_INTERNAL_ERROR)
+        except StreamUnavailable as exc:
+            # The hub logged the outage once; each socket it turns away is not news.
+            await self.subscriber.close(status.WS_1013_TRY_AGAIN_LATER, str(exc))
+        except Exception as exc:
+            store = unavailable_store(exc)
+            if store is not None:
+                logger.warning(
+                    "closing a WebSocket: the %s is unavailable (%s)", store, describe_failure(exc)
+                )
+                reason = f"the {store} is unavailable; reconnect shortly"
+                await self.subscriber.close(status.WS_1013_TRY_AGAIN_LATER, reason)
+            elif isinstance(exc, RuntimeError | OSError | WebSocketDisconnect):
+                # The socket went away mid-send; on_disconnect cleans up.
+                logger.info("a WebSocket sender stopped", exc_info=True)
+                await self.subscriber.close(status.WS_1011_INTERNAL_ERROR, "")
+            else:
+                logger.exception("a WebSocket sender failed")
+                await self.subscriber.close(status.WS_1011_INTERNAL_ERROR, "internal error")
 
     @staticmethod
     async def _refuse(websocket: WebSocket, message: str) -> None:

@@ -20,7 +20,6 @@ import contextlib
 import json
 import logging
 import sqlite3
-import types
 from typing import Any
 
 import redis.exceptions
@@ -41,13 +40,6 @@ PG_READ_ONLY = "25006"
 # Redis error replies meaning "cannot serve this now"; inside a script the reply reads
 # "ERR Error running script ... -OOM command not allowed ...".
 REDIS_UNAVAILABLE_REPLIES = ("OOM", "READONLY", "MISCONF", "LOADING", "MASTERDOWN", "TRYAGAIN")
-DRIVER_PACKAGES = {
-    "sqlalchemy": "database",
-    "psycopg": "database",
-    "aiosqlite": "database",
-    "sqlite3": "database",
-    "redis": "redis",
-}
 
 
 class ApiError(Exception):
@@ -123,29 +115,23 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     )
 
 
-def _driver_of(exc: BaseException) -> str | None:
-    """The store whose driver raised ``exc`` (the innermost of our drivers' frames in
-    its traceback), for the bare ``TimeoutError``/``ConnectionError`` of a driver."""
-    store = None
-    tb: types.TracebackType | None = exc.__traceback__
-    while tb is not None:
-        package = str(tb.tb_frame.f_globals.get("__name__", "")).partition(".")[0]
-        store = DRIVER_PACKAGES.get(package, store)
-        tb = tb.tb_next
-    return store
-
-
 def unavailable_store(exc: BaseException) -> str | None:
     """``"database"`` or ``"redis"`` when ``exc`` means that store cannot answer now
-    (refused, timed out, gone, read-only, out of memory), else None."""
+    (refused, timed out, gone, read-only, out of memory), else None.
+
+    The drivers wrap their own socket and asyncio timeouts (psycopg's connect timeout
+    is an OperationalError, redis-py's a redis TimeoutError, the pool's a SQLAlchemy
+    TimeoutError), so a bare OSError is not taken for an outage: it may be a file."""
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
+        return "database"  # the connection died under the statement
     if isinstance(exc, sqlalchemy.exc.InternalError):
         return "database" if getattr(exc.orig, "sqlstate", None) == PG_READ_ONLY else None
     if isinstance(exc, sqlalchemy.exc.OperationalError):
         # SQLite files syntax errors and missing tables as OperationalError too (with
         # SQLITE_ERROR): those are bugs; busy, locked, read-only, full or I/O are not.
         code = getattr(exc.orig, "sqlite_errorcode", None)
-        if isinstance(exc.orig, sqlite3.Error) and code is not None and code & 0xFF == 1:
-            return None
+        if isinstance(exc.orig, sqlite3.Error) and code is not None:
+            return None if code & 0xFF == sqlite3.SQLITE_ERROR else "database"
         return "database"
     if isinstance(
         exc,
@@ -154,11 +140,11 @@ def unavailable_store(exc: BaseException) -> str | None:
         | sqlalchemy.exc.TimeoutError,
     ):
         return "database"
-    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
-        return "redis"
     if isinstance(
         exc,
-        redis.exceptions.OutOfMemoryError
+        redis.exceptions.ConnectionError  # BusyLoadingError too: still loading its AOF
+        | redis.exceptions.TimeoutError
+        | redis.exceptions.OutOfMemoryError
         | redis.exceptions.ReadOnlyError
         | redis.exceptions.ClusterDownError
         | redis.exceptions.TryAgainError,
@@ -166,15 +152,12 @@ def unavailable_store(exc: BaseException) -> str | None:
         return "redis"
     if isinstance(exc, redis.exceptions.ResponseError):
         # A reply redis-py files under no class of its own (MISCONF), or one quoted in
-        # a script's error; a pipeline rewrites the text of those it does classify.
+        # a script's error (a pipeline rewrites the text of those it does classify).
         reply = str(exc)
         if reply.startswith(REDIS_UNAVAILABLE_REPLIES) or any(
             f"-{code} " in reply for code in REDIS_UNAVAILABLE_REPLIES
         ):
             return "redis"
-        return None
-    if isinstance(exc, TimeoutError | ConnectionError):
-        return _driver_of(exc)
     return None
 
 
@@ -227,8 +210,6 @@ exception_handlers: dict[Any, Any] = {
             redis.exceptions.ConnectionError,
             redis.exceptions.TimeoutError,
             redis.exceptions.ResponseError,
-            TimeoutError,
-            ConnectionError,
         ),
         handle_store_unavailable,
     ),

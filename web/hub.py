@@ -185,6 +185,12 @@ class ProgressHub:
         last_id: str | None = None
         while True:
             try:
+                if self.stream_down:
+                    # A quick command first, so sockets are served again at once rather
+                    # than after a blocking read that may wait out its whole block time.
+                    await self.client.ping()
+                    logger.info("reading the progress stream again")
+                    self.stream_down = False
                 if last_id is None:
                     last_id = await self._last_id()
                 reply = cast(
@@ -208,9 +214,6 @@ class ProgressHub:
                     self._close_all(status.WS_1013_TRY_AGAIN_LATER, STREAM_DOWN_REASON)
                 await asyncio.sleep(RECONNECT_DELAY_S)  # back off before reconnecting
                 continue
-            if self.stream_down:
-                logger.warning("reading the progress stream again")
-                self.stream_down = False
             for _stream, entries in reply or ():
                 for entry_id, fields in entries:
                     last_id = entry_id

@@ -32,7 +32,14 @@ from db.settings import get_settings
 
 @lru_cache(maxsize=1)
 def engine() -> Engine:
-    return make_engine(get_settings().database_url)
+    settings = get_settings()
+    # Bounded, so that a database that is gone is an error the ledger and the lifeline
+    # can wait out, not a thread stuck in a connect or a query for minutes.
+    return make_engine(
+        settings.database_url,
+        connect_timeout=settings.db_connect_timeout,
+        statement_timeout=settings.db_statement_timeout,
+    )
 
 
 @lru_cache(maxsize=1)
@@ -42,14 +49,9 @@ def sessions() -> sessionmaker:
 
 @lru_cache(maxsize=1)
 def redis_client() -> redis.Redis:
-    settings = get_settings()
     # Bounded: a Redis host that vanished (no RST, packets dropped) must cost a
     # heartbeat or a publish seconds, not the kernel's minutes-long TCP timeout.
-    return live.sync_client(
-        settings.redis_url,
-        socket_connect_timeout=settings.redis_timeout,
-        socket_timeout=settings.redis_timeout,
-    )
+    return live.sync_client(get_settings().redis_url, timeout=get_settings().redis_timeout)
 
 
 class DatabaseUnavailable(Exception):

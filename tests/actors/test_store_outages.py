@@ -148,12 +148,12 @@ def test_a_finish_during_a_postgres_outage_is_committed_once_the_server_is_back(
     from actors.ledger import JobLedger
     from db.engine import make_engine, session_factory
     from db.migrate import upgrade
+    from tests.db.pg_cluster import pg_cluster
 
-    pg = pytest.importorskip("tests.db.pg_cluster", reason="the private-cluster helper")
     caplog.set_level(logging.INFO, logger="actors.ledger")
-    with pg.pg_cluster() as cluster:
+    with pg_cluster() as cluster:
         upgrade(cluster.url)
-        engine = make_engine(cluster.url)
+        engine = make_engine(cluster.url, connect_timeout=2, statement_timeout=5)
         try:
             sessions = session_factory(engine)
             committed: list[dict[str, Any]] = []

@@ -30,6 +30,10 @@ RETRY_MAX_BACKOFF_MS = 5 * 60_000
 def make_broker(settings: Settings) -> RedisBroker:
     broker = RedisBroker(
         url=settings.redis_url,
+        # Bounded, so an enqueue (the web's too) or a fetch cannot hang on a dead Redis;
+        # Dramatiq's Redis consumer polls with a script, it never blocks on the socket.
+        socket_timeout=settings.redis_timeout,
+        socket_connect_timeout=settings.redis_timeout,
         middleware=[
             AgeLimit(),
             TimeLimit(),

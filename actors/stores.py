@@ -15,18 +15,18 @@ from __future__ import annotations
 
 import logging
 import random
-import sqlite3
 import threading
 import time
 from functools import lru_cache
 
 import dramatiq
 import redis
-from sqlalchemy import Engine, exc
+from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
 from db import live
 from db.engine import make_engine, session_factory
+from db.outages import describe_failure, unavailable_store
 from db.settings import get_settings
 
 
@@ -59,68 +59,19 @@ class DatabaseUnavailable(Exception):
     than wait longer (a job's claim: see :meth:`actors.ledger.JobLedger.claim`)."""
 
 
-# SQLite's primary result codes that mean "not now" rather than "wrong": busy or locked
-# past the busy timeout, I/O error, disk full, cannot open the file, read-only file
-# (a remount), locking protocol error. SQLITE_ERROR ("no such table", bad SQL) is not.
-_SQLITE_UNAVAILABLE = {
-    sqlite3.SQLITE_BUSY,
-    sqlite3.SQLITE_LOCKED,
-    sqlite3.SQLITE_IOERR,
-    sqlite3.SQLITE_FULL,
-    sqlite3.SQLITE_CANTOPEN,
-    sqlite3.SQLITE_READONLY,
-    sqlite3.SQLITE_PROTOCOL,
-}
-
-
 def database_unavailable(error: BaseException) -> bool:
     """Does ``error`` mean the database cannot be reached or used right now (worth
-    waiting out), as opposed to a bug?
-
-    SQLAlchemy's ``OperationalError`` (connection refused or dropped, server shutting
-    down, statement timeout, too many connections), ``InterfaceError`` (a connection
-    already closed), ``DisconnectionError`` and the pool's ``TimeoutError`` (every
-    connection busy). SQLite raises ``OperationalError`` for bad SQL and missing tables
-    too, so for SQLite only the result codes above count."""
-    if isinstance(error, (exc.DisconnectionError, exc.TimeoutError)):
-        return True
-    if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
-        return True
-    if not isinstance(error, (exc.OperationalError, exc.InterfaceError)):
-        return False
-    original = error.orig
-    if isinstance(original, sqlite3.Error):
-        code = getattr(original, "sqlite_errorcode", None)
-        return code is not None and code & 0xFF in _SQLITE_UNAVAILABLE
-    return True
-
-
-# ReadOnlyError: a replica answering after a failover; OutOfMemoryError: maxmemory with
-# noeviction; BusyLoadingError (a ConnectionError): Redis still loading its AOF.
-_REDIS_UNAVAILABLE = (
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    redis.exceptions.ReadOnlyError,
-    redis.exceptions.OutOfMemoryError,
-    redis.exceptions.TryAgainError,
-    redis.exceptions.ClusterDownError,
-    redis.exceptions.MasterDownError,
-    dramatiq.errors.BrokerConnectionError,
-)
+    waiting out), as opposed to a bug? (:mod:`db.outages` decides, for the web too.)"""
+    return unavailable_store(error) == "database"
 
 
 def redis_unavailable(error: BaseException) -> bool:
-    """Does ``error`` mean Redis (or the broker) cannot be reached or written right
-    now, as opposed to a bug (a wrong type, a script error)?"""
-    return isinstance(error, _REDIS_UNAVAILABLE)
+    """Does ``error`` mean Redis (or the broker on it) cannot be reached or written
+    right now, as opposed to a bug (a wrong type, a script error)?"""
+    return unavailable_store(error) == "redis" or isinstance(error, dramatiq.errors.ConnectionError)
 
 
-def describe(error: BaseException) -> str:
-    """One line naming an error: the driver's own message, without the SQL statement and
-    parameters SQLAlchemy appends (they may hold a job's result)."""
-    original = getattr(error, "orig", None) or error
-    text = str(original).strip().splitlines()
-    return f"{type(original).__name__}: {text[0]}" if text else type(original).__name__
+describe = describe_failure
 
 
 class Outage:

@@ -34,6 +34,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from db import live
+from db.outages import describe_failure
 from db.settings import Settings
 from web.errors import ApiError
 
@@ -109,8 +110,10 @@ async def session_revoked(connection: HTTPConnection, session_id: str) -> bool:
     revocation that needs no Redis."""
     try:
         return bool(await connection.app.state.redis.exists(live.revoked_session_key(session_id)))
-    except (RedisError, OSError):
-        logger.warning("could not check a session's revocation; accepting it", exc_info=True)
+    except (RedisError, OSError) as exc:
+        logger.warning(
+            "could not check a session's revocation (%s); accepting it", describe_failure(exc)
+        )
         return False
 
 
@@ -170,8 +173,8 @@ class GuessLimiter:
                 _, failures, ttl = await (
                     pipe.set(key, 0, ex=FAILURE_WINDOW_S, nx=True).incr(key).ttl(key).execute()
                 )
-        except (RedisError, OSError):
-            logger.warning("could not count a failed credential", exc_info=True)
+        except (RedisError, OSError) as exc:
+            logger.warning("could not count a failed credential (%s)", describe_failure(exc))
             return
         if int(failures) >= self.limit:
             if len(self.blocked) > MAX_BLOCKED:

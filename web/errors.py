@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import sqlite3
 from typing import Any
 
 import redis.exceptions
@@ -30,16 +29,12 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from db.outages import describe_failure, unavailable_store
+
 logger = logging.getLogger(__name__)
 
 MAX_JSON_BODY = 64 * 1024
 STORE_RETRY_AFTER_S = 5
-# PostgreSQL's read_only_sql_transaction (a standby, or default_transaction_read_only):
-# libpq reports it as an InternalError, but the database is refusing writes, not broken.
-PG_READ_ONLY = "25006"
-# Redis error replies meaning "cannot serve this now"; inside a script the reply reads
-# "ERR Error running script ... -OOM command not allowed ...".
-REDIS_UNAVAILABLE_REPLIES = ("OOM", "READONLY", "MISCONF", "LOADING", "MASTERDOWN", "TRYAGAIN")
 
 
 class ApiError(Exception):
@@ -113,60 +108,6 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     return error_response(
         exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail)
     )
-
-
-def unavailable_store(exc: BaseException) -> str | None:
-    """``"database"`` or ``"redis"`` when ``exc`` means that store cannot answer now
-    (refused, timed out, gone, read-only, out of memory), else None.
-
-    The drivers wrap their own socket and asyncio timeouts (psycopg's connect timeout
-    is an OperationalError, redis-py's a redis TimeoutError, the pool's a SQLAlchemy
-    TimeoutError), so a bare OSError is not taken for an outage: it may be a file."""
-    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
-        return "database"  # the connection died under the statement
-    if isinstance(exc, sqlalchemy.exc.InternalError):
-        return "database" if getattr(exc.orig, "sqlstate", None) == PG_READ_ONLY else None
-    if isinstance(exc, sqlalchemy.exc.OperationalError):
-        # SQLite files syntax errors and missing tables as OperationalError too (with
-        # SQLITE_ERROR): those are bugs; busy, locked, read-only, full or I/O are not.
-        code = getattr(exc.orig, "sqlite_errorcode", None)
-        if isinstance(exc.orig, sqlite3.Error) and code is not None:
-            return None if code & 0xFF == sqlite3.SQLITE_ERROR else "database"
-        return "database"
-    if isinstance(
-        exc,
-        sqlalchemy.exc.InterfaceError
-        | sqlalchemy.exc.DisconnectionError
-        | sqlalchemy.exc.TimeoutError,
-    ):
-        return "database"
-    if isinstance(
-        exc,
-        redis.exceptions.ConnectionError  # BusyLoadingError too: still loading its AOF
-        | redis.exceptions.TimeoutError
-        | redis.exceptions.OutOfMemoryError
-        | redis.exceptions.ReadOnlyError
-        | redis.exceptions.ClusterDownError
-        | redis.exceptions.TryAgainError,
-    ):
-        return "redis"
-    if isinstance(exc, redis.exceptions.ResponseError):
-        # A reply redis-py files under no class of its own (MISCONF), or one quoted in
-        # a script's error (a pipeline rewrites the text of those it does classify).
-        reply = str(exc)
-        if reply.startswith(REDIS_UNAVAILABLE_REPLIES) or any(
-            f"-{code} " in reply for code in REDIS_UNAVAILABLE_REPLIES
-        ):
-            return "redis"
-    return None
-
-
-def describe_failure(exc: BaseException) -> str:
-    """One short line about a store failure, for the log: the driver's own error (not
-    SQLAlchemy's wrapper with its statement and parameters), its first line only."""
-    cause = getattr(exc, "orig", None) or exc
-    text = (str(cause).strip().splitlines() or [""])[0]
-    return f"{type(cause).__name__}: {text[:200]}"
 
 
 def unavailable(store: str) -> ApiError:

@@ -21,7 +21,7 @@ from web.auth import (
     revoke_session,
     role_of_token,
 )
-from web.errors import ApiError, read_json_object
+from web.errors import ApiError, read_json_object, unavailable
 
 
 def _check_origin(request: Request) -> None:
@@ -64,11 +64,8 @@ async def delete_session(request: Request) -> JSONResponse:
         try:
             await revoke_session(request, session_id, left)
         except (RedisError, OSError):
-            response = ApiError(
-                status.HTTP_503_SERVICE_UNAVAILABLE,
-                "unavailable",
-                "signed out in this browser, but the session could not be revoked now",
-            ).response()
+            # Signed out in this browser all the same (the cookie is deleted below).
+            response = unavailable("redis").response()
     response.delete_cookie(SESSION_COOKIE)
     return response
 

@@ -33,6 +33,15 @@ function render(job) {
 async function loadJobs() {
   const response = await fetch("/api/jobs?limit=100");
   if (response.status === 401) { show("login"); return false; }
+  if (!response.ok) {
+    // A store the server needs is down (503) or something else failed: say so, keep
+    // the page, and try again shortly.
+    const body = await response.json().catch(() => ({}));
+    const reason = (body.error && body.error.message) || `the server answered ${response.status}`;
+    document.getElementById("status").textContent = `${reason}; retrying…`;
+    setTimeout(loadJobs, 3000);
+    return true;
+  }
   const page = await response.json();
   for (const job of page.items.reverse()) render(job);
   return true;

@@ -93,6 +93,17 @@ def decode_event(stream_id: str, fields: dict[str, str]) -> dict[str, Any]:
     return {"type": "job", "id": stream_id, "job": json.loads(fields["job"])}
 
 
+def event_wire(stream_id: str, fields: dict[str, str]) -> str:
+    """A stream entry as the WebSocket event's JSON text, without decoding its job.
+
+    The entry's ``job`` is already the compact JSON that :func:`encode_event` wrote, so
+    splicing it in gives exactly the text ``json.dumps(decode_event(...),
+    separators=(",", ":"))`` would, at the cost of a concatenation instead of a parse
+    and an encode per socket.
+    """
+    return '{"type":"job","id":' + json.dumps(stream_id) + ',"job":' + fields["job"] + "}"
+
+
 def _bounded(options: dict[str, Any], timeout: float) -> dict[str, Any]:
     options.setdefault("socket_timeout", timeout)
     options.setdefault("socket_connect_timeout", timeout)

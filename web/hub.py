@@ -5,6 +5,11 @@ its own whose socket timeout is above the block time, and offers each event to e
 matching subscriber's bounded queue. A subscriber whose queue overflows is closed with
 1013 instead of slowing the others down.
 
+Each event is encoded once per process: the reader splices the stream entry's job JSON
+into the event's wire text (:class:`Event`) and parses the job only when a filtered
+subscription asks for its id; a frame is a join of those texts, so no socket encodes
+anything, and sockets sent the same lone event send the same string.
+
 A subscriber's sender sends an event at once when it has sent nothing in the last
 ``batch_interval``; otherwise it waits out the interval and sends everything pending as
 one frame (a JSON array). Idle sockets get no added latency; busy ones get one frame per
@@ -64,6 +69,40 @@ def parse_stream_id(value: str) -> StreamId:
     return parsed
 
 
+class Event:
+    """One stream entry as a WebSocket event: its wire text, built once, shared by every
+    socket it goes to; the job itself is decoded only if a filter needs its ids.
+
+    Parameters:
+      entry_id: the stream id.
+      fields: the entry's fields (``job``: the job's JSON, as :func:`live.encode_event`
+        wrote it).
+    """
+
+    __slots__ = ("_fields", "_job", "id", "stream_id", "wire")
+
+    def __init__(self, entry_id: str, fields: dict[str, str]) -> None:
+        self.id = entry_id
+        self.stream_id = parse_stream_id(entry_id)
+        self.wire = live.event_wire(entry_id, fields)
+        self._fields = fields
+        self._job: dict[str, Any] | None = None
+
+    @property
+    def job(self) -> dict[str, Any]:
+        if self._job is None:
+            # Once per process, and only for events a filtered subscription looks at.
+            self._job = cast(dict[str, Any], live.decode_event(self.id, self._fields)["job"])
+        return self._job
+
+
+def frame(events: list[Event]) -> str:
+    """The text of one frame: the lone event, or a JSON array of them."""
+    if len(events) == 1:
+        return events[0].wire
+    return "[" + ",".join([event.wire for event in events]) + "]"
+
+
 class TooManySockets(Exception):
     """A new socket would exceed the process's or its credential's cap."""
 
@@ -89,19 +128,19 @@ class Subscriber:
     ) -> None:
         self.send_text = send_text
         self.close = close
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=queue_size)
+        self.queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=queue_size)
         self.jobs: frozenset[str] | None = frozenset()  # None: every job
         self.last_sent: StreamId | None = None
         self.last_send_at = float("-inf")
         self.overflowed = False
 
-    def wants(self, event: dict[str, Any]) -> bool:
+    def wants(self, event: Event) -> bool:
         if self.jobs is None:
             return True
-        job = event["job"]
+        job = event.job
         return job["id"] in self.jobs or job.get("parent_id") in self.jobs
 
-    def offer(self, event: dict[str, Any]) -> bool:
+    def offer(self, event: Event) -> bool:
         """Queue an event; False when the queue is full (the socket is too slow)."""
         try:
             self.queue.put_nowait(event)
@@ -110,22 +149,20 @@ class Subscriber:
             return False
         return True
 
-    def fresh(self, events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    def fresh(self, events: Iterable[Event]) -> list[Event]:
         """The events not sent yet, in order (drops what a replay already sent)."""
         out = []
         for event in events:
-            event_id = parse_stream_id(event["id"])
-            if self.last_sent is None or event_id > self.last_sent:
+            if self.last_sent is None or event.stream_id > self.last_sent:
                 out.append(event)
-                self.last_sent = event_id
+                self.last_sent = event.stream_id
         return out
 
-    async def send_events(self, events: list[dict[str, Any]]) -> None:
+    async def send_events(self, events: list[Event]) -> None:
         events = self.fresh(events)
         if not events:
             return
-        payload: Any = events[0] if len(events) == 1 else events
-        await self.send_text(json.dumps(payload, separators=(",", ":")))
+        await self.send_text(frame(events))
         self.last_send_at = asyncio.get_running_loop().time()
 
 
@@ -217,9 +254,9 @@ class ProgressHub:
             for _stream, entries in reply or ():
                 for entry_id, fields in entries:
                     last_id = entry_id
-                    self.fan_out(live.decode_event(entry_id, fields))
+                    self.fan_out(Event(entry_id, fields))
 
-    def fan_out(self, event: dict[str, Any]) -> None:
+    def fan_out(self, event: Event) -> None:
         for subscriber in list(self.subscribers):
             if subscriber.wants(event) and not subscriber.offer(event):
                 logger.warning("closing a slow WebSocket: its queue is full")
@@ -326,8 +363,7 @@ class ProgressHub:
         subscriber.last_sent = since_id
         for start in range(0, len(entries), MAX_BATCH):
             events = (
-                live.decode_event(entry_id, fields)
-                for entry_id, fields in entries[start : start + MAX_BATCH]
+                Event(entry_id, fields) for entry_id, fields in entries[start : start + MAX_BATCH]
             )
             wanted = [event for event in events if subscriber.wants(event)]
             if wanted:

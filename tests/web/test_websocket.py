@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import datetime
 import json
 import os
 import secrets
@@ -419,3 +420,43 @@ def test_a_server_without_the_denial_extension_closes_a_socket_over_the_cap_with
     asyncio.run(asyncio.wait_for(JobEvents(scope, receive, send), timeout=10))
     assert sent == [{"type": "websocket.close", "code": 1013, "reason": ""}]
     assert app.state.hub.open_sockets == 0
+
+
+def old_encoding(events: list[dict[str, Any]]) -> str:
+    """How frames were encoded before events were encoded once: decode, re-encode."""
+    payload: Any = events[0] if len(events) == 1 else events
+    return json.dumps(payload, separators=(",", ":"))
+
+
+def test_a_frame_is_byte_for_byte_what_decoding_and_re_encoding_the_events_gave() -> None:
+    from db import live
+    from web.hub import Event, frame
+
+    jobs = [
+        {"id": "a", "status": "running", "parent_id": None, "progress": 0.1,
+         "title": "Café – 東京 \"quoted\" \\ \n\t\u2028",
+         "created_at": datetime.datetime(2026, 12, 1, tzinfo=datetime.UTC),
+         "live": {"downloaded_bytes": 2**60, "total_bytes": None, "speed": 1.5e16, "eta": -0.0}},
+        {"id": "b", "status": "succeeded", "parent_id": "a", "flags": [True, False, {}, []],
+         "ratio": float("inf"), "emoji": "🎬"},
+    ]  # fmt: skip
+    entries = [(f"1700000000000-{n}", live.encode_event(job)) for n, job in enumerate(jobs)]
+    _keys, argv = live.publish_arguments(jobs[1])  # what the reporter's script XADDs
+    entries.append(("1700000000001-0", {"job": str(argv[0])}))
+    old = [live.decode_event(entry_id, fields) for entry_id, fields in entries]
+    events = [Event(entry_id, fields) for entry_id, fields in entries]
+    for one_old, one in zip(old, events, strict=True):
+        assert frame([one]) == old_encoding([one_old])
+    assert frame(events) == old_encoding(old)
+    assert events[1].job == jobs[1]  # what a filter reads is the decoded job
+
+
+def test_a_client_receives_the_same_text_as_before(server: Any, redis_client: Any) -> None:
+    from db import live
+
+    with connect(server.ws_url, additional_headers=AUTH) as ws:
+        subscribe(ws, since="0-0", jobs=["wire"])
+        event_id = publish(redis_client, "wire", title="Ünïcode", progress=0.25)
+        text = ws.recv(timeout=10)
+    ((entry_id, fields),) = redis_client.xrange(live.EVENTS_STREAM, min=event_id, max=event_id)
+    assert text == old_encoding([live.decode_event(entry_id, fields)])

@@ -23,7 +23,14 @@ check: $(INSTALLED)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: $(INSTALLED)
+BENCH_INSTALLED := $(VENV)/.installed-bench
+
+$(BENCH_INSTALLED): $(INSTALLED) bench/ws_client/package-lock.json
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	cd bench/ws_client && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+bench: $(BENCH_INSTALLED)
 	$(BIN)/python -m bench
 
 chaos: $(INSTALLED)

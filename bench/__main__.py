@@ -1,6 +1,7 @@
 """``python -m bench`` (``make bench``): sets up a throwaway Redis, SQLite database and
-environment, runs the HTTP latency, job pipeline and egress guard benchmarks in it and prints their
-tables; ``--quick`` runs a short version, ``--only`` one of them.
+environment, runs the HTTP latency, job pipeline, egress guard and WebSocket fan-out
+benchmarks in it and prints their tables; ``--quick`` runs a short version, ``--only``
+one of them.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a short run (fewer requests/jobs)")
     parser.add_argument(
-        "--only", choices=("http", "pipeline", "egress"), help="run just one of the benchmarks"
+        "--only",
+        choices=("http", "pipeline", "egress", "ws"),
+        help="run just one of the benchmarks",
     )
     return parser.parse_args(argv)
 
@@ -49,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
 
             print()
             print(run_egress(quick=args.quick), flush=True)
+        if args.only in (None, "ws"):
+            from bench.ws_fanout import run_ws
+
+            print()
+            print(run_ws(env, quick=args.quick).render(), flush=True)
     print(f"\ndone in {time.monotonic() - started:.0f}s")
     return 0
 

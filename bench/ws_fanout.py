@@ -1,0 +1,534 @@
+"""Benchmark 4, WebSocket fan-out: 1,000 clients in ONE Node.js process
+(``bench/ws_client/client.js``: npm ``ws`` for vidfleet, ``socket.io-client`` for the
+anchor, both offering permessage-deflate as a browser does) receive job events
+published at a fixed offered rate (20, 100, 300 events/s), from
+
+- **vidfleet**: ``uvicorn --factory web.app:create_app`` in a child process (one
+  process, and a ``WEB_CONCURRENCY=2`` row with two workers, each with its own stream
+  reader), each socket authenticated with the admin token and subscribed to ``["*"]``.
+  The bench process publishes into ``vf:events`` with the reporter's script
+  (``db.live.PUBLISH_SCRIPT``), one call per event;
+- **the anchor**: a Flask-SocketIO server on gevent (``bench/socketio_anchor.py``) in
+  a child process that ``socketio.emit``s the same events at the same rate.
+
+Every event's job carries its creation time (``time.time()`` in ms) and a sequence
+number in ``job.params`` (``t``, ``seq``); the client records arrival minus creation
+for every event on every socket. Per trial: delivered events/s over all sockets,
+p50/p99 latency, sockets open at the end, 1013 closes, and the CPU of the server
+(all its processes) and of the client, from ``/proc/<pid>/stat``, as % of one core.
+Servers run one after another (the anchor, vidfleet, vidfleet ×2), each through the
+three rates in ascending order on one set of 1,000 connections.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from bench.env import BenchEnv, free_port
+from bench.report import table
+
+REPO = Path(__file__).resolve().parent.parent
+CLIENT_DIR = Path(__file__).resolve().parent / "ws_client"
+CLIENTS = 1_000
+RATES = (20, 100, 300)
+START_TIMEOUT_S = 30.0
+CONNECT_TIMEOUT_S = 120.0
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class WsPlan:
+    seconds: float  # publishing time per trial
+    drain: float  # waiting for the last events after publishing stops
+    settle: float = 20.0  # at most this long for late events before the next trial
+    rates: tuple[int, ...] = RATES
+    clients: int = CLIENTS
+
+
+FULL = WsPlan(seconds=15.0, drain=2.0)
+QUICK = WsPlan(seconds=4.0, drain=1.0, settle=8.0)
+
+# A pool of job ids, so events look like progress of a few dozen running downloads.
+JOB_IDS = [str(uuid.UUID(int=i + 1)) for i in range(40)]
+
+
+def make_job(seq: int, created_ms: float, trial: str) -> dict[str, Any]:
+    """A running download's public form (``db.jobs.job_to_dict``), about 700 bytes of
+    JSON, with the bench's creation time, sequence number and trial in ``params``."""
+    progress = (seq % 100) / 100
+    return {
+        "id": JOB_IDS[seq % len(JOB_IDS)],
+        "kind": "download",
+        "status": "running",
+        "queue": "interactive",
+        "params": {
+            "url": f"https://videos.example.com/watch?v=bench{seq % len(JOB_IDS):04d}",
+            "quality": "best",
+            "t": created_ms,
+            "seq": seq,
+            "trial": trial,
+        },
+        "result": None,
+        "error": None,
+        "progress": progress,
+        "stage": "downloading",
+        "message": f"{progress * 48.2:.1f} MiB of 48.2 MiB at 3.1 MiB/s, ETA 00:12",
+        "attempts": 1,
+        "max_attempts": 3,
+        "parent_id": None,
+        "retry_of": None,
+        "created_at": "2026-12-01T20:00:00.123456Z",
+        "started_at": "2026-12-01T20:00:01.234567Z",
+        "finished_at": None,
+        "updated_at": "2026-12-01T20:00:05.345678Z",
+    }
+
+
+def make_event(seq: int, created_ms: float, trial: str) -> dict[str, Any]:
+    """The WebSocket event as vidfleet sends it (``db.live.decode_event``)."""
+    job = make_job(seq, created_ms, trial)
+    return {"type": "job", "id": f"{int(created_ms)}-{seq}", "job": job}
+
+
+# -- processes and their CPU
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                found += [int(c) for c in f.read().split()]
+    except OSError:
+        return found
+    return found + [g for c in found for g in _children(c)]
+
+
+def cpu_seconds(pid: int, *, tree: bool = True) -> float:
+    """User + system CPU of ``pid`` (and its descendants, now alive) in seconds."""
+    total = 0.0
+    for p in [pid, *(_children(pid) if tree else [])]:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+    return total
+
+
+class ChildServer:
+    """A server in a child process on a free port, answering ``GET /healthz``."""
+
+    name = ""
+
+    def __init__(self, env: BenchEnv, label: str) -> None:
+        self.env = env
+        self.port = free_port()
+        self.log_path = env.root / f"{label}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def environment(self) -> dict[str, str]:
+        return dict(os.environ)
+
+    def start(self) -> ChildServer:
+        import httpx
+
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            self.argv(),
+            cwd=REPO,
+            env=self.environment(),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        with httpx.Client(base_url=self.url, timeout=2) as client:
+            while True:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"{self.name} exited early:\n{self.log_tail()}")
+                try:
+                    if client.get("/healthz").status_code == 200:
+                        return self
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{self.name} did not answer:\n{self.log_tail()}")
+                time.sleep(0.05)  # polling a child process we just started
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def log_tail(self) -> str:
+        return self.log_path.read_text(errors="replace")[-3000:] if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self._log is not None:
+            self._log.close()
+
+
+class VidfleetServer(ChildServer):
+    """The app under uvicorn (uvloop, httptools, the ``websockets`` implementation with
+    permessage-deflate, uvicorn's default), ``WEB_CONCURRENCY`` workers."""
+
+    mode = "ws"
+
+    def __init__(self, env: BenchEnv, workers: int) -> None:
+        super().__init__(env, f"uvicorn-ws-{workers}")
+        self.workers = workers
+        self.name = "vidfleet" if workers == 1 else f"vidfleet WEB_CONCURRENCY={workers}"
+
+    def argv(self) -> list[str]:
+        return [
+            sys.executable, "-m", "uvicorn", "--factory", "web.app:create_app",
+            "--host", "127.0.0.1", "--port", str(self.port),
+            "--log-level", "warning", "--no-access-log",
+        ]  # fmt: skip
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["WEB_CONCURRENCY"] = str(self.workers)  # uvicorn's --workers default
+        return env
+
+    def client_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def publish(self, rate: float, seconds: float, trial: str) -> int:
+        """XADD ``rate`` events a second for ``seconds`` (the reporter's script, one call
+        per event, as a job's progress reports do); how many went out."""
+        from db import live
+
+        client = live.sync_client(self.env.redis_url)
+        try:
+            sha = str(client.script_load(live.PUBLISH_SCRIPT))
+            total = int(rate * seconds)
+            started = time.monotonic()
+            for seq in range(total):
+                delay = started + seq / rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)  # pacing the offered rate
+                keys, args = live.publish_arguments(make_job(seq, time.time() * 1000, trial))
+                client.evalsha(sha, len(keys), *keys, *args)
+            return total
+        finally:
+            client.close()
+
+
+class AnchorServer(ChildServer):
+    mode = "sio"
+    name = "Flask-SocketIO gevent (anchor)"
+
+    def __init__(self, env: BenchEnv) -> None:
+        super().__init__(env, "socketio-anchor")
+
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", "bench.socketio_anchor", str(self.port)]
+
+    def client_url(self) -> str:
+        return self.url
+
+    def publish(self, rate: float, seconds: float, trial: str) -> int:
+        import httpx
+
+        response = httpx.post(
+            f"{self.url}/emit",
+            params={"rate": rate, "seconds": seconds, "trial": trial},
+            timeout=seconds + 60,
+        )
+        response.raise_for_status()
+        return int(response.json()["emitted"])
+
+
+class NodeClient:
+    """``node bench/ws_client/client.js``: N sockets in one process, driven over stdin."""
+
+    def __init__(
+        self, mode: str, url: str, clients: int, token: str | None, **options: Any
+    ) -> None:
+        config = {"mode": mode, "url": url, "clients": clients, "token": token, **options}
+        self.process = subprocess.Popen(
+            [node_binary(), str(CLIENT_DIR / "client.js"), json.dumps(config)],
+            cwd=CLIENT_DIR,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.ready = self._read("ready", CONNECT_TIMEOUT_S)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def _read(self, key: str, timeout: float) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line:
+                raise RuntimeError(f"the Node client exited ({self.process.poll()})")
+            message = json.loads(line)
+            if "fatal" in message:
+                raise RuntimeError(f"the Node client failed: {message['fatal']}")
+            if key in message:
+                return dict(message[key]) if isinstance(message[key], dict) else message
+        raise RuntimeError(f"the Node client sent no {key!r} in {timeout:.0f} s")
+
+    def command(self, command: str, reply: str | None) -> dict[str, Any]:
+        assert self.process.stdin is not None
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+        return self._read(reply, 60) if reply else {}
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            try:
+                self.command("quit", None)
+                self.process.wait(10)
+            except (OSError, subprocess.TimeoutExpired):
+                self.process.kill()
+                self.process.wait()
+
+
+def node_binary() -> str:
+    node = shutil.which("node")
+    if node is None:
+        raise RuntimeError("the WebSocket bench needs Node.js (node) on PATH")
+    return node
+
+
+def ensure_client_deps() -> None:
+    """``npm ci`` in bench/ws_client once (the lock file pins ws and socket.io-client)."""
+    if (CLIENT_DIR / "node_modules" / "ws").is_dir() and (
+        CLIENT_DIR / "node_modules" / "socket.io-client"
+    ).is_dir():
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        raise RuntimeError("the WebSocket bench needs npm to install its Node client")
+    subprocess.run(
+        [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=CLIENT_DIR, check=True
+    )
+
+
+# -- trials and the table
+
+
+@dataclass
+class Trial:
+    server: str
+    rate: int
+    seconds: float
+    published: int
+    clients: int
+    ready: dict[str, Any]
+    stats: dict[str, Any]
+    server_cpu: float  # % of one core
+    client_cpu: float
+
+    @property
+    def delivered_per_s(self) -> float:
+        return float(self.stats["events"]) / self.seconds
+
+    @property
+    def delivered_share(self) -> float:
+        expected = self.published * int(self.ready["open"])
+        return float(self.stats["events"]) / expected if expected else 0.0
+
+    @property
+    def closes_1013(self) -> int:
+        return int(self.stats["closes"].get("1013", 0))
+
+
+@dataclass
+class WsResult:
+    plan: WsPlan
+    trials: list[Trial] = field(default_factory=list)
+    versions: str = ""
+
+    def render(self) -> str:
+        anchors = {t.rate: t for t in self.trials if t.server.endswith("(anchor)")}
+        rows = []
+        for t in self.trials:
+            a = anchors.get(t.rate)
+
+            def ratio(value: float | None, base: float | None) -> str:
+                if value is None or not base:
+                    return "-"
+                return f"{value / base:.2f}x"
+
+            p50, p99 = t.stats["p50_ms"], t.stats["p99_ms"]
+            rows.append(
+                [
+                    t.server,
+                    str(t.rate),
+                    f"{t.ready['open']}/{t.clients}",
+                    str(t.stats["open"]),
+                    f"{t.delivered_per_s:,.0f}",
+                    f"{t.delivered_share * 100:.1f}%",
+                    "-" if p50 is None else f"{p50:.1f}",
+                    "-" if p99 is None else f"{p99:.1f}",
+                    str(t.closes_1013),
+                    f"{t.server_cpu:.0f}%",
+                    f"{t.client_cpu:.0f}%",
+                    ratio(t.delivered_per_s, a.delivered_per_s if a else None),
+                    ratio(p50, a.stats["p50_ms"] if a else None),
+                    ratio(p99, a.stats["p99_ms"] if a else None),
+                    ratio(t.server_cpu, a.server_cpu if a else None),
+                ]
+            )
+        header = [
+            "server", "ev/s in", "open", "end", "delivered/s", "deliv", "p50 ms", "p99 ms",
+            "1013", "srv CPU", "cli CPU", "deliv/anch", "p50/anch", "p99/anch", "CPU/anch",
+        ]  # fmt: skip
+        intro = (
+            f"WebSocket fan-out: {self.plan.clients} clients in one Node.js process, "
+            f"{self.plan.seconds:.0f} s per trial (+{self.plan.drain:.0f} s drain), "
+            "permessage-deflate offered; CPU in % of one core"
+        )
+        notes = []
+        for t in self.trials:
+            extra = {k: v for k, v in t.stats["closes"].items() if k != "1013"}
+            if extra or t.stats["errors"] or t.stats["duplicates"]:
+                notes.append(
+                    f"  {t.server} @ {t.rate}/s: closes {extra or '{}'}, "
+                    f"errors {t.stats['errors'] or '{}'}, duplicates {t.stats['duplicates']}"
+                )
+        lines = [intro, table(header, rows)]
+        if self.versions:
+            lines.append(self.versions)
+        if notes:
+            lines += ["other closes/errors:", *notes]
+        return "\n".join(lines)
+
+
+def settle(client: NodeClient, limit: float) -> None:
+    """Wait (up to ``limit`` s) until the last trial's late events stop arriving, so they
+    do not load the next trial."""
+    deadline = time.monotonic() + limit
+    last = -1
+    while time.monotonic() < deadline:
+        stats = client.command("stop", "stats")
+        arrived = int(stats["events"]) + int(stats["stale"])
+        if arrived == last:
+            return
+        last = arrived
+        time.sleep(0.5)  # polling the client's counters
+
+
+def run_server_trials(
+    server: VidfleetServer | AnchorServer, plan: WsPlan, token: str, **client_options: Any
+) -> list[Trial]:
+    trials = []
+    client = NodeClient(
+        server.mode,
+        server.client_url(),
+        plan.clients,
+        token if server.mode == "ws" else None,
+        **client_options,
+    )
+    try:
+        ready = client.ready
+        print(
+            f"  {server.name}: {ready['open']}/{plan.clients} sockets open in "
+            f"{ready['connect_ms'] / 1000:.1f} s, extensions {ready['extensions']}"
+            + (f", errors {ready['errors']}" if ready["errors"] else ""),
+            file=sys.stderr,
+            flush=True,
+        )
+        time.sleep(1.0)  # the subscribe messages land, the handshakes' garbage goes
+        for rate in plan.rates:
+            start_ready = {"open": client.command("stop", "stats")["open"]}
+            trial_id = f"{server.mode}{server.port}-{rate}"
+            client.command(f"start {trial_id}", "started")
+            cpu_server, cpu_client = cpu_seconds(server.pid), cpu_seconds(client.pid)
+            wall = time.monotonic()
+            published = server.publish(rate, plan.seconds, trial_id)
+            time.sleep(plan.drain)
+            stats = client.command("stop", "stats")
+            wall = time.monotonic() - wall
+            trial = Trial(
+                server=server.name,
+                rate=rate,
+                seconds=plan.seconds,
+                published=published,
+                clients=plan.clients,
+                ready=start_ready,
+                stats=stats,
+                server_cpu=(cpu_seconds(server.pid) - cpu_server) / wall * 100,
+                client_cpu=(cpu_seconds(client.pid) - cpu_client) / wall * 100,
+            )
+            print(
+                f"  {server.name} @ {rate}/s: {trial.delivered_per_s:,.0f} delivered/s, "
+                f"p99 {stats['p99_ms']} ms",
+                file=sys.stderr,
+                flush=True,
+            )
+            trials.append(trial)
+            settle(client, plan.settle)
+    finally:
+        client.close()
+    return trials
+
+
+def versions() -> str:
+    from importlib.metadata import version
+
+    node = subprocess.run([node_binary(), "--version"], capture_output=True, text=True)
+    pkg = json.loads((CLIENT_DIR / "package-lock.json").read_text())["packages"]
+    names = ["uvicorn", "websockets", "starlette", "flask-socketio", "python-socketio"]
+    names += ["python-engineio", "simple-websocket", "gevent"]
+    py = ", ".join(f"{n} {version(n)}" for n in names)
+    js = ", ".join(f"{n} {pkg[f'node_modules/{n}']['version']}" for n in ("ws", "socket.io-client"))
+    return f"versions: {py}; Node {node.stdout.strip()}, {js}"
+
+
+def run_ws(env: BenchEnv, *, quick: bool) -> WsResult:
+    try:
+        import flask_socketio  # noqa: F401
+        import gevent  # noqa: F401
+    except ImportError as exc:
+        raise RuntimeError(
+            "the WebSocket bench's anchor needs the bench extra: pip install -e '.[bench]'"
+        ) from exc
+    ensure_client_deps()
+    plan = QUICK if quick else FULL
+    result = WsResult(plan=plan, versions=versions())
+    servers: list[VidfleetServer | AnchorServer] = [
+        AnchorServer(env),
+        VidfleetServer(env, workers=1),
+        VidfleetServer(env, workers=2),
+    ]
+    for server in servers:
+        try:
+            server.start()
+            result.trials += run_server_trials(server, plan, env.admin_token)
+        finally:
+            server.stop()
+    return result

@@ -1,0 +1,154 @@
+"""``WEB_CONCURRENCY``: the Procfile's web line under one uvicorn with two worker
+processes, each with its own stream reader; a client on either sees every event once."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from websockets.sync.client import ClientConnection, connect
+
+from tests.conftest import ADMIN_TOKEN
+from tests.support import frames_to_events, free_port, wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+WORKERS = 2
+
+
+def procfile_command(name: str) -> str:
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.startswith(f"{name}:"):
+            return line.split(":", 1)[1].strip()
+    raise AssertionError(f"no {name} line in the Procfile")
+
+
+def worker_pids(parent: int) -> list[int]:
+    """uvicorn's worker processes: the parent's children that run Python (not the
+    multiprocessing resource tracker or anything else it may start)."""
+    pids = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{name}/stat").read_text()
+            cmdline = Path(f"/proc/{name}/cmdline").read_bytes()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] != "Z" and int(fields[1]) == parent and b"resource_tracker" not in cmdline:
+            pids.append(int(name))
+    return pids
+
+
+def socket_inodes(pid: int) -> set[int]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(int(target[8:-1]))
+    return inodes
+
+
+def serving_pid(ws: ClientConnection, port: int, pids: list[int]) -> int:
+    """Which worker holds the server end of this client's TCP connection."""
+    client_port = ws.socket.getsockname()[1]
+    inode = None
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote = fields[1], fields[2]
+        if int(local.split(":")[1], 16) == port and int(remote.split(":")[1], 16) == client_port:
+            inode = int(fields[9])
+    assert inode, "the server end of the connection was not found"
+    owners = [pid for pid in pids if inode in socket_inodes(pid)]
+    assert len(owners) == 1, owners
+    return owners[0]
+
+
+@pytest.fixture
+def web_workers() -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """The Procfile's web line with ``WEB_CONCURRENCY=2`` and the test session's
+    environment (tests/conftest.py); ``exec``, so the pid is uvicorn's supervisor."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "VIDFLEET_HOST": "127.0.0.1",
+        "WEB_CONCURRENCY": str(WORKERS),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    process = subprocess.Popen(["sh", "-c", f"exec {procfile_command('web')}"], cwd=ROOT, env=env)
+
+    def ready() -> bool:
+        assert process.poll() is None, "the web process exited"
+        if len(worker_pids(process.pid)) < WORKERS:
+            return False
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(ready, timeout=60, what="two web workers")
+        yield process, port
+    finally:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def publish(redis_client: Any, job_id: str) -> str:
+    from db import live
+
+    job = {"id": job_id, "status": "running", "parent_id": None, "progress": 0.5}
+    return str(redis_client.xadd(live.EVENTS_STREAM, live.encode_event(job)))
+
+
+def test_two_workers_each_read_the_stream_and_every_client_sees_every_event_once(
+    web_workers: tuple[subprocess.Popen[bytes], int], redis_client: Any
+) -> None:
+    process, port = web_workers
+    pids = worker_pids(process.pid)
+    assert len(pids) == WORKERS
+    url = f"ws://127.0.0.1:{port}/ws"
+    clients: list[ClientConnection] = []
+    served_by: dict[int, int] = {}
+    try:
+        # The kernel picks the worker that accepts; connect until both serve some.
+        while len(clients) < 6 or len(set(served_by.values())) < WORKERS:
+            assert len(clients) < 60, f"every client landed on one worker: {served_by}"
+            ws = connect(url, additional_headers=AUTH, open_timeout=10)
+            clients.append(ws)
+            served_by[id(ws)] = serving_pid(ws, port, pids)
+        before = publish(redis_client, "before")
+        for ws in clients:
+            # Resuming after ``before``: what is published while the subscription is
+            # set up is replayed, so each client must get exactly what follows.
+            ws.send(json.dumps({"action": "subscribe", "jobs": ["*"], "since": before}))
+        sent = [publish(redis_client, f"job-{n}") for n in range(50)]
+        for ws in clients:
+            got: list[str] = []
+            while len(got) < len(sent):
+                got += [event["id"] for event in frames_to_events(ws.recv(timeout=10))]
+            assert got == sent, served_by[id(ws)]
+        # Nothing more follows: no worker sends an event twice.
+        for ws in clients:
+            with pytest.raises(TimeoutError):
+                ws.recv(timeout=0.3)
+    finally:
+        for ws in clients:
+            ws.close()
+    assert len(set(served_by.values())) == WORKERS

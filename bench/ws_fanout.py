@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -49,13 +50,18 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 class WsPlan:
     seconds: float  # publishing time per trial
     drain: float  # waiting for the last events after publishing stops
-    settle: float = 20.0  # at most this long for late events before the next trial
     rates: tuple[int, ...] = RATES
+    plain_rates: tuple[int, ...] = (100, 300)  # the rows without permessage-deflate
     clients: int = CLIENTS
 
 
-FULL = WsPlan(seconds=15.0, drain=2.0)
-QUICK = WsPlan(seconds=4.0, drain=1.0, settle=8.0)
+FULL = WsPlan(seconds=8.0, drain=2.0)
+QUICK = WsPlan(seconds=3.0, drain=1.0, plain_rates=())
+# ws inflates on libuv's thread pool and by default lets 10 zlib calls run at once in the
+# whole process: 1,000 sockets queue behind each other there, which no browser (one
+# socket, its own inflater) does. Up to 1,000 at once (on libuv's default 4 threads)
+# delivered more to both servers here.
+CLIENT_ZLIB: dict[str, Any] = {"zlibConcurrency": 1000}
 
 # A pool of job ids, so events look like progress of a few dozen running downloads.
 JOB_IDS = [str(uuid.UUID(int=i + 1)) for i in range(40)]
@@ -273,9 +279,13 @@ class NodeClient:
         self, mode: str, url: str, clients: int, token: str | None, **options: Any
     ) -> None:
         config = {"mode": mode, "url": url, "clients": clients, "token": token, **options}
+        env = dict(os.environ)
+        if "threadpool" in options:
+            env["UV_THREADPOOL_SIZE"] = str(options["threadpool"])
         self.process = subprocess.Popen(
             [node_binary(), str(CLIENT_DIR / "client.js"), json.dumps(config)],
             cwd=CLIENT_DIR,
+            env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -351,6 +361,8 @@ class Trial:
     stats: dict[str, Any]
     server_cpu: float  # % of one core
     client_cpu: float
+    anchor: bool = False
+    deflate: bool = True
 
     @property
     def delivered_per_s(self) -> float:
@@ -373,10 +385,10 @@ class WsResult:
     versions: str = ""
 
     def render(self) -> str:
-        anchors = {t.rate: t for t in self.trials if t.server.endswith("(anchor)")}
+        anchors = {(t.rate, t.deflate): t for t in self.trials if t.anchor}
         rows = []
         for t in self.trials:
-            a = anchors.get(t.rate)
+            a = anchors.get((t.rate, t.deflate))
 
             def ratio(value: float | None, base: float | None) -> str:
                 if value is None or not base:
@@ -386,7 +398,7 @@ class WsResult:
             p50, p99 = t.stats["p50_ms"], t.stats["p99_ms"]
             rows.append(
                 [
-                    t.server,
+                    t.server + ("" if t.deflate else ", no deflate"),
                     str(t.rate),
                     f"{t.ready['open']}/{t.clients}",
                     str(t.stats["open"]),
@@ -428,24 +440,15 @@ class WsResult:
         return "\n".join(lines)
 
 
-def settle(client: NodeClient, limit: float) -> None:
-    """Wait (up to ``limit`` s) until the last trial's late events stop arriving, so they
-    do not load the next trial."""
-    deadline = time.monotonic() + limit
-    last = -1
-    while time.monotonic() < deadline:
-        stats = client.command("stop", "stats")
-        arrived = int(stats["events"]) + int(stats["stale"])
-        if arrived == last:
-            return
-        last = arrived
-        time.sleep(0.5)  # polling the client's counters
-
-
 def run_server_trials(
-    server: VidfleetServer | AnchorServer, plan: WsPlan, token: str, **client_options: Any
+    server: VidfleetServer | AnchorServer,
+    plan: WsPlan,
+    token: str,
+    rates: tuple[int, ...],
+    **client_options: Any,
 ) -> list[Trial]:
     trials = []
+    deflate = client_options.get("deflate", True) is not False
     client = NodeClient(
         server.mode,
         server.client_url(),
@@ -462,8 +465,8 @@ def run_server_trials(
             file=sys.stderr,
             flush=True,
         )
-        time.sleep(1.0)  # the subscribe messages land, the handshakes' garbage goes
-        for rate in plan.rates:
+        time.sleep(0.5)  # the subscribe messages land
+        for rate in rates:
             start_ready = {"open": client.command("stop", "stats")["open"]}
             trial_id = f"{server.mode}{server.port}-{rate}"
             client.command(f"start {trial_id}", "started")
@@ -483,6 +486,8 @@ def run_server_trials(
                 stats=stats,
                 server_cpu=(cpu_seconds(server.pid) - cpu_server) / wall * 100,
                 client_cpu=(cpu_seconds(client.pid) - cpu_client) / wall * 100,
+                anchor=isinstance(server, AnchorServer),
+                deflate=deflate,
             )
             print(
                 f"  {server.name} @ {rate}/s: {trial.delivered_per_s:,.0f} delivered/s, "
@@ -491,7 +496,6 @@ def run_server_trials(
                 flush=True,
             )
             trials.append(trial)
-            settle(client, plan.settle)
     finally:
         client.close()
     return trials
@@ -520,15 +524,36 @@ def run_ws(env: BenchEnv, *, quick: bool) -> WsResult:
     ensure_client_deps()
     plan = QUICK if quick else FULL
     result = WsResult(plan=plan, versions=versions())
-    servers: list[VidfleetServer | AnchorServer] = [
-        AnchorServer(env),
-        VidfleetServer(env, workers=1),
-        VidfleetServer(env, workers=2),
+
+    # The Node client's zlib settings: see CLIENT_ZLIB. The rows without permessage-deflate
+    # show what the servers do when the client's inflating is out of the way.
+    # Every trial gets a fresh server and a fresh set of connections, so the backlog a
+    # server built at one rate (or its dead sockets) cannot weigh on the next trial; the
+    # servers take turns at each rate.
+    def anchor() -> AnchorServer:
+        return AnchorServer(env)
+
+    def vidfleet(workers: int) -> Callable[[], VidfleetServer]:
+        return lambda: VidfleetServer(env, workers=workers)
+
+    Make = Callable[[], VidfleetServer | AnchorServer]
+    runs: list[tuple[Make, dict[str, Any]]] = [
+        (anchor, CLIENT_ZLIB),
+        (vidfleet(1), CLIENT_ZLIB),
+        (vidfleet(2), CLIENT_ZLIB),
     ]
-    for server in servers:
-        try:
-            server.start()
-            result.trials += run_server_trials(server, plan, env.admin_token)
-        finally:
-            server.stop()
+    plain: list[tuple[Make, dict[str, Any]]] = [
+        (anchor, {"deflate": False}),
+        (vidfleet(1), {"deflate": False}),
+    ]
+    for rate in plan.rates:
+        for make, client_options in runs + (plain if rate in plan.plain_rates else []):
+            server = make()
+            try:
+                server.start()
+                result.trials += run_server_trials(
+                    server, plan, env.admin_token, (rate,), **client_options
+                )
+            finally:
+                server.stop()
     return result

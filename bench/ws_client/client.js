@@ -91,6 +91,19 @@ const sockets = [];
 // ws runs zlib on libuv's thread pool and lets at most `concurrencyLimit` (default 10)
 // calls run at once for the whole process, a queue a browser (one socket per tab) never
 // has; `zlibConcurrency` in the config raises it. `deflate: false` offers no compression.
+// What the handshake agreed, e.g. "permessage-deflate; client_max_window_bits=15".
+function describeExtensions(ws) {
+  const agreed = (ws && ws._extensions) || {};
+  const names = Object.keys(agreed);
+  if (names.length === 0) return 'none';
+  return names
+    .map((name) => {
+      const params = agreed[name].params || {};
+      return [name, ...Object.entries(params).map(([k, v]) => (v === true ? k : `${k}=${v}`))].join('; ');
+    })
+    .join(', ');
+}
+
 function deflateOptions() {
   if (config.deflate === false) return false;
   return config.zlibConcurrency ? { concurrencyLimit: config.zlibConcurrency } : true;
@@ -110,7 +123,7 @@ function openWs(i) {
       wasOpen = true;
       opened++;
       open++;
-      count(extensions, Object.keys(ws._extensions || {}).join(',') || 'none');
+      count(extensions, describeExtensions(ws));
       ws.send(JSON.stringify({ action: 'subscribe', jobs: ['*'], since: null }));
       resolve();
     });
@@ -165,7 +178,7 @@ function openSio(i) {
       opened++;
       open++;
       const ws = socket.io.engine.transport.ws;
-      count(extensions, Object.keys((ws && ws._extensions) || {}).join(',') || 'none');
+      count(extensions, describeExtensions(ws));
       resolve();
     });
     socket.on('job', (event) => {

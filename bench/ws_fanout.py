@@ -16,8 +16,11 @@ number in ``job.params`` (``t``, ``seq``); the client records arrival minus crea
 for every event on every socket. Per trial: delivered events/s over all sockets,
 p50/p99 latency, sockets open at the end, 1013 closes, and the CPU of the server
 (all its processes) and of the client, from ``/proc/<pid>/stat``, as % of one core.
-Servers run one after another (the anchor, vidfleet, vidfleet ×2), each through the
-three rates in ascending order on one set of 1,000 connections.
+Each trial gets a fresh server process and 1,000 fresh connections; at each rate the
+servers take turns (the anchor, vidfleet, vidfleet ×2, then, at 100 and 300 events/s,
+the anchor and vidfleet again with a client that offers no permessage-deflate: the
+client's inflating, not the server, is what limits the compressed rows; see
+bench/README.md).
 """
 
 from __future__ import annotations
@@ -403,6 +406,7 @@ class WsResult:
                     f"{t.ready['open']}/{t.clients}",
                     str(t.stats["open"]),
                     f"{t.delivered_per_s:,.0f}",
+                    f"{float(t.stats['frames']) / t.seconds:,.0f}",
                     f"{t.delivered_share * 100:.1f}%",
                     "-" if p50 is None else f"{p50:.1f}",
                     "-" if p99 is None else f"{p99:.1f}",
@@ -416,8 +420,9 @@ class WsResult:
                 ]
             )
         header = [
-            "server", "ev/s in", "open", "end", "delivered/s", "deliv", "p50 ms", "p99 ms",
-            "1013", "srv CPU", "cli CPU", "deliv/anch", "p50/anch", "p99/anch", "CPU/anch",
+            "server", "ev/s in", "open", "end", "delivered/s", "frames/s", "deliv", "p50 ms",
+            "p99 ms", "1013", "srv CPU", "cli CPU", "deliv/anch", "p50/anch", "p99/anch",
+            "CPU/anch",
         ]  # fmt: skip
         intro = (
             f"WebSocket fan-out: {self.plan.clients} clients in one Node.js process, "

@@ -1,5 +1,7 @@
-"""``WEB_CONCURRENCY``: the Procfile's web line under one uvicorn with two worker
-processes, each with its own stream reader; a client on either sees every event once."""
+"""The Procfile's web line as a process: with ``WEB_CONCURRENCY=2`` one uvicorn runs two
+worker processes, each with its own stream reader, and a client on either sees every
+event once; ``VIDFLEET_WS_COMPRESSION`` decides whether permessage-deflate is
+negotiated (off unless set)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -75,39 +77,54 @@ def serving_pid(ws: ClientConnection, port: int, pids: list[int]) -> int:
     return owners[0]
 
 
-@pytest.fixture
-def web_workers() -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    """The Procfile's web line with ``WEB_CONCURRENCY=2`` and the test session's
-    environment (tests/conftest.py); ``exec``, so the pid is uvicorn's supervisor."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "PORT": str(port),
-        "VIDFLEET_HOST": "127.0.0.1",
-        "WEB_CONCURRENCY": str(WORKERS),
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
-    process = subprocess.Popen(["sh", "-c", f"exec {procfile_command('web')}"], cwd=ROOT, env=env)
+WebProcess = tuple[subprocess.Popen[bytes], int]  # the process and its port
 
-    def ready() -> bool:
-        assert process.poll() is None, "the web process exited"
-        if len(worker_pids(process.pid)) < WORKERS:
-            return False
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
+
+@pytest.fixture
+def start_web() -> Iterator[Callable[..., WebProcess]]:
+    """Starts the Procfile's web line with the test session's environment
+    (tests/conftest.py) and the given variables; ``exec``, so the pid is uvicorn's
+    (the supervisor's, with more than one worker). Stops what it started."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(**variables: str) -> WebProcess:
+        port = free_port()
+        env = {
+            **os.environ,
+            "PORT": str(port),
+            "VIDFLEET_HOST": "127.0.0.1",
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+        for name in ("WEB_CONCURRENCY", "VIDFLEET_WS_COMPRESSION"):
+            env.pop(name, None)  # the Procfile's defaults unless a test sets them
+        env.update(variables)
+        command = ["sh", "-c", f"exec {procfile_command('web')}"]
+        process = subprocess.Popen(command, cwd=ROOT, env=env)
+        started.append(process)
+        workers = int(variables.get("WEB_CONCURRENCY", "1"))
+
+        def ready() -> bool:
+            assert process.poll() is None, "the web process exited"
+            if workers > 1 and len(worker_pids(process.pid)) < workers:
+                return False
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(ready, timeout=60, what=f"the web process with {workers} workers")
+        return process, port
 
     try:
-        wait_for(ready, timeout=60, what="two web workers")
-        yield process, port
+        yield start
     finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        for process in started:
+            process.terminate()
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def publish(redis_client: Any, job_id: str) -> str:
@@ -118,9 +135,9 @@ def publish(redis_client: Any, job_id: str) -> str:
 
 
 def test_two_workers_each_read_the_stream_and_every_client_sees_every_event_once(
-    web_workers: tuple[subprocess.Popen[bytes], int], redis_client: Any
+    start_web: Callable[..., WebProcess], redis_client: Any
 ) -> None:
-    process, port = web_workers
+    process, port = start_web(WEB_CONCURRENCY=str(WORKERS))
     pids = worker_pids(process.pid)
     assert len(pids) == WORKERS
     url = f"ws://127.0.0.1:{port}/ws"
@@ -152,3 +169,14 @@ def test_two_workers_each_read_the_stream_and_every_client_sees_every_event_once
         for ws in clients:
             ws.close()
     assert len(set(served_by.values())) == WORKERS
+
+
+@pytest.mark.parametrize(("setting", "negotiated"), [(None, False), ("true", True)])
+def test_permessage_deflate_is_negotiated_only_when_the_setting_turns_it_on(
+    start_web: Callable[..., WebProcess], setting: str | None, negotiated: bool
+) -> None:
+    _process, port = start_web(**({"VIDFLEET_WS_COMPRESSION": setting} if setting else {}))
+    # The client offers it, as browsers do.
+    with connect(f"ws://127.0.0.1:{port}/ws", additional_headers=AUTH, compression="deflate") as ws:
+        extensions = [extension.name for extension in ws.protocol.extensions]
+    assert extensions == (["permessage-deflate"] if negotiated else [])

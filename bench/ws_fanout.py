@@ -135,6 +135,15 @@ def cpu_seconds(pid: int, *, tree: bool = True) -> float:
     return total
 
 
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of all CPUs from /proc/stat (busy: everything but idle and
+    iowait, so softirq work of loopback TCP no process is charged for counts too)."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    total = float(sum(values[:8]))  # guest time is already in user
+    return total - values[3] - values[4], total
+
+
 class ChildServer:
     """A server in a child process on a free port, answering ``GET /healthz``."""
 
@@ -366,6 +375,7 @@ class Trial:
     client_cpu: float
     anchor: bool = False
     deflate: bool = True
+    machine_cpu: float = 0.0  # % of all cores busy, by anything
 
     @property
     def delivered_per_s(self) -> float:
@@ -413,6 +423,7 @@ class WsResult:
                     str(t.closes_1013),
                     f"{t.server_cpu:.0f}%",
                     f"{t.client_cpu:.0f}%",
+                    f"{t.machine_cpu:.0f}%",
                     ratio(t.delivered_per_s, a.delivered_per_s if a else None),
                     ratio(p50, a.stats["p50_ms"] if a else None),
                     ratio(p99, a.stats["p99_ms"] if a else None),
@@ -421,13 +432,14 @@ class WsResult:
             )
         header = [
             "server", "ev/s in", "open", "end", "delivered/s", "frames/s", "deliv", "p50 ms",
-            "p99 ms", "1013", "srv CPU", "cli CPU", "deliv/anch", "p50/anch", "p99/anch",
+            "p99 ms", "1013", "srv CPU", "cli CPU", "all", "deliv/anch", "p50/anch", "p99/anch",
             "CPU/anch",
         ]  # fmt: skip
         intro = (
             f"WebSocket fan-out: {self.plan.clients} clients in one Node.js process, "
             f"{self.plan.seconds:.0f} s per trial (+{self.plan.drain:.0f} s drain), "
-            "permessage-deflate offered; CPU in % of one core"
+            "permessage-deflate offered; CPU in % of one core, all = the machine's "
+            f"{os.cpu_count()} cores busy"
         )
         notes = []
         for t in self.trials:
@@ -476,11 +488,13 @@ def run_server_trials(
             trial_id = f"{server.mode}{server.port}-{rate}"
             client.command(f"start {trial_id}", "started")
             cpu_server, cpu_client = cpu_seconds(server.pid), cpu_seconds(client.pid)
+            busy, total = machine_busy()
             wall = time.monotonic()
             published = server.publish(rate, plan.seconds, trial_id)
             time.sleep(plan.drain)
             stats = client.command("stop", "stats")
             wall = time.monotonic() - wall
+            busy_after, total_after = machine_busy()
             trial = Trial(
                 server=server.name,
                 rate=rate,
@@ -493,6 +507,7 @@ def run_server_trials(
                 client_cpu=(cpu_seconds(client.pid) - cpu_client) / wall * 100,
                 anchor=isinstance(server, AnchorServer),
                 deflate=deflate,
+                machine_cpu=(busy_after - busy) / max(1.0, total_after - total) * 100,
             )
             print(
                 f"  {server.name} @ {rate}/s: {trial.delivered_per_s:,.0f} delivered/s, "

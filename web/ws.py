@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Hashable
 from typing import Any
 
 from starlette import status
@@ -29,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 MAX_JOB_IDS = 1_000
 RETRY_AFTER_S = 30
+STOP_SENDER_TIMEOUT_S = 5.0
 DENIAL_EXTENSION = "websocket.http.response"
 
 
@@ -51,10 +53,18 @@ class JobEvents(WebSocketEndpoint):
         except TooManySockets as refused:
             await self._refuse(websocket, str(refused))
             return
+        self._counted: Hashable | None = credential
         try:
             await super().dispatch()
         finally:
-            self.hub.close_socket(credential)
+            self._count_out()
+
+    def _count_out(self) -> None:
+        """Free this socket's place against the caps, once (at the disconnect, so that
+        nothing still winding down can keep it taken; and at the end, whatever ended it)."""
+        if self._counted is not None:
+            self.hub.close_socket(self._counted)
+            self._counted = None
 
     async def on_connect(self, websocket: WebSocket) -> None:
         await websocket.accept()
@@ -83,6 +93,7 @@ class JobEvents(WebSocketEndpoint):
         self.sender = asyncio.create_task(self._send(data.get("since")))
 
     async def on_disconnect(self, websocket: WebSocket, close_code: int) -> None:
+        self._count_out()
         self.hub.remove(self.subscriber)
         await self._stop_sender()
 
@@ -121,11 +132,16 @@ class JobEvents(WebSocketEndpoint):
         await websocket.send_denial_response(response)
 
     async def _stop_sender(self) -> None:
-        if self.sender is not None:
-            self.sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.sender
-            self.sender = None
+        sender, self.sender = self.sender, None
+        if sender is None:
+            return
+        sender.cancel()
+        # Bounded: the connection must end even if its (cancelled) sender is slow to.
+        done, _ = await asyncio.wait({sender}, timeout=STOP_SENDER_TIMEOUT_S)
+        if not done:
+            logger.warning(
+                "a WebSocket sender did not stop %s s after its cancel", STOP_SENDER_TIMEOUT_S
+            )
 
     @staticmethod
     def _subscription_problem(data: Any) -> dict[str, str] | None:

@@ -12,25 +12,22 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 
-from bench.env import BenchEnv, free_port
+from bench.child import ChildServer
+from bench.env import BenchEnv
 from bench.report import percentile, table
 
-REPO = Path(__file__).resolve().parent.parent
 CONCURRENCY = 8
 SEED_JOBS = 300
-START_TIMEOUT_S = 30.0
 REQUEST_TIMEOUT_S = 30.0
 
 
@@ -96,61 +93,20 @@ class HttpResult:
         return f"{intro}\n{table(header, rows)}"
 
 
-class UvicornProcess:
+class UvicornProcess(ChildServer):
     """``uvicorn --factory web.app:create_app`` in a child process on a free port."""
 
+    name = "uvicorn"
+
     def __init__(self, env: BenchEnv) -> None:
-        self.env = env
-        self.port = free_port()
-        self.log_path = env.root / "uvicorn.log"
-        self.process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
+        super().__init__(env, "uvicorn")
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> UvicornProcess:
-        argv = [
+    def argv(self) -> list[str]:
+        return [
             sys.executable, "-m", "uvicorn", "--factory", "web.app:create_app",
             "--host", "127.0.0.1", "--port", str(self.port),
             "--log-level", "warning", "--no-access-log",
         ]  # fmt: skip
-        self._log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT
-        )
-        self._wait_ready()
-        return self
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        with httpx.Client(base_url=self.url, timeout=2) as client:
-            while True:
-                if self.process is not None and self.process.poll() is not None:
-                    raise RuntimeError(f"uvicorn exited early:\n{self.log_tail()}")
-                try:
-                    if client.get("/healthz").status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"uvicorn did not answer on {self.url}:\n{self.log_tail()}")
-                time.sleep(0.05)  # polling a child process we just started
-
-    def log_tail(self) -> str:
-        return self.log_path.read_text(errors="replace")[-3000:] if self.log_path.exists() else ""
-
-    def stop(self, timeout: float = 15.0) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self._log is not None:
-            self._log.close()
 
 
 def seed_jobs(database_url: str, count: int) -> None:

@@ -61,6 +61,20 @@ def postgres_connect_args(
     return args
 
 
+def _postgres_options(
+    url: str, connect_timeout: float, statement_timeout: float | None
+) -> dict[str, Any]:
+    """What both engines on PostgreSQL share: bounded connects, statements and pool
+    waits, and a pre-ping so the first request after a restart does not fail."""
+    return {
+        "connect_args": postgres_connect_args(
+            url, connect_timeout=connect_timeout, statement_timeout=statement_timeout
+        ),
+        "pool_pre_ping": True,
+        "pool_timeout": connect_timeout,
+    }
+
+
 def make_engine(
     url: str,
     *,
@@ -98,13 +112,9 @@ def make_engine(
         return engine
     return create_engine(
         url,
-        connect_args=postgres_connect_args(
-            url, connect_timeout=connect_timeout, statement_timeout=statement_timeout
-        ),
-        pool_pre_ping=True,
         pool_size=5,
         max_overflow=10,
-        pool_timeout=connect_timeout,
+        **_postgres_options(url, connect_timeout, statement_timeout),
     )
 
 
@@ -124,13 +134,9 @@ def make_async_engine(
         return engine
     return create_async_engine(
         url,
-        connect_args=postgres_connect_args(
-            url, connect_timeout=connect_timeout, statement_timeout=statement_timeout
-        ),
-        pool_pre_ping=True,
         pool_size=10,
         max_overflow=20,
-        pool_timeout=connect_timeout,
+        **_postgres_options(url, connect_timeout, statement_timeout),
     )
 
 

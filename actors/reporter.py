@@ -96,13 +96,13 @@ class JobReporter:
                     self._last_sent[job["id"]] = self._last_saved[job["id"]] = now
         self._deliver(changed)
 
-    def _deliver(self, changed: list[dict[str, Any]]) -> None:
+    def _deliver(self, changed: list[dict[str, Any]], *, progress: bool = False) -> None:
         try:
             try:
-                self._send(changed)
+                self._send(changed, progress)
             except redis.exceptions.NoScriptError:  # Redis restarted and forgot it
                 self._script_sha = None
-                self._send(changed)
+                self._send(changed, progress)
         except redis.RedisError as exc:
             # Live progress is a convenience; the database row stays the truth.
             if redis_unavailable(exc):
@@ -112,14 +112,16 @@ class JobReporter:
         else:
             self.redis_outage.answered()
 
-    def _send(self, changed: list[dict[str, Any]]) -> None:
+    def _send(self, changed: list[dict[str, Any]], progress: bool) -> None:
         # EVALSHA in a plain pipeline: redis-py's Script objects would ask Redis whether
         # the script exists before every pipeline, one more round trip each time.
         if self._script_sha is None:
             self._script_sha = str(self.client.script_load(live.PUBLISH_SCRIPT))
         with self.client.pipeline(transaction=False) as pipe:
             for job in changed:
-                keys, args = live.publish_arguments(job, heartbeat_ttl=self.heartbeat_ttl)
+                keys, args = live.publish_arguments(
+                    job, heartbeat_ttl=self.heartbeat_ttl, progress=progress
+                )
                 pipe.evalsha(self._script_sha, len(keys), *keys, *args)
             pipe.execute()
 
@@ -137,7 +139,7 @@ class JobReporter:
         # While a store is out, wait out its backoff: a try against a host that vanished
         # costs its connect timeout, on the thread of the job that reports.
         if send and self.redis_outage.due():
-            self._deliver([job])
+            self._deliver([job], progress=True)  # marked: a lagging socket may skip it
         if save and self.database_outage.due():
             self._save(job)
 

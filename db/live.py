@@ -55,15 +55,31 @@ def auth_failures_key(client: str) -> str:
     return f"vf:auth:failures:{client}"
 
 
-def encode_event(job: dict[str, Any]) -> dict[str, str]:
-    return {"job": json.dumps(job, separators=(",", ":"), default=str)}
+PROGRESS_FIELD = "progress_of"  # on a progress event only: the job's id
+
+
+def encode_event(job: dict[str, Any], *, progress: bool = False) -> dict[str, str]:
+    """A stream entry's fields. ``progress``: this event only reports how far a running
+    job got (no state change), so a newer one of the same job supersedes it: a socket
+    that falls behind may skip it (``web.hub``). State changes are never skipped."""
+    fields = {"job": json.dumps(job, separators=(",", ":"), default=str)}
+    if progress:
+        fields[PROGRESS_FIELD] = str(job["id"])
+    return fields
 
 
 # One round trip for a state change: the stream entry, the snapshot, and the heartbeat
 # (set while running; deleted, with any cancel request, when finished). A script rather
 # than a pipeline of commands: the client's per-command overhead is most of the cost.
+# A progress event carries the job's id in a field of its own (ARGV[6]), so the hub can
+# conflate it without decoding the job.
 PUBLISH_SCRIPT = """
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'job', ARGV[1])
+local id
+if ARGV[6] and ARGV[6] ~= '' then
+  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'job', ARGV[1], 'progress_of', ARGV[6])
+else
+  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'job', ARGV[1])
+end
 redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[3])
 if ARGV[4] == 'set' then
   redis.call('SET', KEYS[3], '1', 'EX', ARGV[5])
@@ -75,17 +91,18 @@ return id
 
 
 def publish_arguments(
-    job: dict[str, Any], *, heartbeat_ttl: int = 0
+    job: dict[str, Any], *, heartbeat_ttl: int = 0, progress: bool = False
 ) -> tuple[list[str], list[str | int]]:
     """KEYS and ARGV of :data:`PUBLISH_SCRIPT` for ``job``; a running job's heartbeat
-    lives ``heartbeat_ttl`` seconds."""
+    lives ``heartbeat_ttl`` seconds; ``progress`` as in :func:`encode_event`."""
     status = job.get("status")
     heartbeat = "set" if status == "running" and heartbeat_ttl else ""
     heartbeat = "del" if status in FINISHED else heartbeat
     job_id = job["id"]
     keys = [EVENTS_STREAM, snapshot_key(job_id), heartbeat_key(job_id), cancel_key(job_id)]
     encoded = encode_event(job)["job"]
-    return keys, [encoded, EVENTS_MAXLEN, SNAPSHOT_TTL_S, heartbeat, heartbeat_ttl]
+    progress_of = str(job_id) if progress else ""
+    return keys, [encoded, EVENTS_MAXLEN, SNAPSHOT_TTL_S, heartbeat, heartbeat_ttl, progress_of]
 
 
 def decode_event(stream_id: str, fields: dict[str, str]) -> dict[str, Any]:

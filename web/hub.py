@@ -1,25 +1,34 @@
 """ProgressHub: one Redis Stream reader per web process, fanned out to its sockets.
 
-The reader ``XREAD BLOCK``s on ``vf:events`` from the last id it saw, on a connection of
-its own whose socket timeout is above the block time, and offers each event to every
-matching subscriber's bounded queue. A subscriber whose queue overflows is closed with
-1013 instead of slowing the others down.
+The reader is a thread of its own: it ``XREAD BLOCK``s on ``vf:events`` from the last id
+it saw (its own connection, a socket timeout above the block time), turns each reply
+into events and hands the whole batch to the event loop in one callback, which offers
+it to every matching subscriber. Busy sockets cannot starve it, and what the stream
+holds is in the sockets' pending sets a moment later: a backlog never waits in Redis.
 
 Each event is encoded once per process: the reader splices the stream entry's job JSON
 into the event's wire text (:class:`Event`) and parses the job only when a filtered
 subscription asks for its id; a frame is a join of those texts, so no socket encodes
 anything, and sockets sent the same lone event send the same string.
 
-A subscriber's sender sends an event at once when it has sent nothing in the last
-``batch_interval``; otherwise it waits out the interval and sends everything pending as
-one frame (a JSON array). Idle sockets get no added latency; busy ones get one frame per
-interval (DESIGN §5 has the measurements behind this).
+What a socket has not been sent yet is bounded. A progress event (the reporter marks
+those) replaces the same job's older unsent one, so a socket that falls behind gets
+the latest progress of each job and every state change, in stream order; a socket
+that still has more than ``queue_size`` events pending (it stopped reading, or state
+changes come faster than it reads) is closed with 1013 instead of slowing the others.
 
-On subscribe with ``since`` the sender first replays the stream after that id, then
-goes live; ids already sent are skipped, so the switch loses and repeats nothing. A
-``since`` that the stream no longer covers, or that more than ``max_replay_events``
-events follow, gets ``{"type": "resync"}`` instead of a replay. The hub also counts its
-open sockets, in total and per credential, so the endpoint can refuse one over a cap.
+A subscriber's sender sends at once when it has sent nothing in the last
+``batch_interval``; otherwise it waits out the interval and sends everything pending
+(at most ``MAX_BATCH`` events) as one frame, a JSON array. Idle sockets get no added
+latency; busy ones get one frame per interval (DESIGN §5 has the measurements).
+
+On subscribe with ``since`` the sender first replays the stream after that id through
+the same pending set, a chunk at a time as the socket takes them, then joins the live
+events (reading the stream once more for what came meanwhile; ids already sent are
+skipped), so the switch loses and repeats nothing. A ``since`` that the stream no longer
+covers, or that more than ``max_replay_events`` events follow, gets
+``{"type": "resync"}`` instead of a replay. The hub also counts its open sockets, in
+total and per credential, so the endpoint can refuse one over a cap.
 
 While the reader cannot read the stream (Redis is gone), no socket would get another
 event, so every socket is closed with 1013 and a reason, and new ones are refused the
@@ -34,10 +43,12 @@ import asyncio
 import contextlib
 import json
 import logging
+import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable
 from typing import Any, cast
 
+import redis
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from starlette import status
@@ -54,7 +65,9 @@ MAX_BATCH = 500  # events per frame: keeps frames well under clients' size limit
 REPLAY_CHUNK = 1_000
 MAX_REPLAY_EVENTS = 5_000
 RECONNECT_DELAY_S = 1.0
+STOP_READER_TIMEOUT_S = 5.0
 STREAM_DOWN_REASON = "the progress stream is unavailable; reconnect shortly"
+SLOW_REASON = "too slow: events came faster than it read them"
 
 StreamId = tuple[int, int]
 Entry = tuple[str, dict[str, str]]  # a stream entry, decoded (decode_responses=True)
@@ -76,15 +89,16 @@ class Event:
     Parameters:
       entry_id: the stream id.
       fields: the entry's fields (``job``: the job's JSON, as :func:`live.encode_event`
-        wrote it).
+        wrote it; ``progress_of``: the job's id, on a progress event only).
     """
 
-    __slots__ = ("_fields", "_job", "id", "stream_id", "wire")
+    __slots__ = ("_fields", "_job", "id", "progress_of", "stream_id", "wire")
 
     def __init__(self, entry_id: str, fields: dict[str, str]) -> None:
         self.id = entry_id
         self.stream_id = parse_stream_id(entry_id)
         self.wire = live.event_wire(entry_id, fields)
+        self.progress_of: str | None = fields.get(live.PROGRESS_FIELD)
         self._fields = fields
         self._job: dict[str, Any] | None = None
 
@@ -112,11 +126,18 @@ class StreamUnavailable(Exception):
 
 
 class Subscriber:
-    """One socket's subscription: a filter, a bounded queue and the last id sent.
+    """One socket's subscription: a filter, the events not sent yet and the last id sent.
+
+    ``pending`` maps stream ids to events in the order they came, which is stream order
+    except just after a replay joins the live events (``take`` sorts then). Once more
+    than ``behind`` events are pending (more than a frame's worth with the defaults),
+    the socket has fallen behind: a progress event then replaces the same job's older
+    pending one (``conflated`` counts those), while state changes always stay.
 
     Parameters:
       send_text: sends one text frame on the socket.
       close: closes the socket with a code and a reason.
+      queue_size: the most events it may have pending before it counts as too slow.
     """
 
     def __init__(
@@ -128,11 +149,18 @@ class Subscriber:
     ) -> None:
         self.send_text = send_text
         self.close = close
-        self.queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=queue_size)
+        self.limit = queue_size
+        self.behind = max(1, queue_size // 4)
         self.jobs: frozenset[str] | None = frozenset()  # None: every job
+        self.pending: dict[StreamId, Event] = {}
+        self._progress: dict[str, StreamId] = {}  # job id -> its newest pending progress
+        self._newest: StreamId = (0, 0)
+        self._unordered = False
+        self.ready = asyncio.Event()  # set while something is pending
         self.last_sent: StreamId | None = None
         self.last_send_at = float("-inf")
         self.overflowed = False
+        self.conflated = 0
 
     def wants(self, event: Event) -> bool:
         if self.jobs is None:
@@ -140,17 +168,65 @@ class Subscriber:
         job = event.job
         return job["id"] in self.jobs or job.get("parent_id") in self.jobs
 
-    def offer(self, event: Event) -> bool:
-        """Queue an event; False when the queue is full (the socket is too slow)."""
-        try:
-            self.queue.put_nowait(event)
-        except asyncio.QueueFull:
+    def offer(self, events: Iterable[Event]) -> bool:
+        """Add events to the pending ones; False when more than ``limit`` are pending
+        even after conflating progress (the socket is too slow)."""
+        pending, progress, last_sent = self.pending, self._progress, self.last_sent
+        for event in events:
+            key = event.stream_id
+            if (last_sent is not None and key <= last_sent) or key in pending:
+                continue  # sent already, or pending already (a replay meeting live events)
+            if not self.wants(event):
+                continue
+            job = event.progress_of
+            if job is not None:
+                older = progress.get(job)
+                if older is None or older < key:
+                    progress[job] = key
+                if older is not None and len(pending) >= self.behind:
+                    self.conflated += 1
+                    if older > key:
+                        continue  # a replayed progress event older than the live one here
+                    del pending[older]
+            if key < self._newest:
+                self._unordered = True
+            else:
+                self._newest = key
+            pending[key] = event
+        if pending:
+            self.ready.set()
+        if len(pending) > self.limit:
             self.overflowed = True
             return False
         return True
 
+    def take(self, most: int) -> list[Event]:
+        """Up to ``most`` pending events, oldest first, no longer pending."""
+        if self._unordered:
+            self.pending = dict(sorted(self.pending.items()))
+            self._unordered = False
+        if len(self.pending) <= most:
+            events = list(self.pending.values())
+            self.pending, self._progress = {}, {}
+        else:
+            items = list(self.pending.items())
+            events = [event for _key, event in items[:most]]
+            self.pending = dict(items[most:])
+            for event in events:
+                job = event.progress_of
+                if job is not None and self._progress.get(job) == event.stream_id:
+                    del self._progress[job]
+        if not self.pending:
+            self.ready.clear()
+        return events
+
+    def forget_pending(self) -> None:
+        self.pending, self._progress = {}, {}
+        self._newest, self._unordered = (0, 0), False
+        self.ready.clear()
+
     def fresh(self, events: Iterable[Event]) -> list[Event]:
-        """The events not sent yet, in order (drops what a replay already sent)."""
+        """The events not sent yet, in order (drops what was sent since they were offered)."""
         out = []
         for event in events:
             if self.last_sent is None or event.stream_id > self.last_sent:
@@ -174,6 +250,9 @@ class ProgressHub:
       block_ms: how long one ``XREAD`` blocks.
       batch_interval: the least time between two frames to one socket.
       queue_size: how many events may wait for one socket before it counts as slow.
+
+    ``conflated`` and ``slow_closed`` count progress events replaced before they were
+    sent and sockets closed for being too slow, over the process's life.
     """
 
     def __init__(
@@ -192,87 +271,121 @@ class ProgressHub:
         self.open_sockets = 0
         self.sockets_by_credential: Counter[Hashable] = Counter()
         self.client: aioredis.Redis | None = None
-        self._reader: asyncio.Task[None] | None = None
         self.stream_down = False  # the last read failed; cleared by the next that works
+        self.slow_closed = 0
+        self._conflated_gone = 0  # of subscribers no longer here
         self._closing: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reader: threading.Thread | None = None
+        self._reader_client: redis.Redis | None = None
+        self._stopping = threading.Event()
+
+    @property
+    def conflated(self) -> int:
+        return self._conflated_gone + sum(s.conflated for s in self.subscribers)
 
     async def start(self) -> None:
-        # Its own connection: a blocking XREAD must not hold a pooled one others need.
-        self.client = live.async_client(
-            self.redis_url, socket_timeout=self.block_ms / 1000 + 10, socket_connect_timeout=5
+        self._loop = asyncio.get_running_loop()
+        # Replays and the first id: short commands on a pooled async client.
+        self.client = live.async_client(self.redis_url, socket_connect_timeout=5)
+        # The reader's own connection: a blocking XREAD must not hold a pooled one others
+        # need, and its timeout is above the block time.
+        # No retries: it reconnects itself, and a stop must end its read, not renew it.
+        self._reader_client = live.sync_client(
+            self.redis_url,
+            retries=0,
+            socket_timeout=self.block_ms / 1000 + 10,
+            socket_connect_timeout=5,
         )
-        self._reader = asyncio.create_task(self._read_forever(), name="progress-hub-reader")
+        self._stopping.clear()
+        self._reader = threading.Thread(
+            target=self._read_forever, name="progress-hub-reader", daemon=True
+        )
+        self._reader.start()
 
     async def stop(self) -> None:
+        self._stopping.set()
         if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+            assert self._reader_client is not None
+            # Closing its connection ends a blocking read at once.
+            self._reader_client.connection_pool.disconnect()
+            await asyncio.to_thread(self._reader.join, STOP_READER_TIMEOUT_S)
+            if self._reader.is_alive():
+                logger.warning("the progress stream reader did not stop")
+            self._reader_client.close()
         if self.client is not None:
             await self.client.aclose()
 
-    # -- the one reader
-    async def _last_id(self) -> str:
-        assert self.client is not None
-        newest = cast(list[Entry], await self.client.xrevrange(live.EVENTS_STREAM, count=1))
-        return newest[0][0] if newest else "0-0"
-
-    async def _read_forever(self) -> None:
-        assert self.client is not None
+    # -- the one reader, on its own thread
+    def _read_forever(self) -> None:
+        assert self._reader_client is not None and self._loop is not None
+        client, loop = self._reader_client, self._loop
         last_id: str | None = None
-        while True:
+        down = False
+        while not self._stopping.is_set():
             try:
-                if self.stream_down:
+                if down:
                     # A quick command first, so sockets are served again at once rather
                     # than after a blocking read that may wait out its whole block time.
-                    await self.client.ping()
-                    logger.info("reading the progress stream again")
-                    self.stream_down = False
+                    client.ping()
+                    down = False
+                    loop.call_soon_threadsafe(self._stream_back)
                 if last_id is None:
-                    last_id = await self._last_id()
+                    newest = cast(list[Entry], client.xrevrange(live.EVENTS_STREAM, count=1))
+                    last_id = newest[0][0] if newest else "0-0"
                 reply = cast(
                     list[tuple[str, list[Entry]]],
-                    await self.client.xread(
+                    client.xread(
                         {live.EVENTS_STREAM: last_id}, block=self.block_ms, count=REPLAY_CHUNK
                     ),
                 )
-            except asyncio.CancelledError:
-                raise
             except (RedisError, OSError) as exc:
-                if not self.stream_down:
-                    logger.warning(
-                        "cannot read the progress stream (%s); closing its %d WebSockets, "
-                        "retrying every %.0f s",
-                        describe_failure(exc),
-                        len(self.subscribers),
-                        RECONNECT_DELAY_S,
-                    )
-                    self.stream_down = True
-                    self._close_all(status.WS_1013_TRY_AGAIN_LATER, STREAM_DOWN_REASON)
-                await asyncio.sleep(RECONNECT_DELAY_S)  # back off before reconnecting
+                if self._stopping.is_set():
+                    return
+                if not down:
+                    down = True
+                    loop.call_soon_threadsafe(self._stream_lost, describe_failure(exc))
+                self._stopping.wait(RECONNECT_DELAY_S)  # back off before reconnecting
                 continue
             for _stream, entries in reply or ():
-                for entry_id, fields in entries:
-                    last_id = entry_id
-                    self.fan_out(Event(entry_id, fields))
+                if entries:
+                    last_id = entries[-1][0]
+                    events = [Event(entry_id, fields) for entry_id, fields in entries]
+                    try:
+                        loop.call_soon_threadsafe(self.fan_out, events)
+                    except RuntimeError:  # the loop is closed: the process is ending
+                        return
 
-    def fan_out(self, event: Event) -> None:
+    def _stream_lost(self, failure: str) -> None:
+        logger.warning(
+            "cannot read the progress stream (%s); closing its %d WebSockets, "
+            "retrying every %.0f s",
+            failure,
+            len(self.subscribers),
+            RECONNECT_DELAY_S,
+        )
+        self.stream_down = True
         for subscriber in list(self.subscribers):
-            if subscriber.wants(event) and not subscriber.offer(event):
-                logger.warning("closing a slow WebSocket: its queue is full")
-                self._close_later(
-                    subscriber,
-                    status.WS_1013_TRY_AGAIN_LATER,
-                    "too slow: events came faster than it read them",
+            self._close_later(subscriber, status.WS_1013_TRY_AGAIN_LATER, STREAM_DOWN_REASON)
+
+    def _stream_back(self) -> None:
+        logger.info("reading the progress stream again")
+        self.stream_down = False
+
+    def fan_out(self, events: list[Event]) -> None:
+        """Offer a batch of events (in stream order) to every subscriber."""
+        for subscriber in list(self.subscribers):
+            if not subscriber.offer(events):
+                logger.warning(
+                    "closing a slow WebSocket: %d events pending", len(subscriber.pending)
                 )
-
-    def _close_all(self, code: int, reason: str) -> None:
-        for subscriber in list(self.subscribers):
-            self._close_later(subscriber, code, reason)
+                self.slow_closed += 1
+                self._close_later(subscriber, status.WS_1013_TRY_AGAIN_LATER, SLOW_REASON)
 
     def _close_later(self, subscriber: Subscriber, code: int, reason: str) -> None:
         """Close a socket without waiting on it here (the reader must not stall)."""
-        self.subscribers.discard(subscriber)
+        self.remove(subscriber)
+        subscriber.forget_pending()
         task = asyncio.create_task(subscriber.close(code, reason))
         self._closing.add(task)  # the loop keeps only a weak reference to a task
         task.add_done_callback(self._closing.discard)
@@ -308,7 +421,10 @@ class ProgressHub:
         self.subscribers.add(subscriber)
 
     def remove(self, subscriber: Subscriber) -> None:
-        self.subscribers.discard(subscriber)
+        if subscriber in self.subscribers:
+            self.subscribers.discard(subscriber)
+            self._conflated_gone += subscriber.conflated
+            subscriber.conflated = 0
 
     async def serve(
         self,
@@ -325,19 +441,30 @@ class ProgressHub:
         """
         if self.stream_down:
             raise StreamUnavailable(STREAM_DOWN_REASON)
-        if since is not None:
+        if since is None:
+            self.add(subscriber)  # a subscriber already here keeps what it has pending
+        else:
+            # Live events join after the replay, in order: none may go out before it.
+            self.remove(subscriber)
+            subscriber.forget_pending()
             await self._replay(subscriber, since, max_replay_events)
-        loop = asyncio.get_running_loop()
         while True:
-            batch = [await subscriber.queue.get()]
-            wait = subscriber.last_send_at + self.batch_interval - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)  # waiting out the batch interval, by design
-            while not subscriber.queue.empty() and len(batch) < MAX_BATCH:
-                batch.append(subscriber.queue.get_nowait())
-            await subscriber.send_events(batch)
+            await self._send_pending(subscriber)
+
+    async def _send_pending(self, subscriber: Subscriber) -> None:
+        """Wait for pending events and send one frame of them, no sooner than one
+        batch interval after the last."""
+        await subscriber.ready.wait()
+        wait = subscriber.last_send_at + self.batch_interval - asyncio.get_running_loop().time()
+        if wait > 0:
+            await asyncio.sleep(wait)  # waiting out the batch interval, by design
+        events = subscriber.take(MAX_BATCH)
+        if events:
+            await subscriber.send_events(events)
 
     async def _replay(self, subscriber: Subscriber, since: str, max_events: int) -> None:
+        """Send what came after ``since`` through the subscriber's pending set, then
+        join the live events; a ``resync`` instead where the stream cannot tell."""
         assert self.client is not None
         since_id = parse_stream_id(since)
         oldest = cast(list[Entry], await self.client.xrange(live.EVENTS_STREAM, count=1))
@@ -346,7 +473,7 @@ class ProgressHub:
             oldest and parse_stream_id(oldest[0][0]) <= since_id <= parse_stream_id(newest[0][0])
         )
         # One read of at most max_events + 1 entries tells "too many" apart and, when it
-        # is not, holds the whole replay: events added later reach the subscriber's queue.
+        # is not, holds the whole replay.
         entries: list[Entry] = []
         if covered:
             entries = cast(
@@ -356,18 +483,32 @@ class ProgressHub:
         if not covered or len(entries) > max_events:
             # The stream no longer holds what came after ``since`` (trimmed, or Redis
             # lost it), or replaying it would cost more than reloading: the client
-            # reloads the job list, and the live events queued meanwhile all go out.
+            # reloads the job list, and live events go out from now on.
+            self.add(subscriber)
             await subscriber.send_text(json.dumps({"type": "resync"}))
             subscriber.last_sent = None
             return
         subscriber.last_sent = since_id
-        for start in range(0, len(entries), MAX_BATCH):
-            events = (
-                Event(entry_id, fields) for entry_id, fields in entries[start : start + MAX_BATCH]
+        # A chunk at a time, each once the last is sent: a slow socket holds back its
+        # own replay, and nothing else.
+        chunk = min(MAX_BATCH, subscriber.behind)  # below the mark: nothing is conflated
+        for start in range(0, len(entries), chunk):
+            subscriber.offer(Event(*entry) for entry in entries[start : start + chunk])
+            while subscriber.pending:
+                await self._send_pending(subscriber)
+        # Live from here on; what was added to the stream since the read above comes from
+        # one more read (the pending set drops what the reader offered as well).
+        self.add(subscriber)
+        after = entries[-1][0] if entries else since
+        while True:
+            more = cast(
+                list[Entry],
+                await self.client.xrange(live.EVENTS_STREAM, min=f"({after}", count=REPLAY_CHUNK),
             )
-            wanted = [event for event in events if subscriber.wants(event)]
-            if wanted:
-                await subscriber.send_events(wanted)
-        if entries:
-            # Skipped (unwanted) events still move the mark, so live ones are compared right.
-            subscriber.last_sent = parse_stream_id(entries[-1][0])
+            if more and not subscriber.offer(Event(*entry) for entry in more):
+                self.slow_closed += 1
+                self._close_later(subscriber, status.WS_1013_TRY_AGAIN_LATER, SLOW_REASON)
+                return
+            if len(more) < REPLAY_CHUNK:
+                return
+            after = more[-1][0]

@@ -89,7 +89,6 @@ class JobEvents(WebSocketEndpoint):
         await self._stop_sender()
         jobs = data.get("jobs", ["*"])
         self.subscriber.jobs = None if "*" in jobs else frozenset(jobs)
-        self.hub.add(self.subscriber)  # live events queue up while the replay runs
         self.sender = asyncio.create_task(self._send(data.get("since")))
 
     async def on_disconnect(self, websocket: WebSocket, close_code: int) -> None:

@@ -74,12 +74,11 @@ def encode_event(job: dict[str, Any], *, progress: bool = False) -> dict[str, st
 # A progress event carries the job's id in a field of its own (ARGV[6]), so the hub can
 # conflate it without decoding the job.
 PUBLISH_SCRIPT = """
-local id
+local fields = {'job', ARGV[1]}
 if ARGV[6] and ARGV[6] ~= '' then
-  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'job', ARGV[1], 'progress_of', ARGV[6])
-else
-  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'job', ARGV[1])
+  fields = {'job', ARGV[1], 'progress_of', ARGV[6]}
 end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(fields))
 redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[3])
 if ARGV[4] == 'set' then
   redis.call('SET', KEYS[3], '1', 'EX', ARGV[5])

@@ -40,7 +40,6 @@ it ends, not a traceback per retry.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import threading
@@ -126,13 +125,15 @@ class StreamUnavailable(Exception):
 
 
 class Subscriber:
-    """One socket's subscription: a filter, the events not sent yet and the last id sent.
+    """One socket's subscription: a filter, its place in the hub's log, the events held
+    for it alone, and the last id sent.
 
-    ``pending`` maps stream ids to events in the order they came, which is stream order
-    except just after a replay joins the live events (``take`` sorts then). Once more
-    than ``behind`` events are pending (more than a frame's worth with the defaults),
-    the socket has fallen behind: a progress event then replaces the same job's older
-    pending one (``conflated`` counts those), while state changes always stay.
+    A subscriber that keeps up only has a ``cursor`` into the hub's shared log. What it
+    has not taken when the log moves on (it fell more than ``behind`` events back), and
+    what a replay hands it, is held in ``pending``: stream id -> event, in the order
+    they came (stream order except just after a replay joins the live events; ``take``
+    sorts then). Spilled events are conflated: a progress event replaces the same job's
+    older pending one (``conflated`` counts those), while state changes always stay.
 
     Parameters:
       send_text: sends one text frame on the socket.
@@ -152,11 +153,12 @@ class Subscriber:
         self.limit = queue_size
         self.behind = max(1, queue_size // 4)
         self.jobs: frozenset[str] | None = frozenset()  # None: every job
+        self.cursor: int | None = None  # the next log position to take; None: not live
         self.pending: dict[StreamId, Event] = {}
         self._progress: dict[str, StreamId] = {}  # job id -> its newest pending progress
         self._newest: StreamId = (0, 0)
         self._unordered = False
-        self.ready = asyncio.Event()  # set while something is pending
+        self.ready = asyncio.Event()  # set while something may be waiting for it
         self.last_sent: StreamId | None = None
         self.last_send_at = float("-inf")
         self.overflowed = False
@@ -168,9 +170,10 @@ class Subscriber:
         job = event.job
         return job["id"] in self.jobs or job.get("parent_id") in self.jobs
 
-    def offer(self, events: Iterable[Event]) -> bool:
-        """Add events to the pending ones; False when more than ``limit`` are pending
-        even after conflating progress (the socket is too slow)."""
+    def offer(self, events: Iterable[Event], *, conflate: bool) -> bool:
+        """Hold events for this socket; with ``conflate``, a progress event replaces the
+        same job's older pending one. False when more than ``limit`` are pending (the
+        socket is too slow)."""
         pending, progress, last_sent = self.pending, self._progress, self.last_sent
         for event in events:
             key = event.stream_id
@@ -183,7 +186,7 @@ class Subscriber:
                 older = progress.get(job)
                 if older is None or older < key:
                     progress[job] = key
-                if older is not None and len(pending) >= self.behind:
+                if older is not None and conflate:
                     self.conflated += 1
                     if older > key:
                         continue  # a replayed progress event older than the live one here
@@ -200,7 +203,7 @@ class Subscriber:
             return False
         return True
 
-    def take(self, most: int) -> list[Event]:
+    def take_pending(self, most: int) -> list[Event]:
         """Up to ``most`` pending events, oldest first, no longer pending."""
         if self._unordered:
             self.pending = dict(sorted(self.pending.items()))
@@ -208,22 +211,19 @@ class Subscriber:
         if len(self.pending) <= most:
             events = list(self.pending.values())
             self.pending, self._progress = {}, {}
-        else:
-            items = list(self.pending.items())
-            events = [event for _key, event in items[:most]]
-            self.pending = dict(items[most:])
-            for event in events:
-                job = event.progress_of
-                if job is not None and self._progress.get(job) == event.stream_id:
-                    del self._progress[job]
-        if not self.pending:
-            self.ready.clear()
+            return events
+        items = list(self.pending.items())
+        events = [event for _key, event in items[:most]]
+        self.pending = dict(items[most:])
+        for event in events:
+            job = event.progress_of
+            if job is not None and self._progress.get(job) == event.stream_id:
+                del self._progress[job]
         return events
 
     def forget_pending(self) -> None:
         self.pending, self._progress = {}, {}
         self._newest, self._unordered = (0, 0), False
-        self.ready.clear()
 
     def fresh(self, events: Iterable[Event]) -> list[Event]:
         """The events not sent yet, in order (drops what was sent since they were offered)."""
@@ -236,9 +236,11 @@ class Subscriber:
 
     async def send_events(self, events: list[Event]) -> None:
         events = self.fresh(events)
-        if not events:
-            return
-        await self.send_text(frame(events))
+        if events:
+            await self.send_frame(frame(events))
+
+    async def send_frame(self, text: str) -> None:
+        await self.send_text(text)
         self.last_send_at = asyncio.get_running_loop().time()
 
 
@@ -274,6 +276,11 @@ class ProgressHub:
         self.stream_down = False  # the last read failed; cleared by the next that works
         self.slow_closed = 0
         self._conflated_gone = 0  # of subscribers no longer here
+        # The events read lately, shared by every live subscriber: log[0] is at
+        # position ``base``, and ``head`` is the position the next event will take.
+        self.log: list[Event] = []
+        self.base = 0
+        self._frames: dict[tuple[int, int], tuple[list[Event], str]] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reader: threading.Thread | None = None
@@ -372,20 +379,77 @@ class ProgressHub:
         logger.info("reading the progress stream again")
         self.stream_down = False
 
+    @property
+    def head(self) -> int:
+        return self.base + len(self.log)
+
     def fan_out(self, events: list[Event]) -> None:
-        """Offer a batch of events (in stream order) to every subscriber."""
+        """Append a batch of events (in stream order) to the log and wake the
+        subscribers that want any of them: one step per subscriber, not per event."""
+        self.log.extend(events)
+        self._frames.clear()
+        for subscriber in self.subscribers:
+            if not subscriber.ready.is_set() and (
+                subscriber.jobs is None or any(subscriber.wants(event) for event in events)
+            ):
+                subscriber.ready.set()
+        keep = max(1, self.queue_size // 4)
+        if len(self.log) > 2 * keep:
+            self._trim(self.head - keep)
+
+    def _trim(self, new_base: int) -> None:
+        """Drop the log before ``new_base``; a subscriber that has not taken all of it
+        yet has fallen behind: what it lacks is spilled into its own pending events,
+        conflated, and if even that is too much it is closed with 1013."""
         for subscriber in list(self.subscribers):
-            if not subscriber.offer(events):
-                logger.warning(
-                    "closing a slow WebSocket: %d events pending", len(subscriber.pending)
-                )
-                self.slow_closed += 1
-                self._close_later(subscriber, status.WS_1013_TRY_AGAIN_LATER, SLOW_REASON)
+            assert subscriber.cursor is not None
+            if subscriber.cursor < new_base:
+                lacking = self.log[subscriber.cursor - self.base : new_base - self.base]
+                subscriber.cursor = new_base
+                if not subscriber.offer(lacking, conflate=True):
+                    logger.warning(
+                        "closing a slow WebSocket: %d events pending", len(subscriber.pending)
+                    )
+                    self.slow_closed += 1
+                    self._close_later(subscriber, status.WS_1013_TRY_AGAIN_LATER, SLOW_REASON)
+        del self.log[: new_base - self.base]
+        self.base = new_base
+
+    def take(self, subscriber: Subscriber, most: int) -> tuple[list[Event], str | None]:
+        """Up to ``most`` events for one frame: its pending ones first, then the log's
+        from its cursor; and the frame's text when it is one other subscribers share
+        (every job, the same window of the log)."""
+        events = subscriber.take_pending(most) if subscriber.pending else []
+        cursor = subscriber.cursor
+        if cursor is not None and cursor < self.head and len(events) < most:
+            end = min(cursor + most - len(events), self.head)
+            subscriber.cursor = end
+            if not events and subscriber.jobs is None:
+                shared = self._frames.get((cursor, end))
+                if shared is None:
+                    window = self.log[cursor - self.base : end - self.base]
+                    shared = self._frames[(cursor, end)] = (window, frame(window))
+                window = shared[0]
+                if subscriber.last_sent is None or window[0].stream_id > subscriber.last_sent:
+                    subscriber.last_sent = window[-1].stream_id
+                    self._settle(subscriber)
+                    return window, shared[1]
+                events = list(window)  # overlaps what a replay sent: filtered below
+            else:
+                window = self.log[cursor - self.base : end - self.base]
+                events += window if subscriber.jobs is None else filter(subscriber.wants, window)
+        self._settle(subscriber)
+        return subscriber.fresh(events), None
+
+    def _settle(self, subscriber: Subscriber) -> None:
+        if not subscriber.pending and (subscriber.cursor is None or subscriber.cursor >= self.head):
+            subscriber.ready.clear()
 
     def _close_later(self, subscriber: Subscriber, code: int, reason: str) -> None:
         """Close a socket without waiting on it here (the reader must not stall)."""
         self.remove(subscriber)
         subscriber.forget_pending()
+        subscriber.ready.clear()
         task = asyncio.create_task(subscriber.close(code, reason))
         self._closing.add(task)  # the loop keeps only a weak reference to a task
         task.add_done_callback(self._closing.discard)
@@ -418,11 +482,15 @@ class ProgressHub:
             del self.sockets_by_credential[credential]  # no key kept per credential ever seen
 
     def add(self, subscriber: Subscriber) -> None:
-        self.subscribers.add(subscriber)
+        """Live from the next event read on (a subscriber already here stays where it is)."""
+        if subscriber not in self.subscribers:
+            subscriber.cursor = self.head
+            self.subscribers.add(subscriber)
 
     def remove(self, subscriber: Subscriber) -> None:
         if subscriber in self.subscribers:
             self.subscribers.discard(subscriber)
+            subscriber.cursor = None
             self._conflated_gone += subscriber.conflated
             subscriber.conflated = 0
 
@@ -447,20 +515,25 @@ class ProgressHub:
             # Live events join after the replay, in order: none may go out before it.
             self.remove(subscriber)
             subscriber.forget_pending()
+            subscriber.ready.clear()
             await self._replay(subscriber, since, max_replay_events)
         while True:
             await self._send_pending(subscriber)
 
     async def _send_pending(self, subscriber: Subscriber) -> None:
-        """Wait for pending events and send one frame of them, no sooner than one
-        batch interval after the last."""
+        """Wait for events and send one frame of them. A socket that sent less than a
+        batch interval ago waits for the next tick of the hub's clock, which every busy
+        socket shares: they take the same window of the log and send the same text."""
         await subscriber.ready.wait()
-        wait = subscriber.last_send_at + self.batch_interval - asyncio.get_running_loop().time()
-        if wait > 0:
-            await asyncio.sleep(wait)  # waiting out the batch interval, by design
-        events = subscriber.take(MAX_BATCH)
-        if events:
-            await subscriber.send_events(events)
+        now = asyncio.get_running_loop().time()
+        if now - subscriber.last_send_at < self.batch_interval:
+            tick = (now // self.batch_interval + 1) * self.batch_interval
+            await asyncio.sleep(tick - now)  # waiting for the batch tick, by design
+        events, text = self.take(subscriber, MAX_BATCH)
+        if text is not None:
+            await subscriber.send_frame(text)
+        elif events:
+            await subscriber.send_frame(frame(events))
 
     async def _replay(self, subscriber: Subscriber, since: str, max_events: int) -> None:
         """Send what came after ``since`` through the subscriber's pending set, then
@@ -493,7 +566,9 @@ class ProgressHub:
         # own replay, and nothing else.
         chunk = min(MAX_BATCH, subscriber.behind)  # below the mark: nothing is conflated
         for start in range(0, len(entries), chunk):
-            subscriber.offer(Event(*entry) for entry in entries[start : start + chunk])
+            subscriber.offer(
+                (Event(*entry) for entry in entries[start : start + chunk]), conflate=False
+            )
             while subscriber.pending:
                 await self._send_pending(subscriber)
         # Live from here on; what was added to the stream since the read above comes from
@@ -505,7 +580,9 @@ class ProgressHub:
                 list[Entry],
                 await self.client.xrange(live.EVENTS_STREAM, min=f"({after}", count=REPLAY_CHUNK),
             )
-            if more and not subscriber.offer(Event(*entry) for entry in more):
+            # Conflated only if the socket has fallen behind by that much already.
+            behind = len(subscriber.pending) + len(more) > subscriber.behind
+            if more and not subscriber.offer((Event(*e) for e in more), conflate=behind):
                 self.slow_closed += 1
                 self._close_later(subscriber, status.WS_1013_TRY_AGAIN_LATER, SLOW_REASON)
                 return

@@ -162,6 +162,9 @@ def test_the_reporter_throttles_progress_but_never_state_changes(
     # one state change + at most one progress event per 0.25 s in ~1 s + the last state change
     assert 3 <= len(entries) <= 1 + 5 + 1
     assert '"succeeded"' in entries[-1][1]["job"]
+    marks = [fields.get(live.PROGRESS_FIELD) for _id, fields in entries]
+    assert marks[0] is None and marks[-1] is None  # state changes: never to be skipped
+    assert set(marks[1:-1]) == {"j1"}  # progress, of j1: a socket behind may skip it
 
 
 def test_a_flaky_server_succeeds_on_the_third_attempt(

@@ -1,7 +1,8 @@
 """The Procfile's web line as a process: with ``WEB_CONCURRENCY=2`` one uvicorn runs two
 worker processes, each with its own stream reader, and a client on either sees every
 event once; ``VIDFLEET_WS_COMPRESSION`` decides whether permessage-deflate is
-negotiated (off unless set)."""
+negotiated (off unless set); and while 500 busy sockets take a flood of events, a new
+socket still connects and gets its first event within a second."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -180,3 +183,69 @@ def test_permessage_deflate_is_negotiated_only_when_the_setting_turns_it_on(
     with connect(f"ws://127.0.0.1:{port}/ws", additional_headers=AUTH, compression="deflate") as ws:
         extensions = [extension.name for extension in ws.protocol.extensions]
     assert extensions == (["permessage-deflate"] if negotiated else [])
+
+
+def test_a_new_socket_is_served_within_a_second_while_500_busy_ones_take_a_flood(
+    start_web: Callable[..., WebProcess], settings: Any, redis_client: Any
+) -> None:
+    from db import live
+    from web.hub import parse_stream_id
+
+    _process, port = start_web()
+    crowd = subprocess.Popen(
+        [sys.executable, "-m", "tests.web.ws_crowd", str(port), "500"],
+        cwd=ROOT,
+        env={**os.environ, "CROWD_TOKEN": ADMIN_TOKEN},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    flooding = threading.Event()
+    published = 0
+
+    def flood() -> None:
+        # 2,000 events/s, more than the server can send to 500 sockets on this machine:
+        # the progress of 40 running jobs, a state change every 20th.
+        nonlocal published
+        client = live.sync_client(settings.redis_url)
+        with client:
+            while flooding.is_set():
+                with client.pipeline(transaction=False) as pipe:
+                    for _ in range(20):
+                        job = {"id": f"job-{published % 40}", "status": "running", "n": published}
+                        progress = published % 20 != 19
+                        pipe.xadd(live.EVENTS_STREAM, live.encode_event(job, progress=progress))
+                        published += 1
+                    pipe.execute()
+                time.sleep(0.01)  # the publisher's pace, not a wait for the server
+
+    publisher = threading.Thread(target=flood)
+    try:
+        assert crowd.stdout is not None and crowd.stdin is not None
+        assert crowd.stdout.readline().strip() == "ready"
+        flooding.set()
+        publisher.start()
+        wait_for(lambda: published > 10_000, what="the flood to be under way")
+        started = time.monotonic()
+        newest = parse_stream_id(redis_client.xrevrange(live.EVENTS_STREAM, count=1)[0][0])
+        with connect(f"ws://127.0.0.1:{port}/ws", additional_headers=AUTH, open_timeout=5) as ws:
+            ws.send(json.dumps({"action": "subscribe", "jobs": ["*"], "since": None}))
+            # Its first event published after it connected, not one a lagging reader
+            # still had to hand out.
+            fresh: list[str] = []
+            while not fresh:
+                events = frames_to_events(ws.recv(timeout=5))
+                fresh = [e["id"] for e in events if parse_stream_id(e["id"]) > newest]
+            took = time.monotonic() - started
+        assert took < 1.0, f"a new socket waited {took:.2f} s for a new event"
+        crowd.stdin.write("stop\n")
+        crowd.stdin.flush()
+        report = json.loads(crowd.stdout.readline())
+    finally:
+        flooding.clear()
+        if publisher.is_alive():
+            publisher.join(10)
+        crowd.kill()
+        crowd.wait()
+    assert report["open"] == 500, report["closed"]  # busy, but none closed
+    assert min(report["events"]) > 0

@@ -249,30 +249,40 @@ def open_raw_websocket(port: int, subscription: dict[str, Any]) -> socket.socket
     return sock
 
 
-def read_close_code(sock: socket.socket) -> int | None:
-    """Read frames until a close frame (server frames are unmasked); its status code."""
-    sock.settimeout(30)
-    buffer = b""
+class FrameReader:
+    """Reads a raw socket's server frames (unmasked, not fragmented, uncompressed)."""
 
-    def take(n: int) -> bytes:
-        nonlocal buffer
-        while len(buffer) < n:
-            chunk = sock.recv(1 << 16)
+    def __init__(self, sock: socket.socket, timeout: float = 30) -> None:
+        sock.settimeout(timeout)
+        self.sock = sock
+        self.buffer = b""
+
+    def _take(self, n: int) -> bytes:
+        while len(self.buffer) < n:
+            chunk = self.sock.recv(1 << 16)
             if not chunk:
                 raise ConnectionError("closed without a close frame")
-            buffer += chunk
-        data, buffer = buffer[:n], buffer[n:]
+            self.buffer += chunk
+        data, self.buffer = self.buffer[:n], self.buffer[n:]
         return data
 
-    while True:
-        first, second = take(2)
+    def next(self) -> tuple[int, bytes]:
+        """The next frame's opcode and payload."""
+        first, second = self._take(2)
         length = second & 0x7F
         if length == 126:
-            length = int.from_bytes(take(2), "big")
+            length = int.from_bytes(self._take(2), "big")
         elif length == 127:
-            length = int.from_bytes(take(8), "big")
-        body = take(length)
-        if first & 0x0F == 0x8:
+            length = int.from_bytes(self._take(8), "big")
+        return first & 0x0F, self._take(length)
+
+
+def read_close_code(sock: socket.socket) -> int | None:
+    """Read frames until a close frame; its status code."""
+    frames = FrameReader(sock)
+    while True:
+        opcode, body = frames.next()
+        if opcode == 0x8:
             return int.from_bytes(body[:2], "big") if len(body) >= 2 else None
 
 
@@ -311,6 +321,78 @@ def test_a_socket_that_does_not_read_is_closed_with_1013_and_others_keep_going(
         assert read_close_code(slow) == 1013
         wait_for(lambda: hub.open_sockets == 1, what="the closed socket to be counted out")
     slow.close()
+
+
+def test_a_socket_that_stops_reading_gets_the_latest_progress_of_each_job_and_every_state_change(
+    server: Any, redis_client: Any
+) -> None:
+    from db import live
+
+    hub = _hub(server)
+    hub.queue_size = 400  # behind at 100 pending; so the test need not fill megabytes
+    payload = secrets.token_hex(1_000)  # incompressible
+    slow = open_raw_websocket(server.port, {"action": "subscribe", "jobs": ["*"]})
+    wait_for(lambda: len(hub.subscribers) == 1, what="the slow subscription")
+    slow_subscriber = next(iter(hub.subscribers))
+    jobs = [f"job-{n}" for n in range(5)]
+    published: list[tuple[str, str, bool]] = []  # (stream id, job id, is progress)
+
+    def publish_event(job_id: str, status: str, *, progress: bool, **fields: Any) -> None:
+        job = {"id": job_id, "status": status, "parent_id": None, **fields}
+        entry_id = redis_client.xadd(live.EVENTS_STREAM, live.encode_event(job, progress=progress))
+        published.append((str(entry_id), job_id, progress))
+
+    with connect(server.ws_url, additional_headers=AUTH, ping_interval=None) as fast:
+        subscribe(fast)
+        wait_for(lambda: len(hub.subscribers) == 2, what="the fast subscription")
+        received: list[str] = []
+        flooding = True
+
+        def read_fast() -> None:
+            while flooding or len(received) < len(published):
+                received.extend(e["id"] for e in receive_events(fast, timeout=20))
+
+        reader = threading.Thread(target=read_fast)
+        reader.start()
+        for job_id in jobs:
+            publish_event(job_id, "running", progress=False, stage="starting")
+        n = 0
+        # Until conflation has replaced plenty of the slow socket's progress events.
+        while slow_subscriber.conflated < 300:
+            job_id = jobs[n % len(jobs)]
+            if n % 50 == 49:  # now and then a state change (a new stage)
+                publish_event(job_id, "running", progress=False, stage=f"stage-{n}")
+            else:
+                publish_event(job_id, "running", progress=True, progress_of=n, message=payload)
+            n += 1
+            assert n < 20_000, "the slow socket's progress was never conflated"
+            if n % 50 == 0:  # a pace the reading client keeps up with
+                wait_for(lambda: len(received) >= len(published) - 50, what="the fast client")
+        for job_id in jobs:
+            publish_event(job_id, "succeeded", progress=False)
+        flooding = False
+        reader.join(60)
+        assert received == [entry_id for entry_id, _job, _progress in published]
+        assert slow_subscriber in hub.subscribers  # conflated, not closed
+
+    # The slow client reads at last: everything it gets is in stream order, no state
+    # change is missing, and each job's progress ends with the newest published.
+    frames = FrameReader(slow)
+    got: list[dict[str, Any]] = []
+    while len([e for e in got if e["job"]["status"] == "succeeded"]) < len(jobs):
+        opcode, body = frames.next()
+        assert opcode == 0x1, opcode
+        got += frames_to_events(body)
+    slow.close()
+    got_ids = [e["id"] for e in got]
+    order = {entry_id: index for index, (entry_id, _job, _progress) in enumerate(published)}
+    assert [order[entry_id] for entry_id in got_ids] == sorted(order[i] for i in got_ids)
+    state_changes = [entry_id for entry_id, _job, progress in published if not progress]
+    assert [i for i in got_ids if i in set(state_changes)] == state_changes
+    assert len(got) < len(published) - 250  # the conflated ones never went out
+    for job_id in jobs:
+        newest = [i for i, job, progress in published if job == job_id and progress][-1]
+        assert newest in got_ids
 
 
 def test_the_event_loop_is_never_blocked_by_a_slow_download(

@@ -13,9 +13,13 @@ published at a fixed offered rate (20, 100, 300 events/s), from
 
 Every event's job carries its creation time (``time.time()`` in ms) and a sequence
 number in ``job.params`` (``t``, ``seq``); the client records arrival minus creation
-for every event on every socket. Per trial: delivered events/s over all sockets,
-p50/p99 latency, sockets open at the end, 1013 closes, and the CPU of the server
-(all its processes) and of the client, from ``/proc/<pid>/stat``, as % of one core.
+for every event on every socket. Every 20th event is a state change (``params.state``)
+and the rest are progress reports of 40 jobs, marked as the reporter marks them, so a
+vidfleet socket that falls behind gets conflated progress: ``deliv`` is the share of
+all events delivered, ``state`` the share of state changes (which are never skipped).
+Per trial: delivered events/s over all sockets, p50/p99 latency, sockets open at the
+end, 1013 closes, and the CPU of the server (all its processes) and of the client,
+from ``/proc/<pid>/stat``, as % of one core.
 Each trial gets a fresh server process and 1,000 fresh connections; at each rate the
 servers take turns (the anchor, vidfleet, vidfleet ×2, then, at 100 and 300 events/s,
 the anchor and vidfleet again with a client that offers no permessage-deflate: the
@@ -67,6 +71,15 @@ CLIENT_ZLIB: dict[str, Any] = {"zlibConcurrency": 1000}
 
 # A pool of job ids, so events look like progress of a few dozen running downloads.
 JOB_IDS = [str(uuid.UUID(int=i + 1)) for i in range(40)]
+STATE_EVERY = 20  # every 20th event is a state change (a new stage), the rest progress
+
+
+def is_state_change(seq: int) -> bool:
+    return seq % STATE_EVERY == STATE_EVERY - 1
+
+
+def state_changes(published: int) -> int:
+    return published // STATE_EVERY
 
 
 def make_job(seq: int, created_ms: float, trial: str) -> dict[str, Any]:
@@ -84,11 +97,12 @@ def make_job(seq: int, created_ms: float, trial: str) -> dict[str, Any]:
             "t": created_ms,
             "seq": seq,
             "trial": trial,
+            "state": is_state_change(seq),
         },
         "result": None,
         "error": None,
         "progress": progress,
-        "stage": "downloading",
+        "stage": f"stage-{seq}" if is_state_change(seq) else "downloading",
         "message": f"{progress * 48.2:.1f} MiB of 48.2 MiB at 3.1 MiB/s, ETA 00:12",
         "attempts": 1,
         "max_attempts": 3,
@@ -144,8 +158,9 @@ def machine_busy() -> tuple[float, float]:
 
 
 class VidfleetServer(ChildServer):
-    """The app under uvicorn (uvloop, httptools, the ``websockets`` implementation with
-    permessage-deflate, uvicorn's default), ``WEB_CONCURRENCY`` workers."""
+    """The app under uvicorn (uvloop, httptools, the ``websockets`` implementation) as the
+    Procfile runs it: permessage-deflate only where ``VIDFLEET_WS_COMPRESSION`` turns it
+    on (a client's offer is declined by default), ``WEB_CONCURRENCY`` workers."""
 
     mode = "ws"
 
@@ -155,9 +170,12 @@ class VidfleetServer(ChildServer):
         self.name = "vidfleet" if workers == 1 else f"vidfleet WEB_CONCURRENCY={workers}"
 
     def argv(self) -> list[str]:
+        # Compression as deployed: the Procfile's VIDFLEET_WS_COMPRESSION, off unless set.
+        compression = os.environ.get("VIDFLEET_WS_COMPRESSION", "false")
         return [
             sys.executable, "-m", "uvicorn", "--factory", "web.app:create_app",
             "--host", "127.0.0.1", "--port", str(self.port),
+            "--ws-max-size", "65536", "--ws-per-message-deflate", compression,
             "--log-level", "warning", "--no-access-log",
         ]  # fmt: skip
 
@@ -171,7 +189,8 @@ class VidfleetServer(ChildServer):
 
     def publish(self, rate: float, seconds: float, trial: str) -> int:
         """XADD ``rate`` events a second for ``seconds`` (the reporter's script, one call
-        per event, as a job's progress reports do); how many went out."""
+        per event, as a job's progress reports do; progress marked as the reporter marks
+        it, so a socket that falls behind may skip it); how many went out."""
         from db import live
 
         client = live.sync_client(self.env.redis_url)
@@ -183,7 +202,8 @@ class VidfleetServer(ChildServer):
                 delay = started + seq / rate - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)  # pacing the offered rate
-                keys, args = live.publish_arguments(make_job(seq, time.time() * 1000, trial))
+                job = make_job(seq, time.time() * 1000, trial)
+                keys, args = live.publish_arguments(job, progress=not is_state_change(seq))
                 client.evalsha(sha, len(keys), *keys, *args)
             return total
         finally:
@@ -318,6 +338,11 @@ class Trial:
         return float(self.stats["events"]) / expected if expected else 0.0
 
     @property
+    def state_share(self) -> float:
+        expected = state_changes(self.published) * int(self.ready["open"])
+        return float(self.stats.get("state_events", 0)) / expected if expected else 0.0
+
+    @property
     def closes_1013(self) -> int:
         return int(self.stats["closes"].get("1013", 0))
 
@@ -349,6 +374,7 @@ class WsResult:
                     f"{t.delivered_per_s:,.0f}",
                     f"{float(t.stats['frames']) / t.seconds:,.0f}",
                     f"{t.delivered_share * 100:.1f}%",
+                    f"{t.state_share * 100:.1f}%",
                     "-" if p50 is None else f"{p50:.1f}",
                     "-" if p99 is None else f"{p99:.1f}",
                     str(t.closes_1013),
@@ -362,7 +388,8 @@ class WsResult:
                 ]
             )
         header = [
-            "server", "ev/s in", "open", "end", "delivered/s", "frames/s", "deliv", "p50 ms",
+            "server", "ev/s in", "open", "end", "delivered/s", "frames/s", "deliv", "state",
+            "p50 ms",
             "p99 ms", "1013", "srv CPU", "cli CPU", "all", "deliv/anch", "p50/anch", "p99/anch",
             "CPU/anch",
         ]  # fmt: skip

@@ -8,7 +8,8 @@
 //            of other trials, late arrivals of an earlier one, count as "stale")
 //   "stop"   print {"stats": ...} for what arrived since "start"
 //   "quit"   close every socket and exit
-// Each event is {"type": "job", "id", "job": {..., "params": {"t": created ms, "seq", "trial"}}};
+// Each event is {"type": "job", "id", "job": {..., "params": {"t": created ms, "seq", "trial",
+// "state": true for a state change (never conflated), false for a progress report}}};
 // the latency of an event is its arrival (performance.timeOrigin + performance.now(),
 // the same clock as Python's time.time()) minus job.params.t.
 'use strict';
@@ -29,6 +30,8 @@ let events = 0;
 let frames = 0;
 let bytes = 0;
 let duplicates = 0;
+let stateEvents = 0; // state changes received (a server may skip progress, not these)
+let stateMaxLatency = 0;
 let maxLatency = 0;
 let stale = 0;
 let trial = null;
@@ -56,6 +59,10 @@ function record(i, event, at) {
   else lastSeq[i] = params.seq;
   const latency = at - params.t;
   if (latency > maxLatency) maxLatency = latency;
+  if (params.state) {
+    stateEvents++;
+    if (latency > stateMaxLatency) stateMaxLatency = latency;
+  }
   let bucket = Math.floor(latency / BUCKET_MS);
   if (bucket < 0) bucket = 0;
   if (bucket >= BUCKETS) bucket = BUCKETS - 1;
@@ -76,8 +83,8 @@ function percentile(p) {
 
 function reset() {
   histogram = new Uint32Array(BUCKETS);
-  events = frames = bytes = duplicates = stale = 0;
-  maxLatency = 0;
+  events = frames = bytes = duplicates = stale = stateEvents = 0;
+  maxLatency = stateMaxLatency = 0;
   lastSeq.fill(-1);
   for (const code of Object.keys(closes)) delete closes[code];
 }
@@ -234,6 +241,8 @@ async function main() {
           p50_ms: percentile(50),
           p99_ms: percentile(99),
           max_ms: maxLatency,
+          state_events: stateEvents,
+          state_max_ms: stateMaxLatency,
           closes,
           errors,
         },

@@ -52,3 +52,11 @@ class Cancelled(MediaError):
 
     def __init__(self) -> None:
         super().__init__("cancelled", code="cancelled", retryable=False)
+
+
+class BadRequest(MediaError):
+    """A parameter of a media request that cannot be honoured (``field`` names it)."""
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message, code="bad_" + field, retryable=False)
+        self.field = field

@@ -9,23 +9,26 @@ from running as our origin.
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import FileResponse
+from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from media.probe import content_type
 from web.errors import not_found
+from web.transcode import media_info, transcoded, wants_transcode
 from web.videos import load_video
 
 MEDIA_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"}
 
 
-async def stream_file(request: Request) -> FileResponse:
+async def stream_file(request: Request) -> Response:
     video = await load_video(request)
     root = request.app.state.settings.media_root.resolve()
     path = (root / video.path).resolve()
     # The path comes from our own row, but a row must never lead outside the library.
     if not path.is_relative_to(root) or not path.is_file():
         raise not_found("video file")
+    if wants_transcode(request):
+        return await transcoded(request, path, media_info(video))
     return FileResponse(
         path,
         media_type=content_type(video.container, video.vcodec, video.acodec),

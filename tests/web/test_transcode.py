@@ -1,0 +1,186 @@
+"""``GET /stream/{id}?quality=&format=&start=``: remux when the codecs fit, transcode
+otherwise, seek on the input, and never leave an FFmpeg behind (real ffmpeg, real
+uvicorn, media made here)."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import av
+import httpx
+import pytest
+
+from media.ffmpeg import ffmpeg_path
+from tests.support import wait_for
+from tests.web.test_requests import assert_error
+
+GOP_S = 2  # the test files' keyframe interval
+
+
+def encode(path: Path, *, seconds: int, size: str, video: list[str], audio: list[str]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [
+            ffmpeg_path(), "-hide_banner", "-loglevel", "error", "-y",
+            "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=25:duration={seconds}",
+            "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}",
+            *video, "-g", str(25 * GOP_S), *audio, "-shortest", str(path),
+        ],
+        check=True,
+    )  # fmt: skip
+    return path
+
+
+def add_to_library(settings: Any, relative: str, make: Any) -> dict[str, Any]:
+    """Make a file under the media root, probe it and give it a library row."""
+    from actors import stores
+    from db.models import Video
+    from media.probe import probe_file
+
+    path = make(settings.media_root / relative)
+    info = probe_file(path)
+    with stores.sessions().begin() as session:
+        video = Video(
+            title=path.stem, duration=info.duration, width=info.width, height=info.height,
+            vcodec=info.vcodec, acodec=info.acodec, container=info.container,
+            source_url=f"https://example.com/{relative}", extractor="test",
+            extractor_id=relative, path=relative, size=path.stat().st_size,
+        )  # fmt: skip
+        session.add(video)
+        session.flush()
+        return {"id": video.id, "frames": frame_count(path), "duration": info.duration}
+
+
+def frame_count(source: Path | bytes) -> int:
+    with av.open(io.BytesIO(source) if isinstance(source, bytes) else str(source)) as media:
+        return sum(1 for _ in media.demux(media.streams.video[0]) if _.size)
+
+
+def mkv_h264(path: Path, seconds: int = 8) -> Path:
+    return encode(
+        path, seconds=seconds, size="320x240",
+        video=["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"],
+        audio=["-c:a", "aac"],
+    )  # fmt: skip
+
+
+def webm_vp9(path: Path) -> Path:
+    return encode(
+        path, seconds=3, size="640x480",
+        video=["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "500k"],
+        audio=["-c:a", "libopus"],
+    )  # fmt: skip
+
+
+def ffmpeg_children() -> list[str]:
+    """The command lines of the FFmpeg processes this process (the server's) started."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{name}/stat").read_text()
+            command = Path(f"/proc/{name}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] != "Z" and int(fields[1]) == os.getpid() and b"ffmpeg" in command[0]:
+            found.append(" ".join(part.decode() for part in command))
+    return found
+
+
+def test_an_mkv_with_h264_and_aac_asked_as_mp4_is_remuxed(api: httpx.Client, settings: Any) -> None:
+    video = add_to_library(settings, "a/remux.mkv", mkv_h264)
+    with api.stream("GET", f"/stream/{video['id']}", params={"format": "mp4"}) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "video/mp4"
+        assert response.headers["x-stream-mode"] == "remux"
+        running = ffmpeg_children()  # while it streams
+        body = response.read()
+    assert len(running) == 1 and " -c copy " in running[0], running
+    with av.open(io.BytesIO(body)) as out:
+        assert out.streams.video[0].codec_context.name == "h264"
+        assert out.streams.audio[0].codec_context.name == "aac"
+    assert abs(frame_count(body) - video["frames"]) <= 1
+    wait_for(lambda: not ffmpeg_children(), timeout=2, what="ffmpeg to be gone")
+
+
+def test_a_vp9_opus_webm_asked_as_mp4_at_360p_comes_out_h264_at_height_360(
+    api: httpx.Client, settings: Any
+) -> None:
+    video = add_to_library(settings, "a/vp9.webm", webm_vp9)
+    response = api.get(f"/stream/{video['id']}", params={"format": "mp4", "quality": "360p"})
+    assert response.status_code == 200
+    assert response.headers["x-stream-mode"] == "transcode"
+    with av.open(io.BytesIO(response.content)) as out:
+        picture = out.streams.video[0].codec_context
+        assert (picture.name, picture.height) == ("h264", 360)
+        assert out.streams.audio[0].codec_context.name == "aac"
+
+
+def test_a_quality_above_the_source_gives_the_source_height(
+    api: httpx.Client, settings: Any
+) -> None:
+    video = add_to_library(settings, "a/small.webm", webm_vp9)
+    response = api.get(f"/stream/{video['id']}", params={"format": "webm", "quality": "1080p"})
+    assert response.status_code == 200
+    assert response.headers["x-stream-mode"] == "remux"  # VP9/Opus already suit webm
+    with av.open(io.BytesIO(response.content)) as out:
+        assert out.streams.video[0].codec_context.height == 480
+
+
+def test_start_seeks_on_the_input_to_within_one_gop(api: httpx.Client, settings: Any) -> None:
+    video = add_to_library(settings, "a/long.mkv", lambda p: mkv_h264(p, seconds=40))
+    response = api.get(f"/stream/{video['id']}", params={"format": "mp4", "start": "30"})
+    assert response.status_code == 200
+    with av.open(io.BytesIO(response.content)) as out:
+        stream = out.streams.video[0]
+        frames = [packet for packet in out.demux(stream) if packet.size]
+    seconds = len(frames) / 25
+    # Copying starts at the keyframe at or before 30 s: 10 s of video, plus at most a GOP.
+    assert 10 - 0.5 <= seconds <= 10 + GOP_S + 0.5, seconds
+
+
+def test_a_client_that_leaves_mid_transcode_leaves_no_ffmpeg(
+    api: httpx.Client, settings: Any
+) -> None:
+    video = add_to_library(settings, "a/leave.mkv", lambda p: mkv_h264(p, seconds=40))
+    # VP9 at source size: far slower than the 40 s file could be sent.
+    with api.stream("GET", f"/stream/{video['id']}", params={"format": "webm"}) as response:
+        assert response.headers["x-stream-mode"] == "transcode"
+        next(response.iter_bytes())
+        assert ffmpeg_children()
+    wait_for(lambda: not ffmpeg_children(), timeout=2, what="ffmpeg to stop after the client left")
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"quality": "9999p"}, "quality"),
+        ({"format": "exe"}, "format"),
+        ({"start": "-5"}, "start"),
+        ({"start": "abc"}, "start"),
+        ({"start": "nan"}, "start"),
+        ({"start": "1e9"}, "start"),
+    ],
+)
+def test_bad_stream_parameters_are_a_400_naming_the_field(
+    api: httpx.Client, settings: Any, params: dict[str, str], field: str
+) -> None:
+    video = add_to_library(settings, "a/bad.mkv", mkv_h264)
+    assert_error(api.get(f"/stream/{video['id']}", params=params), 400, field)
+    assert not ffmpeg_children()
+
+
+def test_a_transcode_needs_a_credential_and_an_existing_video(
+    server: Any, api: httpx.Client, settings: Any
+) -> None:
+    video = add_to_library(settings, "a/auth.mkv", mkv_h264)
+    anonymous = httpx.get(f"{server.url}/stream/{video['id']}?format=webm")
+    assert_error(anonymous, 401)
+    assert_error(api.get("/stream/999999", params={"format": "mp4"}), 404)
+    assert not ffmpeg_children()

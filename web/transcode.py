@@ -1,0 +1,209 @@
+"""``GET /stream/{id}?quality=&format=&start=``: a library file remuxed or transcoded by
+FFmpeg on the fly (:mod:`media.transcode` decides which), streamed as it is made.
+
+FFmpeg runs through ``asyncio.create_subprocess_exec`` in a process group of its own,
+so nothing blocks the event loop and the whole group can be stopped at once. Its stdout
+is the response body; its stderr is drained as it comes (a full pipe would stall it)
+and its tail logged when it fails. Whatever ends a response (the client going away,
+the end of the stream, an error, the server cancelling the request on shutdown) stops
+the group in a ``finally``: SIGTERM, then SIGKILL if it has not exited within
+:data:`STOP_GRACE_S`. The client going away is watched for on ``receive`` (uvicorn's
+``send`` does not fail once a client is gone), so a transcode stops within moments of
+a player closing, not when its next chunk is ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections import deque
+from pathlib import Path
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from db.models import Video
+from media.errors import BadRequest
+from media.ffmpeg import ffmpeg_path
+from media.probe import MediaInfo
+from media.transcode import StreamPlan, ffmpeg_argv, parse_request, plan_stream
+from web.errors import ApiError
+
+logger = logging.getLogger(__name__)
+
+CHUNK = 64 * 1024
+STOP_GRACE_S = 1.0
+STDERR_LINES = 20
+TRANSCODE_PARAMS = ("quality", "format", "start")
+
+
+class FfmpegProcess:
+    """One FFmpeg writing a stream to its stdout, in a process group of its own."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.argv = argv
+        self.process: asyncio.subprocess.Process | None = None
+        self.stderr_tail: deque[str] = deque(maxlen=STDERR_LINES)
+        self._drain: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            *self.argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,  # its own group: stopped as one, never by our signals
+        )
+        self._drain = asyncio.create_task(self._drain_stderr())
+
+    async def _drain_stderr(self) -> None:
+        assert self.process is not None and self.process.stderr is not None
+        async for line in self.process.stderr:
+            self.stderr_tail.append(line.decode(errors="replace").rstrip())
+
+    async def read(self) -> bytes:
+        assert self.process is not None and self.process.stdout is not None
+        return await self.process.stdout.read(CHUNK)
+
+    def signal(self, signum: int) -> None:
+        if self.process is not None and self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signum)
+
+    async def stop(self) -> int | None:
+        """Stop the group (if it still runs) and reap it; its exit code."""
+        if self.process is None:
+            return None
+        if self.process.returncode is None:
+            self.signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.process.wait(), STOP_GRACE_S)
+            except TimeoutError:
+                self.signal(signal.SIGKILL)
+                await self.process.wait()
+        # Anything the group left behind goes too (ffmpeg starts no children, but the
+        # group is what we promise to stop).
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        if self._drain is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._drain, STOP_GRACE_S)
+        return self.process.returncode
+
+
+class FfmpegResponse(Response):
+    """Streams an FFmpeg's stdout, starting with the chunk it already produced."""
+
+    def __init__(self, ffmpeg: FfmpegProcess, first: bytes, plan: StreamPlan) -> None:
+        # Not Response.__init__: it would set a Content-Length for an empty body.
+        self.status_code = 200
+        self.media_type = plan.content_type
+        self.background = None
+        self.init_headers(stream_headers(plan))
+        self.ffmpeg = ffmpeg
+        self.first = first
+        self.plan = plan
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.monotonic()
+        sent = 0
+        gone = asyncio.Event()
+        watcher = asyncio.create_task(_watch_disconnect(receive, gone, self.ffmpeg))
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            chunk = self.first
+            while chunk and not gone.is_set():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                sent += len(chunk)
+                chunk = await self.ffmpeg.read()
+            if not gone.is_set():
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            watcher.cancel()
+            with anyio.CancelScope(shield=True):
+                code = await self.ffmpeg.stop()
+            ended = "the client left" if gone.is_set() else f"ffmpeg exited {code}"
+            logger.info(
+                "stream ended: %s %s at %s, %d bytes in %.1f s (%s)",
+                self.plan.mode,
+                self.plan.format,
+                self.plan.height or "source",
+                sent,
+                time.monotonic() - started,
+                ended,
+            )
+            if code not in (0, None, -signal.SIGTERM, -signal.SIGKILL) and not gone.is_set():
+                logger.warning("ffmpeg failed: %s", " | ".join(self.ffmpeg.stderr_tail))
+
+
+async def _watch_disconnect(receive: Receive, gone: asyncio.Event, ffmpeg: FfmpegProcess) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            gone.set()
+            ffmpeg.signal(signal.SIGTERM)  # its stdout ends, so a pending read returns
+            return
+
+
+def stream_headers(plan: StreamPlan) -> dict[str, str]:
+    return {
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "sandbox",
+        "Cache-Control": "no-store",
+        "X-Stream-Mode": plan.mode,
+    }
+
+
+def wants_transcode(request: Request) -> bool:
+    return any(name in request.query_params for name in TRANSCODE_PARAMS)
+
+
+async def transcoded(request: Request, path: Path, info: MediaInfo) -> Response:
+    """The remuxed or transcoded stream of ``path`` as the query asks.
+
+    Raises:
+      ApiError: 400 naming the field for a bad ``quality``, ``format`` or ``start``;
+        500 ``stream_failed`` when FFmpeg ends without producing anything.
+    """
+    query = request.query_params
+    try:
+        plan = plan_stream(
+            info, parse_request(query.get("quality"), query.get("format"), query.get("start"))
+        )
+    except BadRequest as exc:
+        raise ApiError(400, exc.code, exc.message, field=exc.field) from None
+    if request.method == "HEAD":
+        return Response(media_type=plan.content_type, headers=stream_headers(plan))
+    ffmpeg = FfmpegProcess(ffmpeg_argv(ffmpeg_path(), path, plan, info))
+    await ffmpeg.start()
+    try:
+        first = await ffmpeg.read()
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await ffmpeg.stop()
+        raise
+    if not first:
+        code = await ffmpeg.stop()
+        logger.warning(
+            "ffmpeg produced nothing (exit %s): %s", code, " | ".join(ffmpeg.stderr_tail)
+        )
+        raise ApiError(500, "stream_failed", "the file could not be streamed in this form")
+    return FfmpegResponse(ffmpeg, first, plan)
+
+
+def media_info(video: Video) -> MediaInfo:
+    """A library row's probe, as :mod:`media.transcode` takes it."""
+    return MediaInfo(
+        duration=video.duration,
+        width=video.width,
+        height=video.height,
+        vcodec=video.vcodec,
+        acodec=video.acodec,
+        container=video.container or "",
+    )

@@ -341,3 +341,12 @@ def mounted_tmpfs(mount_point: Path, size: int) -> Iterator[Path]:
             # Still busy: something kept a file open. Detach it anyway, then say so.
             subprocess.run(["umount", "--lazy", str(mount_point)], check=True)
             raise AssertionError(f"the tmpfs at {mount_point} was still busy")
+
+
+def procfile_command(name: str) -> str:
+    """The command of the Procfile's ``name`` line."""
+    procfile = Path(__file__).resolve().parents[1] / "Procfile"
+    for line in procfile.read_text().splitlines():
+        if line.startswith(f"{name}:"):
+            return line.split(":", 1)[1].strip()
+    raise AssertionError(f"no {name} line in the Procfile")

@@ -33,7 +33,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from tests.conftest import ADMIN_TOKEN
-from tests.support import LiveServer, free_port, live_server, wait_for
+from tests.support import LiveServer, free_port, live_server, procfile_command, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 GiB = 1024**3
@@ -56,13 +56,6 @@ class WebProcess:
         status = Path(f"/proc/{self.process.pid}/status").read_text()
         line = next(line for line in status.splitlines() if line.startswith("VmHWM:"))
         return int(line.split()[1]) * 1024
-
-
-def procfile_command(name: str) -> str:
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        if line.startswith(f"{name}:"):
-            return line.split(":", 1)[1].strip()
-    raise AssertionError(f"no {name} line in the Procfile")
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -76,8 +77,10 @@ def webm_vp9(path: Path) -> Path:
     )  # fmt: skip
 
 
-def ffmpeg_children() -> list[str]:
-    """The command lines of the FFmpeg processes this process (the server's) started."""
+def ffmpeg_children(parent: int | None = None) -> list[str]:
+    """The command lines of the FFmpeg processes ``parent`` (by default this process,
+    where the ``server`` fixture runs) started."""
+    parent = parent or os.getpid()
     found = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -88,7 +91,7 @@ def ffmpeg_children() -> list[str]:
         except OSError:
             continue
         fields = stat.rsplit(")", 1)[1].split()
-        if fields[0] != "Z" and int(fields[1]) == os.getpid() and b"ffmpeg" in command[0]:
+        if fields[0] != "Z" and int(fields[1]) == parent and b"ffmpeg" in command[0]:
             found.append(" ".join(part.decode() for part in command))
     return found
 
@@ -184,3 +187,21 @@ def test_a_transcode_needs_a_credential_and_an_existing_video(
     assert_error(anonymous, 401)
     assert_error(api.get("/stream/999999", params={"format": "mp4"}), 404)
     assert not ffmpeg_children()
+
+
+def test_a_web_process_that_gets_sigterm_mid_transcode_leaves_no_ffmpeg(
+    start_web: Any, settings: Any
+) -> None:
+    from tests.conftest import ADMIN_TOKEN
+
+    video = add_to_library(settings, "a/term.mkv", lambda p: mkv_h264(p, seconds=40))
+    process, port = start_web()
+    url = f"http://127.0.0.1:{port}/stream/{video['id']}"
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    with httpx.stream("GET", url, params={"format": "webm"}, headers=headers) as response:
+        assert response.headers["x-stream-mode"] == "transcode"
+        next(response.iter_bytes())
+        assert ffmpeg_children(process.pid)
+        process.send_signal(signal.SIGTERM)
+        wait_for(lambda: not ffmpeg_children(process.pid), timeout=2, what="ffmpeg to stop")
+    process.wait(10)

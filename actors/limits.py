@@ -1,19 +1,12 @@
-"""Fleet-wide limits on downloads: a cap on how many run at once, and how many may start
-per minute on one site. When a limit says "not yet", the job goes back to the queue
-(``Postponed``) without using an attempt.
-
-The cap is written here rather than taken from Dramatiq's ConcurrentRateLimiter: that
-one counts holders with one TTL for the whole counter, so a SIGKILLed worker's slot
-stays taken until the counter expires, and a download longer than the TTL frees its
-slot early. Here each slot is a member of a sorted set scored with its expiry, renewed
-by the holder's heartbeat and dropped when the holder stops beating. The per-site limit
-is Dramatiq's WindowRateLimiter, unchanged.
+"""Fleet-wide limits on downloads: a cap on how many run at once (slots that expire with
+their holder's heartbeat, :mod:`db.slots`), and how many may start per minute on one
+site (Dramatiq's WindowRateLimiter). When a limit says "not yet", the job goes back to
+the queue (``Postponed``) without using an attempt.
 """
 
 from __future__ import annotations
 
 import random
-import time
 from functools import lru_cache
 
 from dramatiq.rate_limits import WindowRateLimiter
@@ -22,48 +15,18 @@ from dramatiq.rate_limits.backends import RedisBackend
 from actors import stores
 from db import live
 from db.settings import get_settings
-
-ACQUIRE_SCRIPT = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-if redis.call('ZSCORE', KEYS[1], ARGV[3]) then
-  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
-  return 1
-end
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[4]) then
-  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
-  return 1
-end
-return 0
-"""
-
-
-class DownloadSlots:
-    """At most ``limit`` holders at once across the fleet.
-
-    Parameters:
-      limit: how many slots there are.
-      ttl_s: how long a slot outlives its holder's last heartbeat.
-    """
-
-    def __init__(self, *, limit: int, ttl_s: float) -> None:
-        self.limit = limit
-        self.ttl_s = ttl_s
-        self.client = stores.redis_client()
-        self._acquire = self.client.register_script(ACQUIRE_SCRIPT)
-
-    def acquire(self, holder: str) -> bool:
-        now = time.time()
-        keys = [live.DOWNLOAD_SLOTS_KEY]
-        return bool(self._acquire(keys=keys, args=[now, now + self.ttl_s, holder, self.limit]))
-
-    def release(self, holder: str) -> None:
-        self.client.zrem(live.DOWNLOAD_SLOTS_KEY, holder)
+from db.slots import Slots
 
 
 @lru_cache(maxsize=1)
-def download_slots() -> DownloadSlots:
+def download_slots() -> Slots:
     settings = get_settings()
-    return DownloadSlots(limit=settings.max_concurrent_downloads, ttl_s=settings.heartbeat_timeout)
+    return Slots(
+        stores.redis_client(),
+        live.DOWNLOAD_SLOTS_KEY,
+        limit=settings.max_concurrent_downloads,
+        ttl_s=settings.heartbeat_timeout,
+    )
 
 
 @lru_cache(maxsize=1)

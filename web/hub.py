@@ -40,6 +40,7 @@ it ends, not a traceback per retry.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
@@ -305,8 +306,18 @@ class ProgressHub:
             socket_connect_timeout=5,
         )
         self._stopping.clear()
+        # Where live events start, known before the first socket can subscribe (the
+        # thread may take a while to run on a busy machine); if Redis does not answer
+        # now, the reader asks once it does.
+        start_id: str | None = None
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
+            newest = cast(
+                list[Entry],
+                await asyncio.wait_for(self.client.xrevrange(live.EVENTS_STREAM, count=1), 2),
+            )
+            start_id = newest[0][0] if newest else "0-0"
         self._reader = threading.Thread(
-            target=self._read_forever, name="progress-hub-reader", daemon=True
+            target=self._read_forever, args=(start_id,), name="progress-hub-reader", daemon=True
         )
         self._reader.start()
 
@@ -324,10 +335,9 @@ class ProgressHub:
             await self.client.aclose()
 
     # -- the one reader, on its own thread
-    def _read_forever(self) -> None:
+    def _read_forever(self, last_id: str | None) -> None:
         assert self._reader_client is not None and self._loop is not None
         client, loop = self._reader_client, self._loop
-        last_id: str | None = None
         down = False
         while not self._stopping.is_set():
             try:

@@ -509,7 +509,7 @@ def test_a_replay_that_fails_on_redis_closes_the_socket_with_1013_and_a_reason(
     from web.app import create_app
     from web.hub import ProgressHub
 
-    def not_reading(self: ProgressHub) -> None:
+    def not_reading(self: ProgressHub, start_id: str | None) -> None:
         """No reader: it would notice the dead Redis first and refuse every socket,
         and this is about the replay's own reads."""
 

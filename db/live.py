@@ -23,6 +23,7 @@ EVENTS_MAXLEN = 100_000
 SNAPSHOT_TTL_S = 24 * 3600
 CANCEL_TTL_S = 24 * 3600
 DOWNLOAD_SLOTS_KEY = "vf:slots:downloads"  # job id -> when its slot expires
+TRANSCODE_SLOTS_KEY = "vf:slots:transcodes"  # stream session id -> when its slot expires
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 REDIS_TIMEOUT_S = 10.0
 # Between retries of a command whose connection failed: enough for a restarted server's
@@ -43,6 +44,16 @@ def heartbeat_key(job_id: str) -> str:
 def cancel_key(job_id: str) -> str:
     """Set when someone asked a running job to stop; the worker polls it."""
     return f"vf:job:{job_id}:cancel"
+
+
+def client_transcode_slots_key(client: str) -> str:
+    """The transcode slots one client address holds."""
+    return f"vf:slots:transcodes:client:{client}"
+
+
+def stream_session_key(session_id: str) -> str:
+    """A live stream session's public fields (``web.sessions``)."""
+    return f"vf:stream:{session_id}"
 
 
 def revoked_session_key(session_id: str) -> str:

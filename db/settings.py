@@ -88,6 +88,8 @@ class Settings:
     db_connect_timeout: float
     db_statement_timeout: float
     redis_timeout: float
+    max_transcodes: int
+    max_transcodes_per_client: int
 
     @property
     def embedded_redis_socket(self) -> Path:
@@ -221,6 +223,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             db_connect_timeout=config("VIDFLEET_DB_CONNECT_TIMEOUT", cast=float, default=5.0),
             db_statement_timeout=config("VIDFLEET_DB_STATEMENT_TIMEOUT", cast=float, default=30.0),
             redis_timeout=config("VIDFLEET_REDIS_TIMEOUT", cast=float, default=10.0),
+            max_transcodes=config(
+                "VIDFLEET_MAX_TRANSCODES", cast=int, default=2 * (os.cpu_count() or 1)
+            ),
+            max_transcodes_per_client=config(
+                "VIDFLEET_MAX_TRANSCODES_PER_CLIENT", cast=int, default=2
+            ),
         )
     except ValueError as exc:  # Starlette's casts say "Config 'NAME' has value ..."
         raise SettingsError(str(exc)) from None
@@ -234,6 +242,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError("VIDFLEET_RETRY_BACKOFF: must be between 0 and 3600 seconds")
     if settings.max_concurrent_downloads < 1:
         raise SettingsError("VIDFLEET_MAX_CONCURRENT_DOWNLOADS: must be at least 1")
+    if settings.max_transcodes < 0 or settings.max_transcodes_per_client < 0:
+        raise SettingsError("VIDFLEET_MAX_TRANSCODES(_PER_CLIENT): must be 0 or more")
     for name, value in (
         ("VIDFLEET_SITE_DOWNLOADS_PER_MINUTE", settings.site_downloads_per_minute),
         ("VIDFLEET_DOWNLOAD_RATE_LIMIT", settings.download_rate_limit),

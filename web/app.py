@@ -23,12 +23,13 @@ from starlette.types import Scope
 from db import live
 from db.engine import async_session_factory, make_async_engine
 from db.settings import Settings, get_settings
-from web import health, jobs, session, streams, system, videos
+from web import health, jobs, session, sessions, streams, system, videos
 from web.auth import AuthMiddleware, GuessLimiter
 from web.body_limit import BodyLimit
 from web.errors import exception_handlers
 from web.hub import ProgressHub
 from web.security_headers import SecurityHeaders
+from web.sessions import StreamRegistry
 from web.ws import JobEvents
 
 STATIC = Path(__file__).with_name("static")
@@ -68,9 +69,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
         app.state.publish = app.state.redis.register_script(live.PUBLISH_SCRIPT)
         app.state.hub = ProgressHub(settings.redis_url)
         await app.state.hub.start()
+        app.state.streams = StreamRegistry(
+            app.state.redis,
+            limit=settings.max_transcodes,
+            per_client=settings.max_transcodes_per_client,
+            ttl_s=settings.heartbeat_timeout,
+        )
+        app.state.streams.start()
         try:
             yield
         finally:
+            await app.state.streams.stop()
             await app.state.hub.stop()
             await app.state.redis.aclose()
             await engine.dispose()
@@ -85,6 +94,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             *jobs.routes,
             *streams.routes,
             *system.routes,
+            *sessions.routes,
             WebSocketRoute("/ws", JobEvents),
             Mount("/static", PageAssets(directory=STATIC), name="static"),
         ],

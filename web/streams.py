@@ -28,7 +28,7 @@ async def stream_file(request: Request) -> Response:
     if not path.is_relative_to(root) or not path.is_file():
         raise not_found("video file")
     if wants_transcode(request):
-        return await transcoded(request, path, media_info(video))
+        return await transcoded(request, video.id, path, media_info(video))
     return FileResponse(
         path,
         media_type=content_type(video.container, video.vcodec, video.acodec),

@@ -34,6 +34,7 @@ from media.ffmpeg import ffmpeg_path
 from media.probe import MediaInfo
 from media.transcode import StreamPlan, ffmpeg_argv, parse_request, plan_stream
 from web.errors import ApiError
+from web.sessions import StreamRegistry, StreamSession, StreamsFull, streams_full
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +101,14 @@ class FfmpegProcess:
 class FfmpegResponse(Response):
     """Streams an FFmpeg's stdout, starting with the chunk it already produced."""
 
-    def __init__(self, ffmpeg: FfmpegProcess, first: bytes, plan: StreamPlan) -> None:
+    def __init__(
+        self,
+        ffmpeg: FfmpegProcess,
+        first: bytes,
+        plan: StreamPlan,
+        session: StreamSession,
+        registry: StreamRegistry,
+    ) -> None:
         # Not Response.__init__: it would set a Content-Length for an empty body.
         self.status_code = 200
         self.media_type = plan.content_type
@@ -109,10 +117,12 @@ class FfmpegResponse(Response):
         self.ffmpeg = ffmpeg
         self.first = first
         self.plan = plan
+        self.session = session
+        self.registry = registry
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.monotonic()
-        sent = 0
+        session = self.session
         gone = asyncio.Event()
         watcher = asyncio.create_task(_watch_disconnect(receive, gone, self.ffmpeg))
         try:
@@ -120,7 +130,7 @@ class FfmpegResponse(Response):
             chunk = self.first
             while chunk and not gone.is_set():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                sent += len(chunk)
+                session.bytes_sent += len(chunk)
                 chunk = await self.ffmpeg.read()
             if not gone.is_set():
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -128,14 +138,19 @@ class FfmpegResponse(Response):
             watcher.cancel()
             with anyio.CancelScope(shield=True):
                 code = await self.ffmpeg.stop()
+                await self.registry.close(session)
             ended = "the client left" if gone.is_set() else f"ffmpeg exited {code}"
             logger.info(
-                "stream ended: %s %s at %s, %d bytes in %.1f s (%s)",
+                "stream %s ended: video %s, %s to %s at %s, %d bytes in %.1f s, "
+                "first byte after %.0f ms (%s)",
+                session.id,
+                session.video_id,
                 self.plan.mode,
                 self.plan.format,
-                self.plan.height or "source",
-                sent,
+                session.quality,
+                session.bytes_sent,
                 time.monotonic() - started,
+                session.ttfb_ms or 0,
                 ended,
             )
             if code not in (0, None, -signal.SIGTERM, -signal.SIGKILL) and not gone.is_set():
@@ -164,11 +179,12 @@ def wants_transcode(request: Request) -> bool:
     return any(name in request.query_params for name in TRANSCODE_PARAMS)
 
 
-async def transcoded(request: Request, path: Path, info: MediaInfo) -> Response:
+async def transcoded(request: Request, video_id: int, path: Path, info: MediaInfo) -> Response:
     """The remuxed or transcoded stream of ``path`` as the query asks.
 
     Raises:
       ApiError: 400 naming the field for a bad ``quality``, ``format`` or ``start``;
+        503 ``too_many_streams`` (with ``Retry-After``) when no transcode slot is free;
         500 ``stream_failed`` when FFmpeg ends without producing anything.
     """
     query = request.query_params
@@ -180,21 +196,37 @@ async def transcoded(request: Request, path: Path, info: MediaInfo) -> Response:
         raise ApiError(400, exc.code, exc.message, field=exc.field) from None
     if request.method == "HEAD":
         return Response(media_type=plan.content_type, headers=stream_headers(plan))
-    ffmpeg = FfmpegProcess(ffmpeg_argv(ffmpeg_path(), path, plan, info))
-    await ffmpeg.start()
+    registry: StreamRegistry = request.app.state.streams
+    session = StreamSession(
+        video_id=video_id,
+        mode=plan.mode,
+        quality=query.get("quality") or "source",
+        format=plan.format,
+        client=request.client.host if request.client else "unknown",
+    )
     try:
+        await registry.open(session)
+    except StreamsFull as exc:
+        raise streams_full(exc) from None
+    started = time.monotonic()
+    ffmpeg = FfmpegProcess(ffmpeg_argv(ffmpeg_path(), path, plan, info))
+    try:
+        await ffmpeg.start()
         first = await ffmpeg.read()
     except BaseException:
         with anyio.CancelScope(shield=True):
             await ffmpeg.stop()
+            await registry.close(session)
         raise
+    session.ttfb_ms = round((time.monotonic() - started) * 1000, 1)
     if not first:
         code = await ffmpeg.stop()
+        await registry.close(session)
         logger.warning(
             "ffmpeg produced nothing (exit %s): %s", code, " | ".join(ffmpeg.stderr_tail)
         )
         raise ApiError(500, "stream_failed", "the file could not be streamed in this form")
-    return FfmpegResponse(ffmpeg, first, plan)
+    return FfmpegResponse(ffmpeg, first, plan, session, registry)
 
 
 def media_info(video: Video) -> MediaInfo:

@@ -4,10 +4,12 @@ uvicorn, media made here)."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,8 @@ import httpx
 import pytest
 
 from media.ffmpeg import ffmpeg_path
-from tests.support import wait_for
+from tests.conftest import ADMIN_TOKEN
+from tests.support import api_client, live_server, wait_for
 from tests.web.test_requests import assert_error
 
 GOP_S = 2  # the test files' keyframe interval
@@ -61,10 +64,10 @@ def frame_count(source: Path | bytes) -> int:
         return sum(1 for _ in media.demux(media.streams.video[0]) if _.size)
 
 
-def mkv_h264(path: Path, seconds: int = 8) -> Path:
+def mkv_h264(path: Path, seconds: int = 8, size: str = "320x240", rate: str = "300k") -> Path:
     return encode(
-        path, seconds=seconds, size="320x240",
-        video=["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"],
+        path, seconds=seconds, size=size,
+        video=["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-b:v", rate],
         audio=["-c:a", "aac"],
     )  # fmt: skip
 
@@ -97,7 +100,8 @@ def ffmpeg_children(parent: int | None = None) -> list[str]:
 
 
 def test_an_mkv_with_h264_and_aac_asked_as_mp4_is_remuxed(api: httpx.Client, settings: Any) -> None:
-    video = add_to_library(settings, "a/remux.mkv", mkv_h264)
+    # 10 MB: more than the socket buffers hold, so ffmpeg still runs while nothing is read.
+    video = add_to_library(settings, "a/remux.mkv", lambda p: mkv_h264(p, 40, "640x360", "2M"))
     with api.stream("GET", f"/stream/{video['id']}", params={"format": "mp4"}) as response:
         assert response.status_code == 200
         assert response.headers["content-type"] == "video/mp4"
@@ -192,8 +196,6 @@ def test_a_transcode_needs_a_credential_and_an_existing_video(
 def test_a_web_process_that_gets_sigterm_mid_transcode_leaves_no_ffmpeg(
     start_web: Any, settings: Any
 ) -> None:
-    from tests.conftest import ADMIN_TOKEN
-
     video = add_to_library(settings, "a/term.mkv", lambda p: mkv_h264(p, seconds=40))
     process, port = start_web()
     url = f"http://127.0.0.1:{port}/stream/{video['id']}"
@@ -205,3 +207,82 @@ def test_a_web_process_that_gets_sigterm_mid_transcode_leaves_no_ffmpeg(
         process.send_signal(signal.SIGTERM)
         wait_for(lambda: not ffmpeg_children(process.pid), timeout=2, what="ffmpeg to stop")
     process.wait(10)
+
+
+@pytest.fixture
+def capped(settings: Any) -> Any:
+    """A server whose fleet has one transcode slot, whose slots lapse 3 s after their
+    holder's last renewal."""
+    from web.app import create_app
+
+    app = create_app(dataclasses.replace(settings, max_transcodes=1, heartbeat_timeout=3))
+    with live_server(app) as server:
+        yield server
+
+
+def test_the_transcode_cap_answers_503_with_retry_after_and_admits_when_a_slot_frees(
+    capped: Any, settings: Any
+) -> None:
+    video = add_to_library(settings, "a/cap.mkv", lambda p: mkv_h264(p, seconds=40))
+    with api_client(capped.url, ADMIN_TOKEN) as api:
+        url, params = f"/stream/{video['id']}", {"format": "webm"}
+        with api.stream("GET", url, params=params) as first:
+            next(first.iter_bytes())
+            refused = api.get(url, params=params)
+            assert_error(refused, 503)
+            assert refused.json()["error"]["code"] == "too_many_streams"
+            assert int(refused.headers["Retry-After"]) > 0
+            assert len(ffmpeg_children()) == 1  # the refused one started none
+            listed = api.get("/api/system/streams").json()
+            assert [(s["video_id"], s["mode"], s["format"]) for s in listed["streams"]] == [
+                (video["id"], "transcode", "webm")
+            ]
+            assert listed["streams"][0]["ttfb_ms"] > 0
+        wait_for(lambda: not ffmpeg_children(), timeout=2, what="the first ffmpeg to stop")
+        with api.stream("GET", url, params=params) as again:
+            assert again.status_code == 200
+        assert api.get(f"/stream/{video['id']}").status_code == 200  # direct play: no slot
+    wait_for(lambda: not ffmpeg_children(), timeout=2, what="ffmpeg to stop")
+
+
+def test_one_client_is_held_to_its_own_cap(api: httpx.Client, settings: Any, app: Any) -> None:
+    video = add_to_library(settings, "a/mine.mkv", lambda p: mkv_h264(p, seconds=40))
+    app.state.streams.per_client = 1
+    with api.stream("GET", f"/stream/{video['id']}", params={"format": "webm"}) as first:
+        next(first.iter_bytes())
+        refused = api.get(f"/stream/{video['id']}", params={"format": "webm"})
+        assert_error(refused, 503)
+        assert "this client" in refused.json()["error"]["message"]
+    wait_for(lambda: not ffmpeg_children(), timeout=2, what="ffmpeg to stop")
+
+
+def test_the_streams_list_is_for_the_admin_only(server: Any) -> None:
+    from tests.conftest import VIEWER_TOKEN
+
+    with api_client(server.url, VIEWER_TOKEN) as viewer:
+        assert_error(viewer.get("/api/system/streams"), 403)
+
+
+def test_the_slots_of_a_sigkilled_web_process_free_within_the_ttl(
+    start_web: Any, capped: Any, settings: Any
+) -> None:
+    video = add_to_library(settings, "a/killed.mkv", lambda p: mkv_h264(p, seconds=40))
+    process, port = start_web(VIDFLEET_MAX_TRANSCODES="1", VIDFLEET_HEARTBEAT_TIMEOUT="3")
+    url = f"http://127.0.0.1:{port}/stream/{video['id']}"
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    with (
+        api_client(capped.url, ADMIN_TOKEN) as api,
+        httpx.stream("GET", url, params={"format": "webm"}, headers=headers) as held,
+    ):
+        next(held.iter_bytes())
+        assert_error(api.get(f"/stream/{video['id']}", params={"format": "webm"}), 503)
+        process.kill()
+        process.wait()
+        killed_at = time.monotonic()
+
+        def admitted() -> bool:
+            with api.stream("GET", f"/stream/{video['id']}", params={"format": "webm"}) as r:
+                return r.status_code == 200
+
+        wait_for(admitted, timeout=3 + 2, interval=0.2, what="the dead holder's slot")
+        assert time.monotonic() - killed_at <= 3 + 1.5

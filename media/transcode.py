@@ -138,3 +138,66 @@ def ffmpeg_argv(ffmpeg: str, source: Path, plan: StreamPlan, info: MediaInfo) ->
 def _bitrate(height: int) -> int:
     """About 0.1 bit per pixel at 30 fps, for heights the table does not have."""
     return max(300, int(height * height * 16 / 9 * 30 * 0.1 / 1000))
+
+
+HLS_SEGMENT_S = 6.0
+HLS_CONTENT_TYPES = {"m3u8": "application/vnd.apple.mpegurl", "ts": "video/mp2t"}
+
+
+def hls_segments(duration: float, length: float = HLS_SEGMENT_S) -> list[tuple[float, float]]:
+    """``(start, length)`` of each segment of a file ``duration`` seconds long: fixed
+    lengths (the last one shorter), each transcoded with a keyframe at its start."""
+    count = max(1, math.ceil(duration / length - 1e-6))
+    return [(n * length, min(length, duration - n * length)) for n in range(count)]
+
+
+def hls_playlist(duration: float, length: float = HLS_SEGMENT_S) -> str:
+    """A VOD media playlist of :func:`hls_segments`, segments named ``<n>.ts``."""
+    segments = hls_segments(duration, length)
+    lines = [
+        "#EXTM3U",
+        "#EXT-X-VERSION:3",
+        f"#EXT-X-TARGETDURATION:{math.ceil(max(seconds for _, seconds in segments))}",
+        "#EXT-X-MEDIA-SEQUENCE:0",
+        "#EXT-X-PLAYLIST-TYPE:VOD",
+    ]
+    for n, (_start, seconds) in enumerate(segments):
+        lines += [f"#EXTINF:{seconds:.3f},", f"{n}.ts"]
+    lines.append("#EXT-X-ENDLIST")
+    return "\n".join(lines) + "\n"
+
+
+def hls_segment_argv(
+    ffmpeg: str, source: Path, info: MediaInfo, quality: str, n: int, target: Path
+) -> list[str]:
+    """The command that makes segment ``n`` at ``quality`` into ``target`` (MPEG-TS,
+    H.264/AAC): input seeking to its start, so no earlier segment is needed, and its
+    timestamps where the playlist puts it, so segments play one after the other.
+
+    Raises:
+      BadRequest: ``n`` is not a segment of the file.
+    """
+    if info.duration is None:
+        raise BadRequest("the file's duration is unknown", field="segment")
+    segments = hls_segments(info.duration)
+    if not 0 <= n < len(segments):
+        raise BadRequest(f"segment must be 0 to {len(segments) - 1}", field="segment")
+    start, seconds = segments[n]
+    wanted = QUALITIES[quality]
+    height = info.height if wanted is None or info.height is None else min(wanted, info.height)
+    argv = [ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", "-y"]
+    argv += ["-protocol_whitelist", "file,pipe", "-ss", f"{start:.3f}", "-t", f"{seconds:.3f}"]
+    argv += ["-i", f"file:{source}", "-map", "0:v:0?", "-map", "0:a:0?", "-sn", "-dn"]
+    if info.vcodec is not None:
+        argv += ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p"]
+        argv += ["-force_key_frames", "expr:eq(n,0)", "-sc_threshold", "0"]
+        if height is not None:
+            argv += [
+                "-vf",
+                f"scale=-2:{height}",
+                "-b:v",
+                f"{BITRATES.get(height, _bitrate(height))}k",
+            ]
+    argv += ["-c:a", "aac", "-b:a", "128k", "-ac", "2"]
+    argv += ["-output_ts_offset", f"{start:.3f}", "-muxdelay", "0", "-f", "mpegts", str(target)]
+    return argv

@@ -23,7 +23,7 @@ from starlette.types import Scope
 from db import live
 from db.engine import async_session_factory, make_async_engine
 from db.settings import Settings, get_settings
-from web import health, jobs, session, sessions, streams, system, videos
+from web import health, hls, jobs, session, sessions, streams, system, videos
 from web.auth import AuthMiddleware, GuessLimiter
 from web.body_limit import BodyLimit
 from web.errors import exception_handlers
@@ -93,6 +93,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             *videos.routes,
             *jobs.routes,
             *streams.routes,
+            *hls.routes,
             *system.routes,
             *sessions.routes,
             WebSocketRoute("/ws", JobEvents),

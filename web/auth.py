@@ -1,6 +1,6 @@
 """Who may call what: a bearer token, or the browser's signed session cookie.
 
-``/api``, ``/stream``, ``/thumbnails`` and ``/ws`` need a credential. The admin token
+``/api``, ``/stream``, ``/hls``, ``/thumbnails`` and ``/ws`` need a credential. The admin token
 may mutate; the optional viewer token only reads. A cookie on a WebSocket (or on a
 mutating request) is only accepted from an allowed Origin: the page's own, or one in
 VIDFLEET_ALLOWED_ORIGINS.
@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 
 SESSION_COOKIE = "vf_session"
 SESSION_MAX_AGE_S = 30 * 24 * 3600
-PROTECTED_PREFIXES = ("/api/", "/stream/", "/thumbnails/", "/ws")
+PROTECTED_PREFIXES = ("/api/", "/stream/", "/hls/", "/thumbnails/", "/ws")
 OPEN_PATHS = frozenset({"/api/session"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_TOKEN_LENGTH = 512

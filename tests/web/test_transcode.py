@@ -286,3 +286,66 @@ def test_the_slots_of_a_sigkilled_web_process_free_within_the_ttl(
 
         wait_for(admitted, timeout=3 + 2, interval=0.2, what="the dead holder's slot")
         assert time.monotonic() - killed_at <= 3 + 1.5
+
+
+def test_an_hls_playlist_is_valid_and_segment_5_is_made_alone_and_starts_on_time(
+    api: httpx.Client, settings: Any
+) -> None:
+    video = add_to_library(settings, "a/hls.mkv", lambda p: mkv_h264(p, seconds=40))
+    listing = api.get(f"/hls/{video['id']}/360p/index.m3u8")
+    assert listing.status_code == 200
+    assert listing.headers["content-type"].startswith("application/vnd.apple.mpegurl")
+    lines = listing.text.splitlines()
+    assert lines[0] == "#EXTM3U" and lines[-1] == "#EXT-X-ENDLIST"
+    lengths = [float(line[8:].rstrip(",")) for line in lines if line.startswith("#EXTINF:")]
+    names = [line for line in lines if not line.startswith("#")]
+    assert names == [f"{n}.ts" for n in range(len(lengths))]
+    assert abs(sum(lengths) - video["duration"]) < 0.05
+    target = int(next(line for line in lines if line.startswith("#EXT-X-TARGETDURATION"))[22:])
+    assert max(lengths) <= target
+    segment_start = sum(lengths[:5])
+
+    made = api.get(f"/hls/{video['id']}/360p/5.ts")
+    assert made.status_code == 200
+    assert made.headers["content-type"] == "video/mp2t"
+    with av.open(io.BytesIO(made.content), format="mpegts") as ts:
+        stream = ts.streams.video[0]
+        assert stream.codec_context.height == 240  # 360p asked of a 240-line source
+        frames = list(ts.decode(stream))
+    first = float(frames[0].pts * stream.time_base)
+    assert abs(first - segment_start) < 0.5, (first, segment_start)
+    assert abs(len(frames) - lengths[5] * 25) <= 2
+    cache = settings.data_dir / "cache" / "hls" / str(video["id"]) / "360p"
+    assert sorted(p.name for p in cache.iterdir()) == ["5.ts"]  # 0-4 were never made
+
+    # Made once: later requests are the cached file, with Range.
+    (cache / "5.ts").write_bytes(b"cached segment")
+    assert api.get(f"/hls/{video['id']}/360p/5.ts").content == b"cached segment"
+    ranged = api.get(f"/hls/{video['id']}/360p/5.ts", headers={"Range": "bytes=7-"})
+    assert (ranged.status_code, ranged.content) == (206, b"segment")
+    assert not ffmpeg_children()
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("9999p/index.m3u8", 400),
+        ("9999p/1.ts", 400),
+        ("360p/99.ts", 404),
+        ("360p/5.exe", 404),
+        ("360p/-1.ts", 404),
+        ("360p/..%2F..%2Fvidfleet.db", 404),
+        ("360p/1.ts.part", 404),
+    ],
+)
+def test_bad_hls_paths_are_a_4xx(api: httpx.Client, settings: Any, path: str, status: int) -> None:
+    video = add_to_library(settings, "a/hlsbad.mkv", mkv_h264)
+    assert_error(api.get(f"/hls/{video['id']}/{path}"), status)
+    assert not ffmpeg_children()
+
+
+def test_hls_needs_a_credential(server: Any, settings: Any) -> None:
+    video = add_to_library(settings, "a/hlsauth.mkv", mkv_h264)
+    for path in ("360p/index.m3u8", "360p/0.ts"):
+        assert_error(httpx.get(f"{server.url}/hls/{video['id']}/{path}"), 401)
+    assert_error(httpx.get(f"{server.url}/hls/999999/360p/index.m3u8"), 401)

@@ -1,0 +1,136 @@
+"""HLS for seekable transcoded playback.
+
+``GET /hls/{video_id}/{quality}/index.m3u8`` is a VOD playlist computed from the probe
+(fixed-length segments, :func:`media.transcode.hls_playlist`); nothing is transcoded
+for it. ``GET /hls/{video_id}/{quality}/{n}.ts`` makes segment ``n`` on demand, FFmpeg
+seeking on the input to its start, so a player can jump to minute 50 without anything
+before it being made. A made segment is kept in the stream cache
+(``$VIDFLEET_DATA_DIR/cache/hls/<video>/<quality>/<n>.ts``, written to a temporary
+name and renamed, so a reader never sees half a segment) and served from there with
+Range afterwards. Making one takes a transcode slot like any stream session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import uuid
+from pathlib import Path
+
+import anyio
+from starlette import status
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Route
+
+from db.models import Video
+from media.ffmpeg import ffmpeg_path
+from media.transcode import (
+    HLS_CONTENT_TYPES,
+    QUALITIES,
+    hls_playlist,
+    hls_segment_argv,
+    hls_segments,
+)
+from web.errors import ApiError, not_found
+from web.sessions import StreamRegistry, StreamSession, StreamsFull, streams_full
+from web.transcode import FfmpegProcess, media_info
+from web.videos import load_video
+
+SEGMENT_NAME = re.compile(r"([0-9]{1,6})\.ts")
+SEGMENT_TIMEOUT_S = 120.0
+HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"}
+
+
+def cache_dir(request: Request, video_id: int, quality: str) -> Path:
+    return request.app.state.settings.data_dir / "cache" / "hls" / str(video_id) / quality
+
+
+async def _video_and_file(request: Request) -> tuple[Video, Path, str]:
+    quality = request.path_params["quality"]
+    if quality not in QUALITIES:
+        raise ApiError(
+            status.HTTP_400_BAD_REQUEST,
+            "bad_quality",
+            f"quality must be one of {', '.join(QUALITIES)}",
+            field="quality",
+        )
+    video = await load_video(request)
+    root = request.app.state.settings.media_root.resolve()
+    path = (root / video.path).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        raise not_found("video file")
+    if not video.duration:
+        raise ApiError(
+            status.HTTP_409_CONFLICT, "not_probed", "the video's duration is not known yet"
+        )
+    return video, path, quality
+
+
+async def playlist(request: Request) -> Response:
+    video, _path, _quality = await _video_and_file(request)
+    assert video.duration is not None
+    return Response(
+        hls_playlist(video.duration),
+        media_type=HLS_CONTENT_TYPES["m3u8"],
+        headers={**HEADERS, "Cache-Control": "no-cache"},
+    )
+
+
+async def segment(request: Request) -> Response:
+    match = SEGMENT_NAME.fullmatch(request.path_params["segment"])
+    if match is None:
+        raise not_found("segment")
+    video, path, quality = await _video_and_file(request)
+    n = int(match.group(1))
+    assert video.duration is not None
+    if n >= len(hls_segments(video.duration)):
+        raise not_found("segment")
+    target = cache_dir(request, video.id, quality) / f"{n}.ts"
+    if not target.is_file():
+        await _make_segment(request, video, path, quality, n, target)
+    with contextlib.suppress(OSError):
+        os.utime(target)  # the cache evicts the least recently used first
+    return FileResponse(target, media_type=HLS_CONTENT_TYPES["ts"], headers=HEADERS)
+
+
+async def _make_segment(
+    request: Request, video: Video, path: Path, quality: str, n: int, target: Path
+) -> None:
+    registry: StreamRegistry = request.app.state.streams
+    session = StreamSession(
+        video_id=video.id,
+        mode="hls",
+        quality=quality,
+        format="ts",
+        client=request.client.host if request.client else "unknown",
+    )
+    try:
+        await registry.open(session)
+    except StreamsFull as exc:
+        raise streams_full(exc) from None
+    await anyio.to_thread.run_sync(lambda: target.parent.mkdir(parents=True, exist_ok=True))
+    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
+    argv = hls_segment_argv(ffmpeg_path(), path, media_info(video), quality, n, partial)
+    ffmpeg = FfmpegProcess(argv)
+    try:
+        await ffmpeg.start()
+        assert ffmpeg.process is not None
+        code = await asyncio.wait_for(ffmpeg.process.wait(), SEGMENT_TIMEOUT_S)
+        if code != 0 or not partial.is_file():
+            raise ApiError(500, "stream_failed", "the segment could not be made")
+        os.replace(partial, target)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await ffmpeg.stop()
+            await registry.close(session)
+        with contextlib.suppress(FileNotFoundError):
+            partial.unlink()
+
+
+routes = [
+    Route("/hls/{video_id:int}/{quality}/index.m3u8", playlist, methods=["GET", "HEAD"]),
+    Route("/hls/{video_id:int}/{quality}/{segment}", segment, methods=["GET", "HEAD"]),
+]

@@ -24,6 +24,7 @@ SNAPSHOT_TTL_S = 24 * 3600
 CANCEL_TTL_S = 24 * 3600
 DOWNLOAD_SLOTS_KEY = "vf:slots:downloads"  # job id -> when its slot expires
 TRANSCODE_SLOTS_KEY = "vf:slots:transcodes"  # stream session id -> when its slot expires
+PLAYS_KEY = "vf:plays"  # "<video id>:<quality>:<format>" -> how often it was transcoded
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 REDIS_TIMEOUT_S = 10.0
 # Between retries of a command whose connection failed: enough for a restarted server's

@@ -90,6 +90,7 @@ class Settings:
     redis_timeout: float
     max_transcodes: int
     max_transcodes_per_client: int
+    stream_cache_max_bytes: int
 
     @property
     def embedded_redis_socket(self) -> Path:
@@ -98,6 +99,10 @@ class Settings:
     @property
     def tmp_dir(self) -> Path:
         return self.data_dir / "tmp"
+
+    @property
+    def stream_cache_dir(self) -> Path:
+        return self.data_dir / "cache"
 
     @property
     def async_database_url(self) -> str:
@@ -229,6 +234,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             max_transcodes_per_client=config(
                 "VIDFLEET_MAX_TRANSCODES_PER_CLIENT", cast=int, default=2
             ),
+            stream_cache_max_bytes=config(
+                "VIDFLEET_STREAM_CACHE_MAX_BYTES", cast=int, default=10 * 1024**3
+            ),
         )
     except ValueError as exc:  # Starlette's casts say "Config 'NAME' has value ..."
         raise SettingsError(str(exc)) from None
@@ -251,6 +259,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ("VIDFLEET_MAX_SLEEP_INTERVAL", settings.max_sleep_interval),
         ("VIDFLEET_MAX_FILESIZE", settings.max_filesize),
         ("VIDFLEET_MIN_FREE_MB", settings.min_free_bytes),
+        ("VIDFLEET_STREAM_CACHE_MAX_BYTES", settings.stream_cache_max_bytes),
     ):
         if value < 0:
             raise SettingsError(f"{name}: must not be negative (0 turns it off)")

@@ -106,10 +106,12 @@ def plan_stream(info: MediaInfo, request: StreamRequest) -> StreamPlan:
     )
 
 
-def ffmpeg_argv(ffmpeg: str, source: Path, plan: StreamPlan, info: MediaInfo) -> list[str]:
-    """The command that writes ``plan``'s stream to stdout. Only a local file is read:
-    ``file:`` and ``-protocol_whitelist file,pipe``, so a crafted file cannot make
-    FFmpeg open anything else."""
+def ffmpeg_argv(
+    ffmpeg: str, source: Path, plan: StreamPlan, info: MediaInfo, output: str = "pipe:1"
+) -> list[str]:
+    """The command that writes ``plan``'s stream to ``output`` (stdout unless a file is
+    given). Only a local file is read: ``file:`` and ``-protocol_whitelist file,pipe``,
+    so a crafted file cannot make FFmpeg open anything else."""
     argv = [ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin"]
     argv += ["-protocol_whitelist", "file,pipe"]
     if plan.start:
@@ -132,7 +134,7 @@ def ffmpeg_argv(ffmpeg: str, source: Path, plan: StreamPlan, info: MediaInfo) ->
         argv += ["-f", "mp4", "-movflags", MP4_FLAGS]
     else:
         argv += ["-f", "webm", "-live", "1"]
-    return [*argv, "pipe:1"]
+    return [*argv, output]
 
 
 def _bitrate(height: int) -> int:

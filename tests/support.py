@@ -72,6 +72,7 @@ def empty_the_stores(settings: Any) -> None:
         session.execute(delete(Job))
     shutil.rmtree(settings.media_root, ignore_errors=True)
     shutil.rmtree(settings.tmp_dir, ignore_errors=True)
+    shutil.rmtree(settings.stream_cache_dir, ignore_errors=True)
 
 
 def make_video(

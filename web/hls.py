@@ -5,7 +5,7 @@
 for it. ``GET /hls/{video_id}/{quality}/{n}.ts`` makes segment ``n`` on demand, FFmpeg
 seeking on the input to its start, so a player can jump to minute 50 without anything
 before it being made. A made segment is kept in the stream cache
-(``$VIDFLEET_DATA_DIR/cache/hls/<video>/<quality>/<n>.ts``, written to a temporary
+(``$VIDFLEET_DATA_DIR/cache/hls/<file key>/<quality>/<n>.ts``, written to a temporary
 name and renamed, so a reader never sees half a segment) and served from there with
 Range afterwards. Making one takes a transcode slot like any stream session.
 """
@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import os
 import re
-import uuid
 from pathlib import Path
 
 import anyio
@@ -27,6 +26,7 @@ from starlette.routing import Route
 
 from db.models import Video
 from media.ffmpeg import ffmpeg_path
+from media.stream_cache import hls_folder, partial_name, source_key
 from media.transcode import (
     HLS_CONTENT_TYPES,
     QUALITIES,
@@ -42,10 +42,6 @@ from web.videos import load_video
 SEGMENT_NAME = re.compile(r"([0-9]{1,6})\.ts")
 SEGMENT_TIMEOUT_S = 120.0
 HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"}
-
-
-def cache_dir(request: Request, video_id: int, quality: str) -> Path:
-    return request.app.state.settings.data_dir / "cache" / "hls" / str(video_id) / quality
 
 
 async def _video_and_file(request: Request) -> tuple[Video, Path, str]:
@@ -88,7 +84,8 @@ async def segment(request: Request) -> Response:
     assert video.duration is not None
     if n >= len(hls_segments(video.duration)):
         raise not_found("segment")
-    target = cache_dir(request, video.id, quality) / f"{n}.ts"
+    key = source_key(video.id, path.stat())
+    target = hls_folder(request.app.state.settings.stream_cache_dir, key, quality) / f"{n}.ts"
     if not target.is_file():
         await _make_segment(request, video, path, quality, n, target)
     with contextlib.suppress(OSError):
@@ -112,7 +109,7 @@ async def _make_segment(
     except StreamsFull as exc:
         raise streams_full(exc) from None
     await anyio.to_thread.run_sync(lambda: target.parent.mkdir(parents=True, exist_ok=True))
-    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
+    partial = partial_name(target)
     argv = hls_segment_argv(ffmpeg_path(), path, media_info(video), quality, n, partial)
     ffmpeg = FfmpegProcess(argv)
     try:

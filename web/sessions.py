@@ -119,6 +119,11 @@ class StreamRegistry:
         except (RedisError, OSError) as exc:
             logger.warning("could not free a stream's slots (%s)", describe_failure(exc))
 
+    async def update(self, session: StreamSession) -> None:
+        """Write a live session's fields again (its time to first byte, say)."""
+        with contextlib.suppress(RedisError, OSError):
+            await self._save(session)
+
     async def _save(self, session: StreamSession) -> None:
         key = live.stream_session_key(session.id)
         fields: dict[Any, Any] = session.public()  # redis-py's Mapping type is invariant

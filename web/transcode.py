@@ -22,16 +22,20 @@ import signal
 import time
 from collections import deque
 from pathlib import Path
+from typing import Any
 
 import anyio
+from redis.exceptions import RedisError
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import FileResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from db import live
 from db.models import Video
 from media.errors import BadRequest
 from media.ffmpeg import ffmpeg_path
 from media.probe import MediaInfo
+from media.stream_cache import partial_name, source_key, stream_entry
 from media.transcode import StreamPlan, ffmpeg_argv, parse_request, plan_stream
 from web.errors import ApiError
 from web.sessions import StreamRegistry, StreamSession, StreamsFull, streams_full
@@ -108,6 +112,7 @@ class FfmpegResponse(Response):
         plan: StreamPlan,
         session: StreamSession,
         registry: StreamRegistry,
+        keep_as: Path | None = None,
     ) -> None:
         # Not Response.__init__: it would set a Content-Length for an empty body.
         self.status_code = 200
@@ -119,18 +124,22 @@ class FfmpegResponse(Response):
         self.plan = plan
         self.session = session
         self.registry = registry
+        self.keep_as = keep_as  # where a complete stream is cached
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.monotonic()
         session = self.session
         gone = asyncio.Event()
         watcher = asyncio.create_task(_watch_disconnect(receive, gone, self.ffmpeg))
+        copy = await CacheWriter.open(self.keep_as) if self.keep_as else None
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             chunk = self.first
             while chunk and not gone.is_set():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 session.bytes_sent += len(chunk)
+                if copy is not None:
+                    await copy.write(chunk)
                 chunk = await self.ffmpeg.read()
             if not gone.is_set():
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -139,6 +148,9 @@ class FfmpegResponse(Response):
             with anyio.CancelScope(shield=True):
                 code = await self.ffmpeg.stop()
                 await self.registry.close(session)
+                if copy is not None:
+                    # Kept only when ffmpeg finished the whole stream and all of it went out.
+                    await copy.finish(keep=code == 0 and not gone.is_set())
             ended = "the client left" if gone.is_set() else f"ffmpeg exited {code}"
             logger.info(
                 "stream %s ended: video %s, %s to %s at %s, %d bytes in %.1f s, "
@@ -166,6 +178,58 @@ async def _watch_disconnect(receive: Receive, gone: asyncio.Event, ffmpeg: Ffmpe
             return
 
 
+class CacheWriter:
+    """A copy of a stream, written beside its cache entry and renamed into place once
+    complete (a reader never sees half of one)."""
+
+    def __init__(self, target: Path, partial: Path, file: Any) -> None:
+        self.target = target
+        self.partial = partial
+        self.file = file
+
+    @classmethod
+    async def open(cls, target: Path) -> CacheWriter | None:
+        partial = partial_name(target)
+
+        def create() -> Any:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            return partial.open("wb")
+
+        try:
+            return cls(target, partial, await anyio.to_thread.run_sync(create))
+        except OSError as exc:
+            logger.warning("not caching a stream: %s", exc)
+            return None
+
+    async def write(self, chunk: bytes) -> None:
+        await anyio.to_thread.run_sync(self.file.write, chunk)
+
+    async def finish(self, *, keep: bool) -> None:
+        def done() -> None:
+            self.file.close()
+            if keep:
+                os.replace(self.partial, self.target)
+            else:
+                self.partial.unlink(missing_ok=True)
+
+        try:
+            await anyio.to_thread.run_sync(done)
+        except OSError as exc:
+            logger.warning("could not keep a stream in the cache: %s", exc)
+            with contextlib.suppress(OSError):
+                self.partial.unlink(missing_ok=True)
+
+
+async def count_play(request: Request, video_id: int, quality: str, plan: StreamPlan) -> None:
+    """Count what is watched from the start, for the cache warmer (a lost count is no
+    loss)."""
+    if plan.mode != "transcode" or plan.start:
+        return
+    member = f"{video_id}:{quality}:{plan.format}"
+    with contextlib.suppress(RedisError, OSError):
+        await request.app.state.redis.zincrby(live.PLAYS_KEY, 1, member)
+
+
 def stream_headers(plan: StreamPlan) -> dict[str, str]:
     return {
         "X-Content-Type-Options": "nosniff",
@@ -189,18 +253,28 @@ async def transcoded(request: Request, video_id: int, path: Path, info: MediaInf
     """
     query = request.query_params
     try:
-        plan = plan_stream(
-            info, parse_request(query.get("quality"), query.get("format"), query.get("start"))
-        )
+        asked = parse_request(query.get("quality"), query.get("format"), query.get("start"))
+        plan = plan_stream(info, asked)
     except BadRequest as exc:
         raise ApiError(400, exc.code, exc.message, field=exc.field) from None
+    settings = request.app.state.settings
+    cached = None
+    if plan.mode == "transcode" and not plan.start:
+        key = source_key(video_id, path.stat())
+        cached = stream_entry(settings.stream_cache_dir, key, asked.quality, plan.format)
+        if cached.is_file():
+            with contextlib.suppress(OSError):
+                os.utime(cached)  # the cache evicts the least recently used first
+            headers = {**stream_headers(plan), "X-Stream-Mode": "cache"}
+            return FileResponse(cached, media_type=plan.content_type, headers=headers)
     if request.method == "HEAD":
         return Response(media_type=plan.content_type, headers=stream_headers(plan))
+    await count_play(request, video_id, asked.quality, plan)
     registry: StreamRegistry = request.app.state.streams
     session = StreamSession(
         video_id=video_id,
         mode=plan.mode,
-        quality=query.get("quality") or "source",
+        quality=asked.quality,
         format=plan.format,
         client=request.client.host if request.client else "unknown",
     )
@@ -219,6 +293,7 @@ async def transcoded(request: Request, video_id: int, path: Path, info: MediaInf
             await registry.close(session)
         raise
     session.ttfb_ms = round((time.monotonic() - started) * 1000, 1)
+    await registry.update(session)
     if not first:
         code = await ffmpeg.stop()
         await registry.close(session)
@@ -226,7 +301,7 @@ async def transcoded(request: Request, video_id: int, path: Path, info: MediaInf
             "ffmpeg produced nothing (exit %s): %s", code, " | ".join(ffmpeg.stderr_tail)
         )
         raise ApiError(500, "stream_failed", "the file could not be streamed in this form")
-    return FfmpegResponse(ffmpeg, first, plan, session, registry)
+    return FfmpegResponse(ffmpeg, first, plan, session, registry, keep_as=cached)
 
 
 def media_info(video: Video) -> MediaInfo:

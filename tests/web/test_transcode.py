@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from media.ffmpeg import ffmpeg_path
+from media.stream_cache import hls_folder, source_key, stream_entry
 from tests.conftest import ADMIN_TOKEN
 from tests.support import api_client, live_server, wait_for
 from tests.web.test_requests import assert_error
@@ -56,7 +57,12 @@ def add_to_library(settings: Any, relative: str, make: Any) -> dict[str, Any]:
         )  # fmt: skip
         session.add(video)
         session.flush()
-        return {"id": video.id, "frames": frame_count(path), "duration": info.duration}
+        return {
+            "id": video.id,
+            "frames": frame_count(path),
+            "duration": info.duration,
+            "key": source_key(video.id, path.stat()),
+        }
 
 
 def frame_count(source: Path | bytes) -> int:
@@ -315,7 +321,7 @@ def test_an_hls_playlist_is_valid_and_segment_5_is_made_alone_and_starts_on_time
     first = float(frames[0].pts * stream.time_base)
     assert abs(first - segment_start) < 0.5, (first, segment_start)
     assert abs(len(frames) - lengths[5] * 25) <= 2
-    cache = settings.data_dir / "cache" / "hls" / str(video["id"]) / "360p"
+    cache = hls_folder(settings.stream_cache_dir, video["key"], "360p")
     assert sorted(p.name for p in cache.iterdir()) == ["5.ts"]  # 0-4 were never made
 
     # Made once: later requests are the cached file, with Range.
@@ -349,3 +355,32 @@ def test_hls_needs_a_credential(server: Any, settings: Any) -> None:
     for path in ("360p/index.m3u8", "360p/0.ts"):
         assert_error(httpx.get(f"{server.url}/hls/{video['id']}/{path}"), 401)
     assert_error(httpx.get(f"{server.url}/hls/999999/360p/index.m3u8"), 401)
+
+
+def test_a_finished_transcode_is_kept_and_served_from_the_cache_with_range(
+    api: httpx.Client, settings: Any
+) -> None:
+    video = add_to_library(settings, "a/cache.mkv", mkv_h264)
+    url, params = f"/stream/{video['id']}", {"format": "webm"}
+    first = api.get(url, params=params)
+    assert first.headers["x-stream-mode"] == "transcode"
+    entry = stream_entry(settings.stream_cache_dir, video["key"], "source", "webm")
+    wait_for(entry.is_file, timeout=5, what="the finished transcode in the cache")
+    assert entry.read_bytes() == first.content
+    again = api.get(url, params=params)
+    assert (again.headers["x-stream-mode"], again.content) == ("cache", first.content)
+    ranged = api.get(url, params=params, headers={"Range": "bytes=100-199"})
+    assert (ranged.status_code, ranged.content) == (206, first.content[100:200])
+    # A stream from elsewhere than the start is never served from (or kept in) the cache.
+    later = api.get(url, params={**params, "start": "2"})
+    assert later.headers["x-stream-mode"] == "transcode"
+    assert sorted(p.name for p in entry.parent.iterdir()) == ["source.webm"]
+
+
+def test_a_transcode_the_client_left_is_not_kept(api: httpx.Client, settings: Any) -> None:
+    video = add_to_library(settings, "a/partial.mkv", lambda p: mkv_h264(p, seconds=40))
+    with api.stream("GET", f"/stream/{video['id']}", params={"format": "webm"}) as response:
+        next(response.iter_bytes())
+    wait_for(lambda: not ffmpeg_children(), timeout=2, what="ffmpeg to stop")
+    folder = stream_entry(settings.stream_cache_dir, video["key"], "source", "webm").parent
+    wait_for(lambda: not any(folder.iterdir()), timeout=2, what="the partial copy to go")

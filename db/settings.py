@@ -91,6 +91,7 @@ class Settings:
     max_transcodes: int
     max_transcodes_per_client: int
     stream_cache_max_bytes: int
+    stream_backend: str
 
     @property
     def embedded_redis_socket(self) -> Path:
@@ -237,6 +238,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             stream_cache_max_bytes=config(
                 "VIDFLEET_STREAM_CACHE_MAX_BYTES", cast=int, default=10 * 1024**3
             ),
+            stream_backend=config("VIDFLEET_STREAM_BACKEND", default="ffmpeg").lower(),
         )
     except ValueError as exc:  # Starlette's casts say "Config 'NAME' has value ..."
         raise SettingsError(str(exc)) from None
@@ -284,6 +286,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             raise SettingsError(f"{name}: must be between 0.1 and 3600 seconds")
     if settings.max_attempts < 1:
         raise SettingsError("VIDFLEET_MAX_ATTEMPTS: must be at least 1")
+    if settings.stream_backend not in ("ffmpeg", "vlc"):
+        raise SettingsError(
+            f"VIDFLEET_STREAM_BACKEND: expected ffmpeg or vlc, got {settings.stream_backend!r}"
+        )
     if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise SettingsError(f"VIDFLEET_LOG_LEVEL: unknown level {settings.log_level!r}")
     for origin in settings.allowed_origins:

@@ -36,7 +36,7 @@ from media.transcode import (
 )
 from web.errors import ApiError, not_found
 from web.sessions import StreamRegistry, StreamSession, StreamsFull, streams_full
-from web.transcode import FfmpegProcess, media_info
+from web.transcode import StreamProcess, media_info
 from web.videos import load_video
 
 SEGMENT_NAME = re.compile(r"([0-9]{1,6})\.ts")
@@ -111,7 +111,7 @@ async def _make_segment(
     await anyio.to_thread.run_sync(lambda: target.parent.mkdir(parents=True, exist_ok=True))
     partial = partial_name(target)
     argv = hls_segment_argv(ffmpeg_path(), path, media_info(video), quality, n, partial)
-    ffmpeg = FfmpegProcess(argv)
+    ffmpeg = StreamProcess(argv)
     try:
         await ffmpeg.start()
         assert ffmpeg.process is not None

@@ -5,8 +5,8 @@ A session holds two slots (:mod:`db.slots`): one of ``VIDFLEET_MAX_TRANSCODES`` 
 whole fleet and one of ``VIDFLEET_MAX_TRANSCODES_PER_CLIENT`` for its client's address.
 Each web process renews the slots of its own sessions every third of the heartbeat
 timeout, so the slots of a web process that was SIGKILLed lapse within that timeout.
-A session's public fields (video, mode, quality, format, client, bytes sent, when it
-started, its time to first byte, the replica) live in ``vf:stream:<id>`` with the same
+A session's public fields (video, mode, quality, format, client, backend, bytes sent,
+when it started, its time to first byte, the replica) live in ``vf:stream:<id>`` with the same
 lifetime, for ``GET /api/system/streams``. Direct play takes no slot.
 """
 
@@ -46,6 +46,7 @@ class StreamSession:
     quality: str
     format: str
     client: str
+    backend: str = "ffmpeg"
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     started: float = field(default_factory=time.time)
     bytes_sent: int = 0

@@ -37,6 +37,7 @@ from media.ffmpeg import ffmpeg_path
 from media.probe import MediaInfo
 from media.stream_cache import partial_name, source_key, stream_entry
 from media.transcode import StreamPlan, ffmpeg_argv, parse_request, plan_stream
+from media.vlc import cvlc_path, vlc_argv
 from web.errors import ApiError
 from web.sessions import StreamRegistry, StreamSession, StreamsFull, streams_full
 
@@ -48,22 +49,55 @@ STDERR_LINES = 20
 TRANSCODE_PARAMS = ("quality", "format", "start")
 
 
-class FfmpegProcess:
-    """One FFmpeg writing a stream to its stdout, in a process group of its own."""
+class StreamProcess:
+    """One FFmpeg (or cvlc) writing a stream to its stdout, in a process group of its own.
 
-    def __init__(self, argv: list[str]) -> None:
+    Parameters:
+      argv: the command.
+      source: a file to give it on stdin (cvlc reads the file that way).
+      name: what it is, for logs and the response's ``X-Stream-Backend``.
+    """
+
+    def __init__(
+        self,
+        argv: list[str],
+        *,
+        source: Path | None = None,
+        name: str = "ffmpeg",
+    ):
         self.argv = argv
+        self.name = name
+        self.source = source
         self.process: asyncio.subprocess.Process | None = None
+        self.stdout: asyncio.StreamReader | None = None
+        self._stdout_transport: asyncio.ReadTransport | None = None
         self.stderr_tail: deque[str] = deque(maxlen=STDERR_LINES)
         self._drain: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self.process = await asyncio.create_subprocess_exec(
-            *self.argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,  # its own group: stopped as one, never by our signals
+        # stdout is a pipe of our own: uvloop would hand the child one end of a socket
+        # pair, and cvlc never exits after writing its stream to one.
+        read_end, write_end = os.pipe()
+        stdin = self.source.open("rb") if self.source else None
+        try:
+            self.process = await asyncio.create_subprocess_exec(
+                *self.argv,
+                stdin=stdin or asyncio.subprocess.DEVNULL,
+                stdout=write_end,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,  # its own group: stopped as one, never by our signals
+            )
+        except BaseException:
+            os.close(read_end)
+            raise
+        finally:
+            os.close(write_end)  # the child has its own copies of both
+            if stdin is not None:
+                stdin.close()
+        self.stdout = asyncio.StreamReader(limit=4 * CHUNK)
+        protocol = asyncio.StreamReaderProtocol(self.stdout)
+        self._stdout_transport, _ = await asyncio.get_running_loop().connect_read_pipe(
+            lambda: protocol, os.fdopen(read_end, "rb", buffering=0)
         )
         self._drain = asyncio.create_task(self._drain_stderr())
 
@@ -73,8 +107,8 @@ class FfmpegProcess:
             self.stderr_tail.append(line.decode(errors="replace").rstrip())
 
     async def read(self) -> bytes:
-        assert self.process is not None and self.process.stdout is not None
-        return await self.process.stdout.read(CHUNK)
+        assert self.stdout is not None
+        return await self.stdout.read(CHUNK)
 
     def signal(self, signum: int) -> None:
         if self.process is not None and self.process.returncode is None:
@@ -96,18 +130,20 @@ class FfmpegProcess:
         # group is what we promise to stop).
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
+        if self._stdout_transport is not None:
+            self._stdout_transport.close()
         if self._drain is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._drain, STOP_GRACE_S)
         return self.process.returncode
 
 
-class FfmpegResponse(Response):
+class StreamResponse(Response):
     """Streams an FFmpeg's stdout, starting with the chunk it already produced."""
 
     def __init__(
         self,
-        ffmpeg: FfmpegProcess,
+        process: StreamProcess,
         first: bytes,
         plan: StreamPlan,
         session: StreamSession,
@@ -118,8 +154,8 @@ class FfmpegResponse(Response):
         self.status_code = 200
         self.media_type = plan.content_type
         self.background = None
-        self.init_headers(stream_headers(plan))
-        self.ffmpeg = ffmpeg
+        self.init_headers({**stream_headers(plan), "X-Stream-Backend": process.name})
+        self.process = process
         self.first = first
         self.plan = plan
         self.session = session
@@ -130,7 +166,7 @@ class FfmpegResponse(Response):
         started = time.monotonic()
         session = self.session
         gone = asyncio.Event()
-        watcher = asyncio.create_task(_watch_disconnect(receive, gone, self.ffmpeg))
+        watcher = asyncio.create_task(_watch_disconnect(receive, gone, self.process))
         copy = await CacheWriter.open(self.keep_as) if self.keep_as else None
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
@@ -140,18 +176,18 @@ class FfmpegResponse(Response):
                 session.bytes_sent += len(chunk)
                 if copy is not None:
                     await copy.write(chunk)
-                chunk = await self.ffmpeg.read()
+                chunk = await self.process.read()
             if not gone.is_set():
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             watcher.cancel()
             with anyio.CancelScope(shield=True):
-                code = await self.ffmpeg.stop()
+                code = await self.process.stop()
                 await self.registry.close(session)
                 if copy is not None:
                     # Kept only when ffmpeg finished the whole stream and all of it went out.
                     await copy.finish(keep=code == 0 and not gone.is_set())
-            ended = "the client left" if gone.is_set() else f"ffmpeg exited {code}"
+            ended = "the client left" if gone.is_set() else f"{self.process.name} exited {code}"
             logger.info(
                 "stream %s ended: video %s, %s to %s at %s, %d bytes in %.1f s, "
                 "first byte after %.0f ms (%s)",
@@ -166,15 +202,17 @@ class FfmpegResponse(Response):
                 ended,
             )
             if code not in (0, None, -signal.SIGTERM, -signal.SIGKILL) and not gone.is_set():
-                logger.warning("ffmpeg failed: %s", " | ".join(self.ffmpeg.stderr_tail))
+                logger.warning(
+                    "%s failed: %s", self.process.name, " | ".join(self.process.stderr_tail)
+                )
 
 
-async def _watch_disconnect(receive: Receive, gone: asyncio.Event, ffmpeg: FfmpegProcess) -> None:
+async def _watch_disconnect(receive: Receive, gone: asyncio.Event, process: StreamProcess) -> None:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             gone.set()
-            ffmpeg.signal(signal.SIGTERM)  # its stdout ends, so a pending read returns
+            process.signal(signal.SIGTERM)  # its stdout ends, so a pending read returns
             return
 
 
@@ -277,31 +315,49 @@ async def transcoded(request: Request, video_id: int, path: Path, info: MediaInf
         quality=asked.quality,
         format=plan.format,
         client=request.client.host if request.client else "unknown",
+        backend=settings.stream_backend,
     )
     try:
         await registry.open(session)
     except StreamsFull as exc:
         raise streams_full(exc) from None
     started = time.monotonic()
-    ffmpeg = FfmpegProcess(ffmpeg_argv(ffmpeg_path(), path, plan, info))
+    process = stream_process(settings.stream_backend, path, plan, info)
     try:
-        await ffmpeg.start()
-        first = await ffmpeg.read()
+        await process.start()
+        first = await process.read()
     except BaseException:
         with anyio.CancelScope(shield=True):
-            await ffmpeg.stop()
+            await process.stop()
             await registry.close(session)
         raise
     session.ttfb_ms = round((time.monotonic() - started) * 1000, 1)
     await registry.update(session)
     if not first:
-        code = await ffmpeg.stop()
+        code = await process.stop()
         await registry.close(session)
         logger.warning(
-            "ffmpeg produced nothing (exit %s): %s", code, " | ".join(ffmpeg.stderr_tail)
+            "%s produced nothing (exit %s): %s",
+            settings.stream_backend,
+            code,
+            " | ".join(process.stderr_tail),
         )
         raise ApiError(500, "stream_failed", "the file could not be streamed in this form")
-    return FfmpegResponse(ffmpeg, first, plan, session, registry, keep_as=cached)
+    return StreamResponse(process, first, plan, session, registry, keep_as=cached)
+
+
+def stream_process(backend: str, path: Path, plan: StreamPlan, info: MediaInfo) -> StreamProcess:
+    """The process that makes ``plan``'s stream with the configured backend."""
+    if backend == "vlc":
+        cvlc = cvlc_path()
+        if cvlc is None:
+            raise ApiError(
+                503, "backend_unavailable", "VIDFLEET_STREAM_BACKEND is vlc, but cvlc is missing"
+            )
+        # cvlc refuses to run as root: a root web runs it as an unprivileged user.
+        argv = vlc_argv(cvlc, plan, info, as_root=os.geteuid() == 0)
+        return StreamProcess(argv, source=path, name="cvlc")
+    return StreamProcess(ffmpeg_argv(ffmpeg_path(), path, plan, info), name="ffmpeg")
 
 
 def media_info(video: Video) -> MediaInfo:

@@ -86,7 +86,9 @@ async def segment(request: Request) -> Response:
         raise not_found("segment")
     key = source_key(video.id, path.stat())
     target = hls_folder(request.app.state.settings.stream_cache_dir, key, quality) / f"{n}.ts"
-    if not target.is_file():
+    hit = target.is_file()
+    request.app.state.streams.cache(hit=hit)
+    if not hit:
         await _make_segment(request, video, path, quality, n, target)
     with contextlib.suppress(OSError):
         os.utime(target)  # the cache evicts the least recently used first

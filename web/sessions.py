@@ -19,6 +19,7 @@ import os
 import socket
 import time
 import uuid
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any, cast
 
@@ -77,6 +78,8 @@ class StreamRegistry:
         self.ttl_s = ttl_s
         self.slots = Slots(client, live.TRANSCODE_SLOTS_KEY, limit=limit, ttl_s=ttl_s)
         self.live: dict[str, StreamSession] = {}
+        # This process's totals since it started (GET /api/system/streams).
+        self.totals: Counter[str] = Counter()
         self._beating: asyncio.Task[None] | None = None
 
     def _client_slots(self, client: str) -> Slots:
@@ -106,11 +109,18 @@ class StreamRegistry:
         self.live[session.id] = session
         await self._save(session)
 
-    async def close(self, session: StreamSession) -> None:
+    def cache(self, *, hit: bool) -> None:
+        self.totals["cache_hits" if hit else "cache_misses"] += 1
+
+    async def close(self, session: StreamSession, *, failed: bool = False) -> None:
         """Free the session's slots and forget it (once; errors are logged, not raised:
         the slots lapse by themselves)."""
         if self.live.pop(session.id, None) is None:
             return
+        self.totals[f"sessions_{session.mode}"] += 1
+        self.totals["bytes_sent"] += session.bytes_sent
+        if failed:
+            self.totals["failures"] += 1
         try:
             async with self.client.pipeline(transaction=False) as pipe:
                 pipe.zrem(live.TRANSCODE_SLOTS_KEY, session.id)
@@ -196,7 +206,13 @@ async def list_streams(request: Request) -> JSONResponse:
     if request.scope.get("role") != "admin":
         raise ApiError(status.HTTP_403_FORBIDDEN, "forbidden", "only the admin token lists streams")
     registry: StreamRegistry = request.app.state.streams
-    return JSONResponse({"streams": await registry.sessions(), "limit": registry.slots.limit})
+    return JSONResponse(
+        {
+            "streams": await registry.sessions(),
+            "limit": registry.slots.limit,
+            "this_process": {"replica": REPLICA, **registry.totals},
+        }
+    )
 
 
 routes = [Route("/api/system/streams", list_streams, methods=["GET"])]

@@ -183,7 +183,8 @@ class StreamResponse(Response):
             watcher.cancel()
             with anyio.CancelScope(shield=True):
                 code = await self.process.stop()
-                await self.registry.close(session)
+                failed = code not in (0, None, -signal.SIGTERM, -signal.SIGKILL)
+                await self.registry.close(session, failed=failed and not gone.is_set())
                 if copy is not None:
                     # Kept only when ffmpeg finished the whole stream and all of it went out.
                     await copy.finish(keep=code == 0 and not gone.is_set())
@@ -296,19 +297,22 @@ async def transcoded(request: Request, video_id: int, path: Path, info: MediaInf
     except BadRequest as exc:
         raise ApiError(400, exc.code, exc.message, field=exc.field) from None
     settings = request.app.state.settings
+    registry: StreamRegistry = request.app.state.streams
     cached = None
     if plan.mode == "transcode" and not plan.start:
         key = source_key(video_id, path.stat())
         cached = stream_entry(settings.stream_cache_dir, key, asked.quality, plan.format)
         if cached.is_file():
+            registry.cache(hit=True)
             with contextlib.suppress(OSError):
                 os.utime(cached)  # the cache evicts the least recently used first
             headers = {**stream_headers(plan), "X-Stream-Mode": "cache"}
             return FileResponse(cached, media_type=plan.content_type, headers=headers)
+        if request.method != "HEAD":
+            registry.cache(hit=False)
     if request.method == "HEAD":
         return Response(media_type=plan.content_type, headers=stream_headers(plan))
     await count_play(request, video_id, asked.quality, plan)
-    registry: StreamRegistry = request.app.state.streams
     session = StreamSession(
         video_id=video_id,
         mode=plan.mode,
@@ -335,7 +339,7 @@ async def transcoded(request: Request, video_id: int, path: Path, info: MediaInf
     await registry.update(session)
     if not first:
         code = await process.stop()
-        await registry.close(session)
+        await registry.close(session, failed=True)
         logger.warning(
             "%s produced nothing (exit %s): %s",
             settings.stream_backend,

@@ -375,6 +375,10 @@ def test_a_finished_transcode_is_kept_and_served_from_the_cache_with_range(
     later = api.get(url, params={**params, "start": "2"})
     assert later.headers["x-stream-mode"] == "transcode"
     assert sorted(p.name for p in entry.parent.iterdir()) == ["source.webm"]
+    totals = api.get("/api/system/streams").json()["this_process"]
+    assert (totals["cache_hits"], totals["cache_misses"]) == (2, 1)
+    assert totals["sessions_transcode"] == 2
+    assert totals["bytes_sent"] >= len(first.content) + len(later.content)
 
 
 def test_a_transcode_the_client_left_is_not_kept(api: httpx.Client, settings: Any) -> None:

@@ -1,7 +1,9 @@
 """``GET /stream/{id}?quality=&format=&start=``: a library file remuxed or transcoded by
-FFmpeg on the fly (:mod:`media.transcode` decides which), streamed as it is made.
+FFmpeg (or cvlc, ``VIDFLEET_STREAM_BACKEND=vlc``) on the fly (:mod:`media.transcode`
+decides which), streamed as it is made, under a stream session (:mod:`web.sessions`);
+a finished whole transcode is kept in the stream cache and served from there later.
 
-FFmpeg runs through ``asyncio.create_subprocess_exec`` in a process group of its own,
+The process runs through ``asyncio.create_subprocess_exec`` in a process group of its own,
 so nothing blocks the event loop and the whole group can be stopped at once. Its stdout
 is the response body; its stderr is drained as it comes (a full pipe would stall it)
 and its tail logged when it fails. Whatever ends a response (the client going away,
@@ -139,7 +141,8 @@ class StreamProcess:
 
 
 class StreamResponse(Response):
-    """Streams an FFmpeg's stdout, starting with the chunk it already produced."""
+    """Streams a :class:`StreamProcess`'s stdout, starting with the chunk it already
+    produced, and ends its session however the response ends."""
 
     def __init__(
         self,
@@ -167,8 +170,10 @@ class StreamResponse(Response):
         session = self.session
         gone = asyncio.Event()
         watcher = asyncio.create_task(_watch_disconnect(receive, gone, self.process))
-        copy = await CacheWriter.open(self.keep_as) if self.keep_as else None
+        copy: CacheWriter | None = None
         try:
+            if self.keep_as is not None:
+                copy = await CacheWriter.open(self.keep_as)
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             chunk = self.first
             while chunk and not gone.is_set():
@@ -184,7 +189,8 @@ class StreamResponse(Response):
             with anyio.CancelScope(shield=True):
                 code = await self.process.stop()
                 failed = code not in (0, None, -signal.SIGTERM, -signal.SIGKILL)
-                await self.registry.close(session, failed=failed and not gone.is_set())
+                failed = failed and not gone.is_set()
+                await self.registry.close(session, failed=failed)
                 if copy is not None:
                     # Kept only when ffmpeg finished the whole stream and all of it went out.
                     await copy.finish(keep=code == 0 and not gone.is_set())
@@ -202,7 +208,7 @@ class StreamResponse(Response):
                 session.ttfb_ms or 0,
                 ended,
             )
-            if code not in (0, None, -signal.SIGTERM, -signal.SIGKILL) and not gone.is_set():
+            if failed:
                 logger.warning(
                     "%s failed: %s", self.process.name, " | ".join(self.process.stderr_tail)
                 )

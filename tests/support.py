@@ -344,6 +344,27 @@ def mounted_tmpfs(mount_point: Path, size: int) -> Iterator[Path]:
             raise AssertionError(f"the tmpfs at {mount_point} was still busy")
 
 
+def library_row(settings: Any, relative: str) -> int:
+    """Probe the file at ``relative`` under the media root and give it a library row
+    (as a download would); its id."""
+    from actors import stores
+    from db.models import Video
+    from media.probe import probe_file
+
+    path = settings.media_root / relative
+    info = probe_file(path)
+    with stores.sessions().begin() as session:
+        video = Video(
+            title=path.stem, duration=info.duration, width=info.width, height=info.height,
+            vcodec=info.vcodec, acodec=info.acodec, container=info.container,
+            source_url=f"https://example.com/{relative}", extractor="test",
+            extractor_id=relative, path=relative, size=path.stat().st_size,
+        )  # fmt: skip
+        session.add(video)
+        session.flush()
+        return int(video.id)
+
+
 def procfile_command(name: str) -> str:
     """The command of the Procfile's ``name`` line."""
     procfile = Path(__file__).resolve().parents[1] / "Procfile"

@@ -12,29 +12,16 @@ import av
 import pytest
 
 from media.stream_cache import partial_name, source_key, stream_entry
-from tests.support import make_video
+from tests.support import library_row, make_video
 
 
 def library_video(settings: Any, relative: str) -> tuple[int, str]:
     """A small H.264/AAC file in the library, with its row; its id and cache key."""
-    from actors import stores
-    from db.models import Video
-    from media.probe import probe_file
-
     path = settings.media_root / relative
     path.parent.mkdir(parents=True, exist_ok=True)
     make_video(path, seconds=2, size="320x240", bitrate="300k")
-    info = probe_file(path)
-    with stores.sessions().begin() as session:
-        video = Video(
-            title=relative, duration=info.duration, width=info.width, height=info.height,
-            vcodec=info.vcodec, acodec=info.acodec, container=info.container,
-            source_url=f"https://example.com/{relative}", extractor="test",
-            extractor_id=relative, path=relative, size=path.stat().st_size,
-        )  # fmt: skip
-        session.add(video)
-        session.flush()
-        return video.id, source_key(video.id, path.stat())
+    video_id = library_row(settings, relative)
+    return video_id, source_key(video_id, path.stat())
 
 
 def cache_file(path: Path, size: int, age_s: float) -> Path:

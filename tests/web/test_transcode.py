@@ -18,9 +18,10 @@ import httpx
 import pytest
 
 from media.ffmpeg import ffmpeg_path
+from media.probe import probe_file
 from media.stream_cache import hls_folder, source_key, stream_entry
 from tests.conftest import ADMIN_TOKEN
-from tests.support import api_client, live_server, wait_for
+from tests.support import api_client, child_processes, library_row, live_server, wait_for
 from tests.web.test_requests import assert_error
 
 GOP_S = 2  # the test files' keyframe interval
@@ -42,27 +43,14 @@ def encode(path: Path, *, seconds: int, size: str, video: list[str], audio: list
 
 def add_to_library(settings: Any, relative: str, make: Any) -> dict[str, Any]:
     """Make a file under the media root, probe it and give it a library row."""
-    from actors import stores
-    from db.models import Video
-    from media.probe import probe_file
-
     path = make(settings.media_root / relative)
-    info = probe_file(path)
-    with stores.sessions().begin() as session:
-        video = Video(
-            title=path.stem, duration=info.duration, width=info.width, height=info.height,
-            vcodec=info.vcodec, acodec=info.acodec, container=info.container,
-            source_url=f"https://example.com/{relative}", extractor="test",
-            extractor_id=relative, path=relative, size=path.stat().st_size,
-        )  # fmt: skip
-        session.add(video)
-        session.flush()
-        return {
-            "id": video.id,
-            "frames": frame_count(path),
-            "duration": info.duration,
-            "key": source_key(video.id, path.stat()),
-        }
+    video_id = library_row(settings, relative)
+    return {
+        "id": video_id,
+        "frames": frame_count(path),
+        "duration": probe_file(path).duration,
+        "key": source_key(video_id, path.stat()),
+    }
 
 
 def frame_count(source: Path | bytes) -> int:
@@ -89,20 +77,8 @@ def webm_vp9(path: Path) -> Path:
 def ffmpeg_children(parent: int | None = None) -> list[str]:
     """The command lines of the FFmpeg processes ``parent`` (by default this process,
     where the ``server`` fixture runs) started."""
-    parent = parent or os.getpid()
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{name}/stat").read_text()
-            command = Path(f"/proc/{name}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if fields[0] != "Z" and int(fields[1]) == parent and b"ffmpeg" in command[0]:
-            found.append(" ".join(part.decode() for part in command))
-    return found
+    commands = child_processes(parent or os.getpid())
+    return [command for command in commands if "ffmpeg" in command.split(" ", 1)[0]]
 
 
 def test_an_mkv_with_h264_and_aac_asked_as_mp4_is_remuxed(api: httpx.Client, settings: Any) -> None:

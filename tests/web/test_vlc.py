@@ -7,7 +7,6 @@ import dataclasses
 import io
 import os
 import shutil
-from pathlib import Path
 from typing import Any
 
 import av
@@ -15,7 +14,7 @@ import httpx
 import pytest
 
 from tests.conftest import ADMIN_TOKEN
-from tests.support import api_client, live_server, wait_for
+from tests.support import api_client, child_processes, live_server, wait_for
 from tests.web.test_transcode import add_to_library, mkv_h264, webm_vp9
 
 CVLC = shutil.which("cvlc")
@@ -28,21 +27,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def vlc_children() -> list[int]:
+def vlc_children() -> list[str]:
     """The live VLC processes this process (the server's) started."""
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{name}/stat").read_text()
-            command = Path(f"/proc/{name}/cmdline").read_bytes()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if fields[0] != "Z" and int(fields[1]) == os.getpid() and b"vlc" in command:
-            found.append(int(name))
-    return found
+    return [command for command in child_processes(os.getpid()) if "vlc" in command]
 
 
 @pytest.fixture

@@ -171,7 +171,7 @@ class StreamResult:
         intro = (
             f"Direct play: {CONNECTIONS} wrk connections ({WRK_THREADS} threads), "
             f"{self.seconds} s per run, one {self.file_bytes // (1024 * 1024)} MiB file; "
-            f"N random in its first half; MB = 10^6 bytes; "
+            f"bytes=N- and 1 MiB ranges from N, N random in its first half; MB = 10^6 bytes; "
             f"CPU and RSS of the server's processes"
         )
         return f"{intro}\n{table(header, rows)}"

@@ -195,8 +195,10 @@ def debian_binary(name: str, package: str, candidates: tuple[str, ...] = ()) -> 
     environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     install = ["apt-get", "install", "-y", "-q", package]
     if subprocess.run(install, env=environment, capture_output=True).returncode:
-        subprocess.run(["apt-get", "update", "-q"], env=environment, check=True)
-        subprocess.run(install, env=environment, check=True, capture_output=True)
+        subprocess.run(["apt-get", "update", "-q"], env=environment, capture_output=True)
+        retried = subprocess.run(install, env=environment, capture_output=True, text=True)
+        if retried.returncode:
+            raise RuntimeError(f"apt-get could not install {package}:\n{retried.stderr[-2000:]}")
     found = find()
     if not found:
         raise RuntimeError(f"installed {package}, but {name} is still not found")

@@ -44,9 +44,9 @@ class MediaFile(FileResponse):
 
     Each chunk is a read in a worker thread and a write on the event loop, so the
     chunk size sets the CPU per byte: with Starlette's 64 KiB one process spent about
-    2.4 CPU seconds per GB sent, with 1 MiB about 0.9 (bench/streaming.py); larger
-    chunks saved no more and held more memory per connection (a connection holds
-    about two chunks while its client reads). A Range header with more ranges than
+    2.4 CPU seconds per GB sent, with 1 MiB about 0.9 (bench/README.md, section 5);
+    larger chunks saved no more and held more memory per connection (a connection
+    holds about two chunks while its client reads). A Range header with more ranges than
     the cap is ignored (RFC 9110 lets a server ignore Range) and the whole file is
     sent with 200: no more work than ``bytes=0-``, and a player still gets its bytes.
     Starlette merges overlapping ranges of the ones under the cap.

@@ -147,6 +147,16 @@ def test_a_few_ranges_are_one_multipart_answer(api: httpx.Client, video: Any) ->
     assert f"Content-Range: bytes 1000-1009/{len(data)}".encode() in response.content
 
 
+def test_as_many_ranges_as_the_cap_are_still_served_as_asked(api: httpx.Client, video: Any) -> None:
+    data = video["data"]
+    ranges = ", ".join(f"{i * 1000}-{i * 1000 + 9}" for i in range(MAX_RANGES))
+    response = api.get(video["url"], headers={"Range": f"bytes={ranges}"})
+    assert response.status_code == 206
+    assert response.headers["content-type"].startswith("multipart/byteranges")
+    assert response.content.count(b"Content-Range: bytes ") == MAX_RANGES
+    assert data[(MAX_RANGES - 1) * 1000 : (MAX_RANGES - 1) * 1000 + 10] in response.content
+
+
 @pytest.mark.parametrize("count", [MAX_RANGES + 1, 200])
 def test_too_many_ranges_get_the_whole_file_never_a_5xx(
     api: httpx.Client, video: Any, count: int

@@ -131,7 +131,8 @@ SHAPES = {
 
 @dataclass(frozen=True)
 class Load:
-    """One wrk run against one server: bytes read and the servers' CPU meanwhile."""
+    """One wrk run against one server: what it read, and the server's CPU and peak
+    resident size meanwhile."""
 
     bytes: int
     seconds: float

@@ -1,6 +1,6 @@
 """``python -m bench`` (``make bench``): sets up a throwaway Redis, SQLite database and
-environment, runs the HTTP latency, job pipeline, egress guard and WebSocket fan-out
-benchmarks in it and prints their tables; ``--quick`` runs a short version, ``--only``
+environment, runs the HTTP latency, job pipeline, egress guard, WebSocket fan-out and
+direct play benchmarks in it and prints their tables; ``--quick`` runs a short version, ``--only``
 one of them.
 """
 
@@ -22,7 +22,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a short run (fewer requests/jobs)")
     parser.add_argument(
         "--only",
-        choices=("http", "pipeline", "egress", "ws"),
+        choices=("http", "pipeline", "egress", "ws", "stream"),
         help="run just one of the benchmarks",
     )
     return parser.parse_args(argv)
@@ -57,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
 
             print()
             print(run_ws(env, quick=args.quick).render(), flush=True)
+        if args.only in (None, "stream"):
+            from bench.streaming import run_stream
+
+            print()
+            print(run_stream(env, quick=args.quick).render(), flush=True)
     print(f"\ndone in {time.monotonic() - started:.0f}s")
     return 0
 

@@ -1,4 +1,8 @@
-"""``GET /stream/{video_id}``: the file itself; Starlette's FileResponse does Range.
+"""``GET``/``HEAD /stream/{video_id}``: the file itself (direct play). Starlette's
+FileResponse does Range (206 + ``Content-Range``, a multipart answer for several
+ranges), ``If-Range`` against its ``ETag``/``Last-Modified``, and 416 with
+``Content-Range: bytes */size`` for a range past the end; :class:`MediaFile` only
+changes two of its numbers.
 
 Only media is ever served here: the content type comes from the container the worker
 probed (never from the file name), ``nosniff`` stops a browser from guessing another,
@@ -8,32 +12,106 @@ from running as our origin.
 
 from __future__ import annotations
 
+import os
+import stat
+from pathlib import Path
+
+import anyio.to_thread
+from sqlalchemy import Row, bindparam, select
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
+from db.models import Video
 from media.probe import content_type
 from web.errors import not_found
 from web.transcode import media_info, transcoded, wants_transcode
-from web.videos import load_video
+from web.videos import MAX_ID, load_video
 
 MEDIA_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"}
+CHUNK_BYTES = 1024 * 1024
+MAX_RANGES = 16
+# Built once with a bind parameter: what a stream needs of its row, no ORM objects.
+# Building a statement and its cache key costs more than running it, and a player
+# that asks for many small ranges pays the lookup on every one.
+FILE_OF_VIDEO = select(Video.path, Video.container, Video.vcodec, Video.acodec).where(
+    Video.id == bindparam("video_id")
+)
+
+
+class MediaFile(FileResponse):
+    """A FileResponse that reads 1 MiB at a time and ignores a Range of more than
+    ``MAX_RANGES`` ranges.
+
+    Each chunk is a read in a worker thread and a write on the event loop, so the
+    chunk size sets the CPU per byte: with Starlette's 64 KiB one process spent about
+    2.4 CPU seconds per GB sent, with 1 MiB about 0.9 (bench/README.md, section 5);
+    larger chunks saved no more and held more memory per connection (a connection
+    holds about two chunks while its client reads). A Range header with more ranges than
+    the cap is ignored (RFC 9110 lets a server ignore Range) and the whole file is
+    sent with 200: no more work than ``bytes=0-``, and a player still gets its bytes.
+    Starlette merges overlapping ranges of the ones under the cap.
+    """
+
+    chunk_size = CHUNK_BYTES
+    max_ranges = MAX_RANGES
+
+
+def _library_file(root: Path, relative: str) -> tuple[Path, os.stat_result] | None:
+    """The file a row names and its stat, or None when it is gone or not a regular
+    file under the library (the path comes from our own row, but a row must never
+    lead outside it)."""
+    root = root.resolve()
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root):
+        return None
+    try:
+        stat_result = path.stat()
+    except OSError:
+        return None
+    return (path, stat_result) if stat.S_ISREG(stat_result.st_mode) else None
+
+
+async def _file_row(request: Request) -> Row[tuple[str, str | None, str | None, str | None]]:
+    video_id = request.path_params["video_id"]
+    row = None
+    if video_id <= MAX_ID:
+        async with request.app.state.db() as session:
+            row = (await session.execute(FILE_OF_VIDEO, {"video_id": video_id})).first()
+    if row is None:
+        raise not_found("video")
+    return row
 
 
 async def stream_file(request: Request) -> Response:
-    video = await load_video(request)
-    root = request.app.state.settings.media_root.resolve()
-    path = (root / video.path).resolve()
-    # The path comes from our own row, but a row must never lead outside the library.
-    if not path.is_relative_to(root) or not path.is_file():
-        raise not_found("video file")
     if wants_transcode(request):
-        return await transcoded(request, video.id, path, media_info(video))
-    return FileResponse(
+        return await _transcoded(request)
+    video = await _file_row(request)
+    # In a thread: on a network filesystem the lookups can block.
+    found = await anyio.to_thread.run_sync(
+        _library_file, request.app.state.settings.media_root, video.path
+    )
+    if found is None:
+        raise not_found("video file")
+    path, stat_result = found
+    return MediaFile(
         path,
+        stat_result=stat_result,
         media_type=content_type(video.container, video.vcodec, video.acodec),
         headers=MEDIA_HEADERS,
     )
+
+
+async def _transcoded(request: Request) -> Response:
+    """``?quality=&format=&start=``: remuxed or transcoded (web/transcode.py), which
+    needs the whole probe of the row."""
+    video = await load_video(request)
+    found = await anyio.to_thread.run_sync(
+        _library_file, request.app.state.settings.media_root, video.path
+    )
+    if found is None:
+        raise not_found("video file")
+    return await transcoded(request, video.id, found[0], media_info(video))
 
 
 routes = [Route("/stream/{video_id:int}", stream_file, methods=["GET", "HEAD"])]

@@ -66,6 +66,12 @@ def mkv_h264(path: Path, seconds: int = 8, size: str = "320x240", rate: str = "3
     )  # fmt: skip
 
 
+def long_mkv(path: Path) -> Path:
+    """40 s at 720p: a transcode of it outlasts a test that holds one open, and its
+    output is more than the socket buffers take, so it cannot finish unread."""
+    return mkv_h264(path, seconds=40, size="1280x720", rate="4M")
+
+
 def webm_vp9(path: Path) -> Path:
     return encode(
         path, seconds=3, size="640x480",
@@ -82,8 +88,7 @@ def ffmpeg_children(parent: int | None = None) -> list[str]:
 
 
 def test_an_mkv_with_h264_and_aac_asked_as_mp4_is_remuxed(api: httpx.Client, settings: Any) -> None:
-    # 10 MB: more than the socket buffers hold, so ffmpeg still runs while nothing is read.
-    video = add_to_library(settings, "a/remux.mkv", lambda p: mkv_h264(p, 40, "640x360", "2M"))
+    video = add_to_library(settings, "a/remux.mkv", long_mkv)  # still running while unread
     with api.stream("GET", f"/stream/{video['id']}", params={"format": "mp4"}) as response:
         assert response.status_code == 200
         assert response.headers["content-type"] == "video/mp4"
@@ -137,7 +142,7 @@ def test_start_seeks_on_the_input_to_within_one_gop(api: httpx.Client, settings:
 def test_a_client_that_leaves_mid_transcode_leaves_no_ffmpeg(
     api: httpx.Client, settings: Any
 ) -> None:
-    video = add_to_library(settings, "a/leave.mkv", lambda p: mkv_h264(p, seconds=40))
+    video = add_to_library(settings, "a/leave.mkv", long_mkv)
     # VP9 at source size: far slower than the 40 s file could be sent.
     with api.stream("GET", f"/stream/{video['id']}", params={"format": "webm"}) as response:
         assert response.headers["x-stream-mode"] == "transcode"
@@ -178,7 +183,7 @@ def test_a_transcode_needs_a_credential_and_an_existing_video(
 def test_a_web_process_that_gets_sigterm_mid_transcode_leaves_no_ffmpeg(
     start_web: Any, settings: Any
 ) -> None:
-    video = add_to_library(settings, "a/term.mkv", lambda p: mkv_h264(p, seconds=40))
+    video = add_to_library(settings, "a/term.mkv", long_mkv)
     process, port = start_web()
     url = f"http://127.0.0.1:{port}/stream/{video['id']}"
     headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -205,7 +210,7 @@ def capped(settings: Any) -> Any:
 def test_the_transcode_cap_answers_503_with_retry_after_and_admits_when_a_slot_frees(
     capped: Any, settings: Any
 ) -> None:
-    video = add_to_library(settings, "a/cap.mkv", lambda p: mkv_h264(p, seconds=40))
+    video = add_to_library(settings, "a/cap.mkv", long_mkv)
     with api_client(capped.url, ADMIN_TOKEN) as api:
         url, params = f"/stream/{video['id']}", {"format": "webm"}
         with api.stream("GET", url, params=params) as first:
@@ -228,7 +233,7 @@ def test_the_transcode_cap_answers_503_with_retry_after_and_admits_when_a_slot_f
 
 
 def test_one_client_is_held_to_its_own_cap(api: httpx.Client, settings: Any, app: Any) -> None:
-    video = add_to_library(settings, "a/mine.mkv", lambda p: mkv_h264(p, seconds=40))
+    video = add_to_library(settings, "a/mine.mkv", long_mkv)
     app.state.streams.per_client = 1
     with api.stream("GET", f"/stream/{video['id']}", params={"format": "webm"}) as first:
         next(first.iter_bytes())
@@ -248,7 +253,7 @@ def test_the_streams_list_is_for_the_admin_only(server: Any) -> None:
 def test_the_slots_of_a_sigkilled_web_process_free_within_the_ttl(
     start_web: Any, capped: Any, settings: Any
 ) -> None:
-    video = add_to_library(settings, "a/killed.mkv", lambda p: mkv_h264(p, seconds=40))
+    video = add_to_library(settings, "a/killed.mkv", long_mkv)
     process, port = start_web(VIDFLEET_MAX_TRANSCODES="1", VIDFLEET_HEARTBEAT_TIMEOUT="3")
     url = f"http://127.0.0.1:{port}/stream/{video['id']}"
     headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -358,7 +363,7 @@ def test_a_finished_transcode_is_kept_and_served_from_the_cache_with_range(
 
 
 def test_a_transcode_the_client_left_is_not_kept(api: httpx.Client, settings: Any) -> None:
-    video = add_to_library(settings, "a/partial.mkv", lambda p: mkv_h264(p, seconds=40))
+    video = add_to_library(settings, "a/partial.mkv", long_mkv)
     with api.stream("GET", f"/stream/{video['id']}", params={"format": "webm"}) as response:
         next(response.iter_bytes())
     wait_for(lambda: not ffmpeg_children(), timeout=2, what="ffmpeg to stop")

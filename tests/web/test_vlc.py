@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import ADMIN_TOKEN
 from tests.support import api_client, child_processes, live_server, wait_for
-from tests.web.test_transcode import add_to_library, mkv_h264, webm_vp9
+from tests.web.test_transcode import add_to_library, long_mkv, mkv_h264, webm_vp9
 
 CVLC = shutil.which("cvlc")
 # .ci/run installs VLC and sets this, so CI can never skip these.
@@ -77,7 +77,7 @@ def test_vlc_remuxes_h264_into_mp4_and_transcodes_it_into_webm(
 def test_a_client_that_leaves_a_vlc_stream_leaves_no_vlc(
     vlc_api: httpx.Client, settings: Any
 ) -> None:
-    video = add_to_library(settings, "v/leave.mkv", lambda p: mkv_h264(p, seconds=40))
+    video = add_to_library(settings, "v/leave.mkv", long_mkv)
     with vlc_api.stream("GET", f"/stream/{video['id']}", params={"format": "webm"}) as response:
         next(response.iter_bytes())
         assert vlc_children()

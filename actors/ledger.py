@@ -3,10 +3,12 @@
 Every job a worker runs costs two transitions (claim, then finish or requeue). Done one
 transaction each, the transaction overhead costs more than the work of a short job. The
 ledger has one writer thread: a worker thread hands it a transition and waits; the
-writer takes every transition waiting at that moment and commits them together (all
-claims in one ``UPDATE ... WHERE id IN (...) RETURNING``). An idle worker pays no added
-latency: a lone transition is committed at once. Each transition stays conditional on
-the job's status, so the guarantees of :mod:`db.jobs` hold row by row.
+writer takes every transition waiting at that moment and commits them together: all
+claims in one ``UPDATE ... WHERE id IN (...) RETURNING``, and the finishes that end alike
+(succeeded with no result, say) in one ``UPDATE ... WHERE (id, attempts) IN (...)
+RETURNING``. An idle worker pays no added latency: a lone transition is committed at
+once. Each transition stays conditional on the job's status (and a finish on its
+attempt), so the guarantees of :mod:`db.jobs` hold row by row.
 
 When the database is unavailable (:func:`actors.stores.database_unavailable`: refused,
 dropped, timed out, locked past the busy timeout) the writer keeps the batch and tries
@@ -21,6 +23,7 @@ waiter of the transaction at once.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -242,15 +245,46 @@ class JobLedger:
 
     def _apply(self, batch: list[_Transition]) -> list[dict[str, Any] | None]:
         claims: dict[str, str | None] = {}
-        for transition in batch:
+        # Fenced finishes with the same outcome share one statement (a batch of jobs
+        # that succeeded with no result is one UPDATE); the others go one by one.
+        finishes: dict[tuple[Any, ...], list[tuple[int, int]]] = {}  # -> (index, attempt)
+        for index, transition in enumerate(batch):
             if transition.kind == "claim":
                 claims.setdefault(transition.job_id, transition.message_id)
+            elif transition.kind == "finish" and transition.attempt is not None:
+                key = (
+                    transition.status,
+                    _canonical(transition.result),
+                    _canonical(transition.error),
+                )
+                finishes.setdefault(key, []).append((index, transition.attempt))
         outcomes: dict[int, dict[str, Any] | None] = {}
         with self.engine.begin() as connection:
             # Finishes and requeues before claims: after an outage one batch can hold a
             # job's requeue and the claim by its retry message, and the attempt that
             # ended must end before the next one starts.
+            for fenced in finishes.values():
+                first = batch[fenced[0][0]]
+                assert first.status is not None
+                moved = jobs.finish_many(
+                    connection,
+                    first.status,
+                    [(batch[index].job_id, attempt) for index, attempt in fenced],
+                    result=first.result,
+                    error=first.error,
+                )
+                for index, attempt in fenced:
+                    job_id = batch[index].job_id
+                    job = moved.get(job_id)
+                    # Two finishes of one job in one batch (a stale attempt's and the
+                    # current one's): the row names the attempt that passed its fence.
+                    if job is not None and job["attempts"] == attempt:
+                        outcomes[index] = moved.pop(job_id)
+                    else:
+                        outcomes[index] = None
             for index, transition in enumerate(batch):
+                if index in outcomes:
+                    continue
                 if transition.kind == "finish":
                     assert transition.status is not None
                     outcomes[index] = jobs.finish(
@@ -276,3 +310,8 @@ class JobLedger:
                     # Two deliveries of one job in one batch: only the first may win.
                     outcomes[index] = won.pop(transition.job_id, None)
         return [outcomes[index] for index in range(len(batch))]
+
+
+def _canonical(value: dict[str, Any] | None) -> str | None:
+    """A result or error as a key: finishes whose outcomes are equal share a statement."""
+    return None if value is None else json.dumps(value, sort_keys=True, default=str)

@@ -21,11 +21,13 @@ from sqlalchemy import (
     Update,
     and_,
     bindparam,
+    case,
     func,
     insert,
     null,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.orm import Session
@@ -65,20 +67,22 @@ def job_to_dict(job: Job | RowMapping) -> dict[str, Any]:
     return data
 
 
+def _bound_values(names: tuple[str, ...]) -> dict[str, Any]:
+    """``SET name = :new_name`` for each column in ``names``."""
+    return {name: bindparam(f"new_{name}", type_=JOBS.c[name].type) for name in names}
+
+
 @lru_cache(maxsize=32)
 def _transition_statement(names: tuple[str, ...], fenced: bool) -> Update:
     # Built once per shape and reused: constructing the statement (and its cache key)
     # anew on every call cost more than running it.
-    values: dict[str, Any] = {
-        name: bindparam(f"new_{name}", type_=JOBS.c[name].type) for name in names
-    }
     statement = update(JOBS).where(
         JOBS.c.id == bindparam("job_id"),
         JOBS.c.status == bindparam("from_status", type_=JOBS.c.status.type),
     )
     if fenced:
         statement = statement.where(JOBS.c.attempts == bindparam("attempt"))
-    return statement.values(**values).returning(*JOBS.c)
+    return statement.values(**_bound_values(names)).returning(*JOBS.c)
 
 
 def _transition(
@@ -105,28 +109,35 @@ def _transition(
     return job_to_dict(row) if row is not None else None
 
 
-_CLAIM_MANY = (
-    update(JOBS)
-    .where(
-        JOBS.c.id.in_(bindparam("job_ids", expanding=True)),
-        JOBS.c.status == bindparam("queued", type_=JOBS.c.status.type),
+@lru_cache(maxsize=256)
+def _claim_statement(count: int) -> Update:
+    # One statement per batch size, built once: each job gets the id of the message that
+    # claims it in the same UPDATE (a CASE over the ids) rather than in a second one.
+    job_ids = [bindparam(f"job_id_{index}", type_=JOBS.c.id.type) for index in range(count)]
+    message_ids = case(
+        *(
+            (JOBS.c.id == job_id, bindparam(f"message_id_{index}", type_=JOBS.c.message_id.type))
+            for index, job_id in enumerate(job_ids)
+        ),
     )
-    .values(
-        status=bindparam("running", type_=JOBS.c.status.type),
-        attempts=JOBS.c.attempts + 1,
-        started_at=bindparam("now"),
-        updated_at=bindparam("now"),
-        stage="starting",
-        message=null(),
-        error=null(),
+    return (
+        update(JOBS)
+        .where(
+            JOBS.c.id.in_(job_ids),
+            JOBS.c.status == bindparam("queued", type_=JOBS.c.status.type),
+        )
+        .values(
+            status=bindparam("running", type_=JOBS.c.status.type),
+            attempts=JOBS.c.attempts + 1,
+            started_at=bindparam("now"),
+            updated_at=bindparam("now"),
+            stage="starting",
+            message=null(),
+            error=null(),
+            message_id=message_ids,
+        )
+        .returning(*JOBS.c)
     )
-    .returning(*JOBS.c)
-)
-_SET_MESSAGE_ID = (
-    update(JOBS)
-    .where(JOBS.c.id == bindparam("job_id"))
-    .values(message_id=bindparam("new_message_id"))
-)
 
 
 def claim_many(
@@ -136,22 +147,16 @@ def claim_many(
     returns the public form of each job this call won, by id."""
     if not claims:
         return {}
-    rows = connection.execute(
-        _CLAIM_MANY,
-        {
-            "job_ids": list(claims),
-            "queued": JobStatus.queued,
-            "running": JobStatus.running,
-            "now": utcnow(),
-        },
-    ).mappings()
-    won = {row["id"]: job_to_dict(row) for row in rows}
-    if won:
-        connection.execute(
-            _SET_MESSAGE_ID,
-            [{"job_id": job_id, "new_message_id": claims[job_id]} for job_id in won],
-        )
-    return won
+    parameters: dict[str, Any] = {
+        "queued": JobStatus.queued,
+        "running": JobStatus.running,
+        "now": utcnow(),
+    }
+    for index, (job_id, message_id) in enumerate(claims.items()):
+        parameters[f"job_id_{index}"] = job_id
+        parameters[f"message_id_{index}"] = message_id
+    rows = connection.execute(_claim_statement(len(claims)), parameters).mappings()
+    return {row["id"]: job_to_dict(row) for row in rows}
 
 
 def claim(
@@ -159,6 +164,23 @@ def claim(
 ) -> dict[str, Any] | None:
     """queued -> running; counts the attempt. None when the job was not queued."""
     return claim_many(connection, {job_id: message_id}).get(job_id)
+
+
+def _finish_values(
+    status: JobStatus, result: dict[str, Any] | None, error: dict[str, Any] | None
+) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "status": status,
+        "finished_at": utcnow(),
+        "dedupe_key": None,
+        "error": error,
+        "stage": str(status),
+    }
+    if result is not None:
+        values["result"] = result
+    if status is JobStatus.succeeded:
+        values["progress"] = 1.0
+    return values
 
 
 def finish(
@@ -172,18 +194,44 @@ def finish(
     attempt: int | None = None,
 ) -> dict[str, Any] | None:
     """running -> succeeded | failed | cancelled (or queued -> cancelled)."""
-    values: dict[str, Any] = {
-        "status": status,
-        "finished_at": utcnow(),
-        "dedupe_key": None,
-        "error": error,
-        "stage": str(status),
-    }
-    if result is not None:
-        values["result"] = result
-    if status is JobStatus.succeeded:
-        values["progress"] = 1.0
+    values = _finish_values(status, result, error)
     return _transition(connection, job_id, from_status, values, attempt)
+
+
+@lru_cache(maxsize=32)
+def _fenced_many_statement(names: tuple[str, ...]) -> Update:
+    return (
+        update(JOBS)
+        .where(
+            JOBS.c.status == bindparam("from_status", type_=JOBS.c.status.type),
+            tuple_(JOBS.c.id, JOBS.c.attempts).in_(bindparam("fences", expanding=True)),
+        )
+        .values(**_bound_values(names))
+        .returning(*JOBS.c)
+    )
+
+
+def finish_many(
+    connection: Connection | Session,
+    status: JobStatus,
+    fences: list[tuple[str, int]],
+    *,
+    result: dict[str, Any] | None = None,
+    error: dict[str, Any] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """running -> succeeded | failed | cancelled for many jobs in one statement, all with
+    the same ``result`` and ``error``, each fenced by its attempt (``(job id, attempt)``
+    pairs): a job moves only if it is still running that attempt. Returns the public
+    form of each job this call moved, by id (its ``attempts`` is the fence it passed)."""
+    if not fences:
+        return {}
+    values = {**_finish_values(status, result, error), "updated_at": utcnow()}
+    statement = _fenced_many_statement(tuple(sorted(values)))
+    parameters = {f"new_{name}": value for name, value in values.items()}
+    rows = connection.execute(
+        statement, {"from_status": JobStatus.running, "fences": fences, **parameters}
+    ).mappings()
+    return {row["id"]: job_to_dict(row) for row in rows}
 
 
 def cancel_queued(connection: Connection | Session, job_id: str) -> dict[str, Any] | None:

@@ -241,3 +241,19 @@ def test_many_jobs_finish_in_one_statement_and_a_stale_attempt_is_fenced_off(
     assert status_of(sessions, taken_over) == "failed"
     with sessions.begin() as session:
         assert jobs.finish_many(session, JobStatus.failed, []) == {}
+
+
+def test_sqlite_finds_the_jobs_of_a_claim_or_a_batched_finish_by_id(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'plans.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    statements = [jobs._claim_statement(4), jobs._fenced_many_statement(("status",), 4)]
+    with engine.connect() as connection:
+        for statement in statements:
+            compiled = statement.compile(dialect=engine.dialect)
+            parameters = [None] * len(compiled.positiontup or [])
+            plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", tuple(parameters))
+            details = " ".join(str(row[-1]) for row in plan)
+            assert "sqlite_autoindex_jobs_1 (id=?)" in details, details
+            assert "ix_jobs_status" not in details and "SCAN jobs" not in details, details
+    engine.dispose()

@@ -29,7 +29,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +48,39 @@ RETRY_FIRST_S = 0.05
 RETRY_MAX_S = 2.0
 
 
+class _Outcome:
+    """How a worker thread waits for its transition: a lock the writer releases once the
+    outcome is known. (A Future does the same through a Condition, whose waiter list
+    and notify cost the writer more per transition.)"""
+
+    __slots__ = ("_done", "_error", "_ready", "_value")
+
+    def __init__(self) -> None:
+        self._ready = threading.Lock()
+        self._ready.acquire()
+        self._done = False
+        self._value: dict[str, Any] | None = None
+        self._error: BaseException | None = None
+
+    def done(self) -> bool:
+        return self._done
+
+    def set_result(self, value: dict[str, Any] | None) -> None:
+        self._value, self._done = value, True
+        self._ready.release()
+
+    def set_exception(self, error: BaseException) -> None:
+        self._error, self._done = error, True
+        self._ready.release()
+
+    def result(self) -> dict[str, Any] | None:
+        """Wait for the outcome (once: only the transition's own worker thread asks)."""
+        self._ready.acquire()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
 @dataclass
 class _Transition:
     job_id: str
@@ -60,7 +92,7 @@ class _Transition:
     status: JobStatus | None = None
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
-    outcome: Future[dict[str, Any] | None] = field(default_factory=Future)
+    outcome: _Outcome = field(default_factory=_Outcome)
     submitted: float = field(default_factory=time.monotonic)
 
 
@@ -170,6 +202,9 @@ class JobLedger:
 
     # -- the writer
     def _ensure_writer(self) -> None:
+        writer = self._writer
+        if writer is not None and writer.is_alive():
+            return
         with self._lock:
             if self._writer is None or not self._writer.is_alive():
                 self._writer = threading.Thread(

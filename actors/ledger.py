@@ -5,10 +5,12 @@ transaction each, the transaction overhead costs more than the work of a short j
 ledger has one writer thread: a worker thread hands it a transition and waits; the
 writer takes every transition waiting at that moment and commits them together: all
 claims in one ``UPDATE ... WHERE id IN (...) RETURNING``, and the finishes that end alike
-(succeeded with no result, say) in one ``UPDATE ... WHERE (id, attempts) IN (...)
-RETURNING``. An idle worker pays no added latency: a lone transition is committed at
-once. Each transition stays conditional on the job's status (and a finish on its
-attempt), so the guarantees of :mod:`db.jobs` hold row by row.
+(succeeded with no result, say) in one ``UPDATE ... WHERE (id = ... AND attempts = ...)
+OR ... RETURNING``. A second thread publishes each committed transaction's changes and
+then wakes its waiters, while the writer commits the next. An idle worker pays no added
+latency: a lone transition is committed at once. Each transition stays conditional on
+the job's status (and a finish on its attempt), so the guarantees of :mod:`db.jobs`
+hold row by row.
 
 When the database is unavailable (:func:`actors.stores.database_unavailable`: refused,
 dropped, timed out, locked past the busy timeout) the writer keeps the batch and tries
@@ -101,9 +103,11 @@ class JobLedger:
 
     Parameters:
       engine: the database of the ``jobs`` table.
-      on_commit: called on the writer thread with the new public form of every job a
-        transaction changed, before any waiter resumes (JobTracking publishes them, so
-        a job's state event always goes out before its progress events).
+      on_commit: called with the new public form of every job a transaction changed,
+        after the commit and before any of its waiters resumes (JobTracking publishes
+        them, so a job's state event always goes out before its progress events and
+        before its message is acked). It runs on a thread of its own, one transaction
+        after another in the order they committed, while the writer commits the next.
       max_batch: the most transitions one transaction takes.
       claim_patience: seconds a claim waits for an unavailable database.
       outage: how the writer backs off and logs a database outage.
@@ -131,6 +135,10 @@ class JobLedger:
         )
         self._pending: queue.SimpleQueue[_Transition] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
+        self._committed: queue.SimpleQueue[
+            tuple[list[dict[str, Any]], list[_Transition], list[dict[str, Any] | None]]
+        ] = queue.SimpleQueue()
+        self._publisher: threading.Thread | None = None
         self._lock = threading.Lock()
         self._ending: dict[int, str] = {}  # finishes and requeues not settled yet
 
@@ -255,13 +263,40 @@ class JobLedger:
             if outcome is not None
         ]
         if changed and self.on_commit is not None:
+            # The publisher thread announces the batch and then wakes its waiters, while
+            # this thread commits the next one: the two stores' round trips overlap.
+            self._ensure_publisher()
+            self._committed.put((changed, batch, outcomes))
+        else:
+            self._settle(batch, outcomes)
+        return []
+
+    # -- the publisher: on_commit, then the waiters, batch by batch in commit order
+    def _ensure_publisher(self) -> None:
+        publisher = self._publisher
+        if publisher is not None and publisher.is_alive():
+            return
+        with self._lock:
+            if self._publisher is None or not self._publisher.is_alive():
+                self._publisher = threading.Thread(
+                    target=self._publish_forever, name="vidfleet-job-events", daemon=True
+                )
+                self._publisher.start()
+
+    def _publish_forever(self) -> None:
+        while True:
+            changed, batch, outcomes = self._committed.get()
             try:
+                assert self.on_commit is not None
                 self.on_commit(changed)
-            except Exception:
+            except BaseException:  # the rows are committed: their waiters learn them anyway
                 logger.warning("job ledger on_commit failed", exc_info=True)
+            self._settle(batch, outcomes)
+
+    @staticmethod
+    def _settle(batch: list[_Transition], outcomes: list[dict[str, Any] | None]) -> None:
         for transition, outcome in zip(batch, outcomes, strict=True):
             transition.outcome.set_result(outcome)
-        return []
 
     def _wait_to_retry(self, batch: list[_Transition], error: Exception) -> list[_Transition]:
         time.sleep(self.outage.failed(error))  # the backoff itself, on the writer thread

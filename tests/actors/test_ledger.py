@@ -158,3 +158,33 @@ def test_one_batch_finishes_many_jobs_and_fences_off_a_stale_attempt(engine: Eng
         queued: ("running", 1),
     }
     assert rows_now[also_done].result == {"n": 1} and rows_now[done].result is None
+
+
+def test_a_transition_returns_after_its_change_is_published_and_a_failed_publish_is_survived(
+    engine: Engine,
+) -> None:
+    from actors.ledger import JobLedger
+    from db.engine import session_factory
+
+    with session_factory(engine).begin() as session:
+        rows = [Job(kind="download", queue="interactive", params={}) for _ in range(3)]
+        session.add_all(rows)
+    first, second, third = (row.id for row in rows)
+    published: list[tuple[str, str]] = []
+
+    def publish(changed: list[dict[str, Any]]) -> None:
+        if any(job["id"] == second for job in changed):
+            raise ConnectionError("Redis went away")
+        published.extend((job["id"], job["status"]) for job in changed)
+
+    ledger = JobLedger(engine, on_commit=publish)
+    claimed = ledger.claim(first, message_id="m-1")
+    # The claim's waiter resumes only once its event is out (JobTracking relies on it:
+    # a job's state event goes before its progress events and before the ack).
+    assert claimed is not None and published == [(first, "running")]
+    done = ledger.finish(first, JobStatus.succeeded, attempt=1)
+    assert done is not None and published[-1] == (first, "succeeded")
+    # A publish that fails does not hold the waiter or stop the next batches' events.
+    assert ledger.claim(second, message_id="m-2") is not None
+    assert ledger.claim(third, message_id="m-3") is not None
+    assert published[-1] == (third, "running")

@@ -43,6 +43,8 @@ PUBLIC_FIELDS = (
 TIME_FIELDS = ("created_at", "started_at", "finished_at", "updated_at")
 CANCELLED = {"type": "cancelled", "message": "cancelled on request", "retryable": False}
 JOBS: Table = Job.__table__  # type: ignore[assignment]
+#: What the transitions return: what :func:`job_to_dict` reads, and nothing else.
+PUBLIC_COLUMNS = tuple(JOBS.c[name] for name in (*PUBLIC_FIELDS, *TIME_FIELDS))
 
 
 class InvalidCursor(ValueError):
@@ -53,9 +55,9 @@ def iso(value: datetime | None) -> str | None:
     """ISO 8601 in UTC; SQLite hands back naive datetimes, which are UTC here."""
     if value is None:
         return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.isoformat() + "Z"
 
 
 def job_to_dict(job: Job | RowMapping) -> dict[str, Any]:
@@ -84,7 +86,7 @@ def _transition_statement(names: tuple[str, ...], fenced: bool) -> Update:
     )
     if fenced:
         statement = statement.where(JOBS.c.attempts == bindparam("attempt"))
-    return statement.values(**_bound_values(names)).returning(*JOBS.c)
+    return statement.values(**_bound_values(names)).returning(*PUBLIC_COLUMNS)
 
 
 def _transition(
@@ -166,7 +168,7 @@ def _claim_statement(count: int) -> Update:
             error=null(),
             message_id=message_ids,
         )
-        .returning(*JOBS.c)
+        .returning(*PUBLIC_COLUMNS)
     )
 
 
@@ -245,7 +247,7 @@ def _fenced_many_statement(names: tuple[str, ...], count: int) -> Update:
         update(JOBS)
         .where(fences, _status_is("from_status"))
         .values(**_bound_values(names))
-        .returning(*JOBS.c)
+        .returning(*PUBLIC_COLUMNS)
     )
 
 

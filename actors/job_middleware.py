@@ -143,22 +143,29 @@ class JobTracking(Middleware):
 
     @property
     def reporter(self) -> JobReporter:
-        # Built on first use, so that forked worker processes make their own connections.
-        with self._lock:
-            if self._reporter is None:
-                self._reporter = JobReporter(
-                    client=stores.redis_client(),
-                    engine=stores.engine(),
-                    heartbeat_ttl=get_settings().heartbeat_timeout,
-                )
-            return self._reporter
+        # Built on first use, so that forked worker processes make their own connections;
+        # read without the lock once built (every message asks).
+        reporter = self._reporter
+        if reporter is None:
+            with self._lock:
+                if self._reporter is None:
+                    self._reporter = JobReporter(
+                        client=stores.redis_client(),
+                        engine=stores.engine(),
+                        heartbeat_ttl=get_settings().heartbeat_timeout,
+                    )
+                reporter = self._reporter
+        return reporter
 
     @property
     def ledger(self) -> JobLedger:
-        with self._lock:
-            if self._ledger is None:
-                self._ledger = JobLedger(stores.engine(), on_commit=self._publish)
-            return self._ledger
+        ledger = self._ledger
+        if ledger is None:
+            with self._lock:
+                if self._ledger is None:
+                    self._ledger = JobLedger(stores.engine(), on_commit=self._publish)
+                ledger = self._ledger
+        return ledger
 
     def _publish(self, changed: list[dict[str, Any]]) -> None:
         self.reporter.publish_many(changed)
@@ -258,6 +265,9 @@ class JobTracking(Middleware):
 
     # -- one watcher thread per worker process: cancel requests, heartbeats, lifeline
     def _ensure_watcher(self) -> None:
+        watcher = self._watcher
+        if watcher is not None and watcher.is_alive():
+            return  # the case of every message but the first
         with self._lock:
             if self._watcher is None or not self._watcher.is_alive():
                 self._stopping.clear()

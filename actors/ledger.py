@@ -3,10 +3,14 @@
 Every job a worker runs costs two transitions (claim, then finish or requeue). Done one
 transaction each, the transaction overhead costs more than the work of a short job. The
 ledger has one writer thread: a worker thread hands it a transition and waits; the
-writer takes every transition waiting at that moment and commits them together (all
-claims in one ``UPDATE ... WHERE id IN (...) RETURNING``). An idle worker pays no added
+writer takes every transition waiting at that moment and commits them together: all
+claims in one ``UPDATE ... WHERE id IN (...) RETURNING``, and the finishes that end alike
+(succeeded with no result, say) in one ``UPDATE ... WHERE (id = ... AND attempts = ...)
+OR ... RETURNING``. A second thread publishes each committed transaction's changes and
+then wakes its waiters, while the writer commits the next. An idle worker pays no added
 latency: a lone transition is committed at once. Each transition stays conditional on
-the job's status, so the guarantees of :mod:`db.jobs` hold row by row.
+the job's status (and a finish on its attempt), so the guarantees of :mod:`db.jobs`
+hold row by row.
 
 When the database is unavailable (:func:`actors.stores.database_unavailable`: refused,
 dropped, timed out, locked past the busy timeout) the writer keeps the batch and tries
@@ -21,12 +25,12 @@ waiter of the transaction at once.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +50,39 @@ RETRY_FIRST_S = 0.05
 RETRY_MAX_S = 2.0
 
 
+class _Outcome:
+    """How a worker thread waits for its transition: a lock the writer releases once the
+    outcome is known. (A Future does the same through a Condition, whose waiter list
+    and notify cost the writer more per transition.)"""
+
+    __slots__ = ("_done", "_error", "_ready", "_value")
+
+    def __init__(self) -> None:
+        self._ready = threading.Lock()
+        self._ready.acquire()
+        self._done = False
+        self._value: dict[str, Any] | None = None
+        self._error: BaseException | None = None
+
+    def done(self) -> bool:
+        return self._done
+
+    def set_result(self, value: dict[str, Any] | None) -> None:
+        self._value, self._done = value, True
+        self._ready.release()
+
+    def set_exception(self, error: BaseException) -> None:
+        self._error, self._done = error, True
+        self._ready.release()
+
+    def result(self) -> dict[str, Any] | None:
+        """Wait for the outcome (once: only the transition's own worker thread asks)."""
+        self._ready.acquire()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
 @dataclass
 class _Transition:
     job_id: str
@@ -57,7 +94,7 @@ class _Transition:
     status: JobStatus | None = None
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
-    outcome: Future[dict[str, Any] | None] = field(default_factory=Future)
+    outcome: _Outcome = field(default_factory=_Outcome)
     submitted: float = field(default_factory=time.monotonic)
 
 
@@ -66,9 +103,11 @@ class JobLedger:
 
     Parameters:
       engine: the database of the ``jobs`` table.
-      on_commit: called on the writer thread with the new public form of every job a
-        transaction changed, before any waiter resumes (JobTracking publishes them, so
-        a job's state event always goes out before its progress events).
+      on_commit: called with the new public form of every job a transaction changed,
+        after the commit and before any of its waiters resumes (JobTracking publishes
+        them, so a job's state event always goes out before its progress events and
+        before its message is acked). It runs on a thread of its own, one transaction
+        after another in the order they committed, while the writer commits the next.
       max_batch: the most transitions one transaction takes.
       claim_patience: seconds a claim waits for an unavailable database.
       outage: how the writer backs off and logs a database outage.
@@ -96,6 +135,10 @@ class JobLedger:
         )
         self._pending: queue.SimpleQueue[_Transition] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
+        self._committed: queue.SimpleQueue[
+            tuple[list[dict[str, Any]], list[_Transition], list[dict[str, Any] | None]]
+        ] = queue.SimpleQueue()
+        self._publisher: threading.Thread | None = None
         self._lock = threading.Lock()
         self._ending: dict[int, str] = {}  # finishes and requeues not settled yet
 
@@ -167,6 +210,9 @@ class JobLedger:
 
     # -- the writer
     def _ensure_writer(self) -> None:
+        writer = self._writer
+        if writer is not None and writer.is_alive():
+            return
         with self._lock:
             if self._writer is None or not self._writer.is_alive():
                 self._writer = threading.Thread(
@@ -217,13 +263,40 @@ class JobLedger:
             if outcome is not None
         ]
         if changed and self.on_commit is not None:
+            # The publisher thread announces the batch and then wakes its waiters, while
+            # this thread commits the next one: the two stores' round trips overlap.
+            self._ensure_publisher()
+            self._committed.put((changed, batch, outcomes))
+        else:
+            self._settle(batch, outcomes)
+        return []
+
+    # -- the publisher: on_commit, then the waiters, batch by batch in commit order
+    def _ensure_publisher(self) -> None:
+        publisher = self._publisher
+        if publisher is not None and publisher.is_alive():
+            return
+        with self._lock:
+            if self._publisher is None or not self._publisher.is_alive():
+                self._publisher = threading.Thread(
+                    target=self._publish_forever, name="vidfleet-job-events", daemon=True
+                )
+                self._publisher.start()
+
+    def _publish_forever(self) -> None:
+        while True:
+            changed, batch, outcomes = self._committed.get()
             try:
+                assert self.on_commit is not None
                 self.on_commit(changed)
-            except Exception:
+            except BaseException:  # the rows are committed: their waiters learn them anyway
                 logger.warning("job ledger on_commit failed", exc_info=True)
+            self._settle(batch, outcomes)
+
+    @staticmethod
+    def _settle(batch: list[_Transition], outcomes: list[dict[str, Any] | None]) -> None:
         for transition, outcome in zip(batch, outcomes, strict=True):
             transition.outcome.set_result(outcome)
-        return []
 
     def _wait_to_retry(self, batch: list[_Transition], error: Exception) -> list[_Transition]:
         time.sleep(self.outage.failed(error))  # the backoff itself, on the writer thread
@@ -242,15 +315,46 @@ class JobLedger:
 
     def _apply(self, batch: list[_Transition]) -> list[dict[str, Any] | None]:
         claims: dict[str, str | None] = {}
-        for transition in batch:
+        # Fenced finishes with the same outcome share one statement (a batch of jobs
+        # that succeeded with no result is one UPDATE); the others go one by one.
+        finishes: dict[tuple[Any, ...], list[tuple[int, int]]] = {}  # -> (index, attempt)
+        for index, transition in enumerate(batch):
             if transition.kind == "claim":
                 claims.setdefault(transition.job_id, transition.message_id)
+            elif transition.kind == "finish" and transition.attempt is not None:
+                key = (
+                    transition.status,
+                    _canonical(transition.result),
+                    _canonical(transition.error),
+                )
+                finishes.setdefault(key, []).append((index, transition.attempt))
         outcomes: dict[int, dict[str, Any] | None] = {}
         with self.engine.begin() as connection:
             # Finishes and requeues before claims: after an outage one batch can hold a
             # job's requeue and the claim by its retry message, and the attempt that
             # ended must end before the next one starts.
+            for fenced in finishes.values():
+                first = batch[fenced[0][0]]
+                assert first.status is not None
+                moved = jobs.finish_many(
+                    connection,
+                    first.status,
+                    [(batch[index].job_id, attempt) for index, attempt in fenced],
+                    result=first.result,
+                    error=first.error,
+                )
+                for index, attempt in fenced:
+                    job_id = batch[index].job_id
+                    job = moved.get(job_id)
+                    # Two finishes of one job in one batch (a stale attempt's and the
+                    # current one's): the row names the attempt that passed its fence.
+                    if job is not None and job["attempts"] == attempt:
+                        outcomes[index] = moved.pop(job_id)
+                    else:
+                        outcomes[index] = None
             for index, transition in enumerate(batch):
+                if index in outcomes:
+                    continue
                 if transition.kind == "finish":
                     assert transition.status is not None
                     outcomes[index] = jobs.finish(
@@ -276,3 +380,8 @@ class JobLedger:
                     # Two deliveries of one job in one batch: only the first may win.
                     outcomes[index] = won.pop(transition.job_id, None)
         return [outcomes[index] for index in range(len(batch))]
+
+
+def _canonical(value: dict[str, Any] | None) -> str | None:
+    """A result or error as a key: finishes whose outcomes are equal share a statement."""
+    return None if value is None else json.dumps(value, sort_keys=True, default=str)

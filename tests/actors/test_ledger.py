@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from db.models import Job, JobStatus
+from tests.db.databases import BACKENDS, migrated_database
+
+
+@pytest.fixture(params=BACKENDS)
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A migrated database of its own: SQLite, and PostgreSQL when the tests have one."""
+    from db.engine import make_engine
+
+    with migrated_database(request.param, tmp_path) as url:
+        engine = make_engine(url)
+        yield engine
+        engine.dispose()
 
 
 def queued_jobs(count: int) -> list[str]:
@@ -83,3 +97,94 @@ def test_a_failed_transaction_reaches_every_waiter(tmp_path: Path) -> None:
     # The writer survives and serves the next call.
     with pytest.raises(SQLAlchemyError):
         ledger.requeue("8f14e45f-ceea-467a-9a4f-1f7b2c4e0c11", error=None)
+
+
+def test_one_batch_finishes_many_jobs_and_fences_off_a_stale_attempt(engine: Engine) -> None:
+    from actors.ledger import JobLedger, _Transition
+    from db import jobs
+    from db.engine import session_factory
+
+    with session_factory(engine).begin() as session:
+        rows = [Job(kind="download", queue="interactive", params={}) for _ in range(5)]
+        session.add_all(rows)
+    done, also_done, broken, taken_over, queued = (row.id for row in rows)
+    committed: list[dict[str, Any]] = []
+    ledger = JobLedger(engine, on_commit=committed.extend)
+    for job_id in (done, also_done, broken, taken_over):
+        assert ledger.claim(job_id, message_id=f"m-{job_id}") is not None
+    # The lifeline gave attempt 1 of one job up; another worker claimed attempt 2.
+    with engine.begin() as connection:
+        assert jobs.requeue(connection, taken_over, error=None, attempt=1) is not None
+        assert jobs.claim(connection, taken_over, message_id="m-2") is not None
+    committed.clear()
+
+    error = {"type": "Boom", "message": "boom", "retryable": False}
+    batch = [
+        _Transition(queued, "claim", message_id="m-q"),
+        _Transition(done, "finish", attempt=1, status=JobStatus.succeeded),
+        _Transition(taken_over, "finish", attempt=1, status=JobStatus.succeeded),
+        _Transition(broken, "finish", attempt=1, status=JobStatus.failed, error=error),
+        _Transition(also_done, "finish", attempt=1, status=JobStatus.succeeded, result={"n": 1}),
+        _Transition(taken_over, "finish", attempt=2, status=JobStatus.succeeded),
+    ]
+    assert ledger._commit(batch) == []  # one transaction, nothing left to retry
+    outcomes = [transition.outcome.result() for transition in batch]
+
+    assert outcomes[0] is not None and outcomes[0]["status"] == "running"
+    assert outcomes[1] is not None and outcomes[1]["status"] == "succeeded"
+    assert outcomes[2] is None  # the stale attempt's finish is void
+    assert outcomes[3] is not None and outcomes[3]["status"] == "failed"
+    assert outcomes[3]["error"] == error
+    assert outcomes[4] is not None and outcomes[4]["result"] == {"n": 1}
+    assert outcomes[5] is not None and outcomes[5]["attempts"] == 2
+    # Each change published once, after the commit; the claim after the finishes.
+    assert [(job["id"], job["status"]) for job in committed] == [
+        (done, "succeeded"),
+        (broken, "failed"),
+        (also_done, "succeeded"),
+        (taken_over, "succeeded"),
+        (queued, "running"),
+    ]
+    with engine.connect() as connection:
+        rows_now = {
+            row.id: row
+            for row in connection.execute(select(Job.id, Job.status, Job.attempts, Job.result))
+        }
+    assert {job_id: (row.status, row.attempts) for job_id, row in rows_now.items()} == {
+        done: ("succeeded", 1),
+        also_done: ("succeeded", 1),
+        broken: ("failed", 1),
+        taken_over: ("succeeded", 2),
+        queued: ("running", 1),
+    }
+    assert rows_now[also_done].result == {"n": 1} and rows_now[done].result is None
+
+
+def test_a_transition_returns_after_its_change_is_published_and_a_failed_publish_is_survived(
+    engine: Engine,
+) -> None:
+    from actors.ledger import JobLedger
+    from db.engine import session_factory
+
+    with session_factory(engine).begin() as session:
+        rows = [Job(kind="download", queue="interactive", params={}) for _ in range(3)]
+        session.add_all(rows)
+    first, second, third = (row.id for row in rows)
+    published: list[tuple[str, str]] = []
+
+    def publish(changed: list[dict[str, Any]]) -> None:
+        if any(job["id"] == second for job in changed):
+            raise ConnectionError("Redis went away")
+        published.extend((job["id"], job["status"]) for job in changed)
+
+    ledger = JobLedger(engine, on_commit=publish)
+    claimed = ledger.claim(first, message_id="m-1")
+    # The claim's waiter resumes only once its event is out (JobTracking relies on it:
+    # a job's state event goes before its progress events and before the ack).
+    assert claimed is not None and published == [(first, "running")]
+    done = ledger.finish(first, JobStatus.succeeded, attempt=1)
+    assert done is not None and published[-1] == (first, "succeeded")
+    # A publish that fails does not hold the waiter or stop the next batches' events.
+    assert ledger.claim(second, message_id="m-2") is not None
+    assert ledger.claim(third, message_id="m-3") is not None
+    assert published[-1] == (third, "running")

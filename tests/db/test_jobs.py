@@ -3,15 +3,13 @@
 
 from __future__ import annotations
 
-import os
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, inspect, select, text
+from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
@@ -19,33 +17,14 @@ from db import jobs
 from db.engine import make_engine, session_factory
 from db.migrate import upgrade
 from db.models import Job, JobStatus
-
-BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
+from tests.db.databases import BACKENDS, migrated_database
 
 
 @pytest.fixture(params=BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A freshly migrated database: a SQLite file, or a PostgreSQL schema of its own."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'jobs.db'}"
-        upgrade(url)
+    with migrated_database(request.param, tmp_path) as url:
         yield url
-        return
-    from db.settings import _database_url
-
-    base = _database_url(os.environ["TEST_DATABASE_URL"], tmp_path)
-    schema = f"vf_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base)
-    with admin.begin() as connection:
-        connection.execute(text(f"CREATE SCHEMA {schema}"))
-    url = f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
-    try:
-        upgrade(url)
-        yield url
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
 
 
 @pytest.fixture
@@ -209,3 +188,72 @@ def test_the_migration_to_unique_paths_keeps_rows_that_shared_one(tmp_path: Path
     engine.dispose()
     # The file holds the later download; the older row no longer points at it.
     assert paths == {2: "A/T_[x1].mp4", 1: "A/T_[x1].mp4.missing-1"}
+
+
+def test_one_claim_of_many_jobs_wins_only_the_queued_ones_and_records_each_message(
+    sessions: sessionmaker,
+) -> None:
+    queued = [new_job(sessions) for _ in range(3)]
+    finished = new_job(sessions, status=JobStatus.succeeded)
+    with sessions.begin() as session:
+        won = jobs.claim_many(session, {job_id: f"m-{job_id}" for job_id in [*queued, finished]})
+    assert sorted(won) == sorted(queued)
+    assert all(job["status"] == "running" and job["attempts"] == 1 for job in won.values())
+    with sessions() as session:
+        rows = {row.id: row for row in session.scalars(select(Job))}
+    assert all(rows[job_id].message_id == f"m-{job_id}" for job_id in queued)
+    assert rows[finished].status == JobStatus.succeeded and rows[finished].message_id is None
+
+
+def test_many_jobs_finish_in_one_statement_and_a_stale_attempt_is_fenced_off(
+    sessions: sessionmaker,
+) -> None:
+    job_ids = [new_job(sessions) for _ in range(4)]
+    taken_over = job_ids[-1]
+    with sessions.begin() as session:
+        jobs.claim_many(session, dict.fromkeys(job_ids))
+    # The lifeline gave attempt 1 of the last job up and another worker claimed it.
+    with sessions.begin() as session:
+        assert jobs.requeue(session, taken_over, error=None, attempt=1) is not None
+        assert jobs.claim(session, taken_over, message_id="m2") is not None
+    with sessions.begin() as session:
+        moved = jobs.finish_many(
+            session,
+            JobStatus.succeeded,
+            [(job_id, 1) for job_id in job_ids],
+            result={"video_id": 7},
+        )
+    assert sorted(moved) == sorted(job_ids[:-1])
+    for job in moved.values():
+        assert job["status"] == "succeeded" and job["attempts"] == 1
+        assert job["result"] == {"video_id": 7} and job["progress"] == 1.0
+        assert job["finished_at"] is not None
+    with sessions() as session:
+        fenced = session.get(Job, taken_over)
+        assert fenced is not None
+        assert (fenced.status, fenced.attempts, fenced.result) == (JobStatus.running, 2, None)
+    # One statement holding both attempts of that job: only the current one moves it.
+    with sessions.begin() as session:
+        moved = jobs.finish_many(
+            session, JobStatus.failed, [(taken_over, 1), (taken_over, 2)], error={"type": "x"}
+        )
+    assert list(moved) == [taken_over] and moved[taken_over]["attempts"] == 2
+    assert status_of(sessions, taken_over) == "failed"
+    with sessions.begin() as session:
+        assert jobs.finish_many(session, JobStatus.failed, []) == {}
+
+
+def test_sqlite_finds_the_jobs_of_a_claim_or_a_batched_finish_by_id(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'plans.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    statements = [jobs._claim_statement(4), jobs._fenced_many_statement(("status",), 4)]
+    with engine.connect() as connection:
+        for statement in statements:
+            compiled = statement.compile(dialect=engine.dialect)
+            parameters = [None] * len(compiled.positiontup or [])
+            plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", tuple(parameters))
+            details = " ".join(str(row[-1]) for row in plan)
+            assert "sqlite_autoindex_jobs_1 (id=?)" in details, details
+            assert "ix_jobs_status" not in details and "SCAN jobs" not in details, details
+    engine.dispose()

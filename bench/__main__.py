@@ -1,7 +1,7 @@
 """``python -m bench`` (``make bench``): sets up a throwaway Redis, SQLite database and
-environment, runs the HTTP latency, job pipeline, egress guard, WebSocket fan-out and
-direct play benchmarks in it and prints their tables; ``--quick`` runs a short version, ``--only``
-one of them.
+environment, runs the HTTP latency, job pipeline, egress guard, WebSocket fan-out,
+direct play and streaming (TTFB, backends, capacity) benchmarks in it and prints their
+tables; ``--quick`` runs a short version, ``--only`` one of them.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a short run (fewer requests/jobs)")
     parser.add_argument(
         "--only",
-        choices=("http", "pipeline", "egress", "ws", "stream"),
+        choices=("http", "pipeline", "egress", "ws", "stream", "streams"),
         help="run just one of the benchmarks",
     )
     return parser.parse_args(argv)
@@ -62,6 +62,11 @@ def main(argv: list[str] | None = None) -> int:
 
             print()
             print(run_stream(env, quick=args.quick).render(), flush=True)
+        if args.only in (None, "streams"):
+            from bench.streams import run_streams
+
+            print()
+            print(run_streams(env, quick=args.quick).render(), flush=True)
     print(f"\ndone in {time.monotonic() - started:.0f}s")
     return 0
 

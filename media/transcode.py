@@ -31,6 +31,7 @@ FORMAT_CODECS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
 CONTENT_TYPES = {"mp4": "video/mp4", "webm": "video/webm"}
 #: A fragmented MP4 a browser can play while it is still being written.
 MP4_FLAGS = "frag_keyframe+empty_moov+default_base_moof"
+KEYFRAME_INTERVAL_S = 2
 #: Video bit rate by output height (kbit/s), for the transcodes.
 BITRATES = {360: 800, 480: 1_400, 720: 2_800, 1080: 5_000}
 
@@ -126,6 +127,9 @@ def ffmpeg_argv(
         argv += ["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-row-mt", "1"]
         argv += ["-c:a", "libopus", "-b:a", "96k", "-ac", "2"]
     if plan.mode == "transcode" and info.vcodec is not None:
+        # A keyframe every 2 s: a fragmented MP4 goes out a keyframe interval at a time,
+        # and x264's default (up to 10 s) would hold a player's first picture that long.
+        argv += ["-force_key_frames", f"expr:gte(t,n_forced*{KEYFRAME_INTERVAL_S})"]
         height = plan.height or info.height or 720
         argv += ["-b:v", f"{BITRATES.get(height, _bitrate(height))}k"]
         if plan.height is not None:

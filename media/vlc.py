@@ -42,7 +42,12 @@ def vlc_argv(cvlc: str, plan: StreamPlan, info: MediaInfo, *, as_root: bool) -> 
     else:
         height = plan.height or info.height or 720
         bitrate = BITRATES.get(height, 2_000)
-        video = "vcodec=h264,venc=x264{preset=veryfast}" if plan.format == "mp4" else "vcodec=VP80"
+        # A keyframe every 50 frames (2 s at 25 fps), as FFmpeg's transcodes have.
+        video = (
+            "vcodec=h264,venc=x264{preset=veryfast,keyint=50}"
+            if plan.format == "mp4"
+            else "vcodec=VP80"
+        )
         audio = "acodec=mp4a,ab=128" if plan.format == "mp4" else "acodec=vorb,ab=128"
         scale = f",height={plan.height}" if plan.height else ""
         chain = f"#transcode{{{video},vb={bitrate}{scale},{audio},channels=2}}:{output}"

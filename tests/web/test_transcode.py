@@ -114,6 +114,8 @@ def test_a_vp9_opus_webm_asked_as_mp4_at_360p_comes_out_h264_at_height_360(
         picture = out.streams.video[0].codec_context
         assert (picture.name, picture.height) == ("h264", 360)
         assert out.streams.audio[0].codec_context.name == "aac"
+        keyframes = [p for p in out.demux(out.streams.video[0]) if p.is_keyframe]
+    assert len(keyframes) >= 2  # every 2 s, so a player's first fragment comes soon
 
 
 def test_a_quality_above_the_source_gives_the_source_height(

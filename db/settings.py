@@ -92,6 +92,7 @@ class Settings:
     max_transcodes_per_client: int
     stream_cache_max_bytes: int
     stream_backend: str
+    x_accel_prefix: str
 
     @property
     def embedded_redis_socket(self) -> Path:
@@ -239,6 +240,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
                 "VIDFLEET_STREAM_CACHE_MAX_BYTES", cast=int, default=10 * 1024**3
             ),
             stream_backend=config("VIDFLEET_STREAM_BACKEND", default="ffmpeg").lower(),
+            x_accel_prefix=config("VIDFLEET_X_ACCEL_PREFIX", default=""),
         )
     except ValueError as exc:  # Starlette's casts say "Config 'NAME' has value ..."
         raise SettingsError(str(exc)) from None
@@ -286,6 +288,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             raise SettingsError(f"{name}: must be between 0.1 and 3600 seconds")
     if settings.max_attempts < 1:
         raise SettingsError("VIDFLEET_MAX_ATTEMPTS: must be at least 1")
+    prefix = settings.x_accel_prefix
+    if prefix and not (prefix.startswith("/") and prefix.endswith("/") and len(prefix) > 2):
+        raise SettingsError(
+            f"VIDFLEET_X_ACCEL_PREFIX: expected a path like /_library/, got {prefix!r}"
+        )
     if settings.stream_backend not in ("ffmpeg", "vlc"):
         raise SettingsError(
             f"VIDFLEET_STREAM_BACKEND: expected ffmpeg or vlc, got {settings.stream_backend!r}"

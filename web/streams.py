@@ -4,6 +4,10 @@ ranges), ``If-Range`` against its ``ETag``/``Last-Modified``, and 416 with
 ``Content-Range: bytes */size`` for a range past the end; :class:`MediaFile` only
 changes two of its numbers.
 
+With ``VIDFLEET_X_ACCEL_PREFIX`` set (nginx in front, as docker-compose.yml runs it),
+direct play answers ``X-Accel-Redirect`` after the credential and the row are checked,
+and nginx sends the file from its internal location for the library.
+
 Only media is ever served here: the content type comes from the container the worker
 probed (never from the file name), ``nosniff`` stops a browser from guessing another,
 and ``Content-Security-Policy: sandbox`` keeps anything a browser might still render
@@ -15,6 +19,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from urllib.parse import quote
 
 import anyio.to_thread
 from sqlalchemy import Row, bindparam, select
@@ -94,10 +99,18 @@ async def stream_file(request: Request) -> Response:
     if found is None:
         raise not_found("video file")
     path, stat_result = found
+    media_type = content_type(video.container, video.vcodec, video.acodec)
+    prefix = request.app.state.settings.x_accel_prefix
+    if prefix:
+        # Behind nginx: it sends the file (sendfile, Range and all) from its internal
+        # location for the library, once we have said who may have it.
+        relative = path.relative_to(request.app.state.settings.media_root.resolve())
+        headers = {**MEDIA_HEADERS, "X-Accel-Redirect": prefix + quote(relative.as_posix())}
+        return Response(media_type=media_type, headers=headers)
     return MediaFile(
         path,
         stat_result=stat_result,
-        media_type=content_type(video.container, video.vcodec, video.acodec),
+        media_type=media_type,
         headers=MEDIA_HEADERS,
     )
 

@@ -93,10 +93,18 @@ http {{
   fastcgi_temp_path {root}/fastcgi;
   uwsgi_temp_path {root}/uwsgi;
   scgi_temp_path {root}/scgi;
+  upstream vidfleet {{ server 127.0.0.1:{app_port}; keepalive 128; }}
   server {{
     listen 127.0.0.1:{port};
     location = /healthz {{ return 200 "ok"; }}
     location /media/ {{ alias {media_root}/; }}
+    # docker-compose.yml's way: vidfleet checks the request, nginx sends the file.
+    location /stream/ {{
+      proxy_pass http://vidfleet;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }}
+    location /_library/ {{ internal; alias {media_root}/; }}
   }}
 }}
 """
@@ -228,14 +236,16 @@ class NginxProcess(ChildServer):
 
     name = "nginx"
 
-    def __init__(self, env: BenchEnv, binary: str, media_root: Path) -> None:
+    def __init__(self, env: BenchEnv, binary: str, media_root: Path, app_port: int) -> None:
         super().__init__(env, "nginx")
         self.binary = binary
         self.root = env.root / "nginx"
         self.root.mkdir()
         # Its workers run as "nobody" when started as root, and the data dir is 0700.
         user = "user root;" if os.geteuid() == 0 else ""
-        conf = NGINX_CONF.format(user=user, root=self.root, port=self.port, media_root=media_root)
+        conf = NGINX_CONF.format(
+            user=user, root=self.root, port=self.port, media_root=media_root, app_port=app_port
+        )
         self.conf = self.root / "nginx.conf"
         self.conf.write_text(conf)
 
@@ -250,13 +260,18 @@ class StreamingUvicorn(UvicornProcess):
     """The app as in the HTTP bench, with ``WEB_CONCURRENCY`` workers (uvicorn's
     ``--workers`` default, as the Procfile passes it)."""
 
-    def __init__(self, env: BenchEnv, *, workers: int) -> None:
+    def __init__(self, env: BenchEnv, *, workers: int, accel_prefix: str = "") -> None:
         super().__init__(env)
         self.workers = workers
-        self.log_path = env.root / f"uvicorn-stream-{workers}.log"
+        self.accel_prefix = accel_prefix
+        self.log_path = env.root / f"uvicorn-stream-{workers}{'-accel' if accel_prefix else ''}.log"
 
     def environment(self) -> dict[str, str]:
-        return {**os.environ, "WEB_CONCURRENCY": str(self.workers)}
+        return {
+            **os.environ,
+            "WEB_CONCURRENCY": str(self.workers),
+            "VIDFLEET_X_ACCEL_PREFIX": self.accel_prefix,
+        }
 
 
 def make_video_file(media_root: Path, size: int) -> Path:
@@ -373,12 +388,15 @@ def run_stream(env: BenchEnv, *, quick: bool) -> StreamResult:
     video_id = insert_video(env.database_url, media_root, path)
     script = env.root / "direct-play.lua"
     script.write_text(WRK_SCRIPT)
-    nginx = NginxProcess(env, nginx_binary, media_root)
     one, two = StreamingUvicorn(env, workers=1), StreamingUvicorn(env, workers=2)
+    accel = StreamingUvicorn(env, workers=1, accel_prefix="/_library/")
+    nginx = NginxProcess(env, nginx_binary, media_root, accel.port)
     servers: dict[str, tuple[ChildServer, str]] = {
         "nginx sendfile": (nginx, f"{nginx.url}/media/{path.relative_to(media_root)}"),
         "vidfleet /stream": (one, f"{one.url}/stream/{video_id}"),
         "vidfleet WEB_CONCURRENCY=2": (two, f"{two.url}/stream/{video_id}"),
+        # nginx (started first) sends the file; the CPU column is vidfleet's alone.
+        "vidfleet behind nginx (X-Accel-Redirect)": (accel, f"{nginx.url}/stream/{video_id}"),
     }
     result = StreamResult(servers=list(servers), seconds=plan.seconds)
     try:

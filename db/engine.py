@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -191,7 +192,11 @@ class ConnectionRunner:
     ) -> None:
         self.async_engine = async_engine
         self.sync_engine: Engine | None = None
+        self._threads: ThreadPoolExecutor | None = None
         if url.startswith("sqlite"):
+            # As many threads as connections: no thread ever waits for the pool, and no
+            # more threads than that contend for the GIL.
+            self._threads = ThreadPoolExecutor(RUNNER_SQLITE_CONNECTIONS, thread_name_prefix="db")
             self.sync_engine = make_engine(
                 url,
                 connect_timeout=connect_timeout,
@@ -201,10 +206,11 @@ class ConnectionRunner:
 
     async def run(self, work: Callable[..., T], *args: Any) -> T:
         """``work(connection, *args)``, awaited."""
-        if self.sync_engine is None:
+        if self._threads is None:
             async with self.async_engine.connect() as connection:
                 return await connection.run_sync(work, *args)
-        return await asyncio.get_running_loop().run_in_executor(None, self._in_thread, work, args)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._threads, self._in_thread, work, args)
 
     def _in_thread(self, work: Callable[..., T], args: tuple[Any, ...]) -> T:
         assert self.sync_engine is not None
@@ -212,5 +218,7 @@ class ConnectionRunner:
             return work(connection, *args)
 
     def dispose(self) -> None:
+        if self._threads is not None:
+            self._threads.shutdown()
         if self.sync_engine is not None:
             self.sync_engine.dispose()

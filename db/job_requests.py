@@ -1,6 +1,6 @@
 """The two job requests the web serves most, as sync functions of one connection (run
 through :class:`db.engine.ConnectionRunner`): submitting a job, and reading a page of
-the job history.
+the job history (as the JSON text of the page).
 
 Their statements are built once, with bind parameters: building a statement (and its
 cache key) anew on every request cost more than running it (as for the transitions in
@@ -11,14 +11,18 @@ the library) in one statement.
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     Connection,
+    RowMapping,
     Select,
+    String,
     Table,
     TextClause,
     and_,
@@ -28,10 +32,20 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    type_coerce,
 )
 from sqlalchemy.exc import IntegrityError
 
-from db.jobs import JOBS, decode_cursor, dedupe_key, encode_cursor, job_to_dict
+from db.jobs import (
+    JOBS,
+    PUBLIC_FIELDS,
+    TIME_FIELDS,
+    decode_cursor,
+    dedupe_key,
+    encode_cursor,
+    iso,
+    job_to_dict,
+)
 from db.models import JobStatus, Video, utcnow
 
 VIDEOS: Table = Video.__table__  # type: ignore[assignment]
@@ -142,9 +156,20 @@ def _active_holder(connection: Connection, key: str | None) -> dict[str, Any] | 
     return job_to_dict(row) if row is not None else None
 
 
+_JSON_FIELDS = ("params", "result", "error")
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
 @lru_cache(maxsize=16)
 def _page_statement(status: bool, kind: bool, parent_id: bool, cursor: bool) -> Select[Any]:
-    query = select(*JOBS.c).order_by(JOBS.c.created_at.desc(), JOBS.c.id.desc())
+    # The JSON and time columns come as the driver gives them: on SQLite, text that
+    # jobs_page_json puts into the page as it is (JSON) or reads with fromisoformat,
+    # much cheaper than SQLAlchemy's decoding followed by encoding it all again.
+    columns = [
+        type_coerce(column, String) if column.name in _JSON_FIELDS + TIME_FIELDS else column
+        for column in JOBS.c
+    ]
+    query = select(*columns).order_by(JOBS.c.created_at.desc(), JOBS.c.id.desc())
     if status:
         query = query.where(JOBS.c.status == bindparam("status", type_=JOBS.c.status.type))
     if kind:
@@ -160,7 +185,31 @@ def _page_statement(status: bool, kind: bool, parent_id: bool, cursor: bool) -> 
     return query.limit(bindparam("rows"))
 
 
-def jobs_page(
+def _time(value: datetime | str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def _iso(value: datetime | str | None) -> str | None:
+    """:func:`db.jobs.iso` of a time column as the driver gave it."""
+    moment = _time(value)
+    if moment is not None and moment.tzinfo is None:
+        return moment.isoformat() + "Z"  # what iso() makes of a naive (UTC) time, faster
+    return iso(moment)
+
+
+def _job_json(row: RowMapping, raw_json: bool) -> str:
+    """The JSON text of ``job_to_dict(row)`` (same fields, same values)."""
+    data: dict[str, Any] = {name: row[name] for name in PUBLIC_FIELDS}
+    data["status"] = str(data["status"])
+    for name in TIME_FIELDS:
+        data[name] = _iso(row[name])
+    if not raw_json:
+        return _encode(data)
+    spliced = [f',"{name}":{data.pop(name) or "null"}' for name in _JSON_FIELDS]
+    return _encode(data)[:-1] + "".join(spliced) + "}"
+
+
+def jobs_page_json(
     connection: Connection,
     *,
     status: str | None = None,
@@ -168,10 +217,10 @@ def jobs_page(
     parent_id: str | None = None,
     cursor: str | None = None,
     limit: int = 50,
-) -> tuple[list[dict[str, Any]], str | None]:
+) -> str:
     """One page of the job history, newest first, as :func:`db.jobs.list_jobs_query`
-    reads it: the public form of each job, and the cursor of the next page (None on
-    the last one).
+    reads it, as the JSON text of ``{"items": [<job_to_dict of each job>], "next":
+    <the cursor of the next page, or null on the last one>}``.
 
     Raises:
       InvalidCursor: a cursor we did not hand out.
@@ -188,4 +237,12 @@ def jobs_page(
     statement = _page_statement(bool(status), bool(kind), bool(parent_id), bool(cursor))
     rows = connection.execute(statement, parameters).mappings().all()
     page, more = rows[:limit], len(rows) > limit
-    return [job_to_dict(row) for row in page], encode_cursor(page[-1]) if more else None
+    # SQLite hands back the JSON columns' own text; a driver with JSON types of its
+    # own (psycopg) hands back values, which are encoded.
+    raw_json = connection.dialect.name == "sqlite"
+    items = ",".join(_job_json(row, raw_json) for row in page)
+    after = None
+    if more:
+        last = {"created_at": _time(page[-1]["created_at"]), "id": page[-1]["id"]}
+        after = encode_cursor(cast(RowMapping, last))  # it reads these two fields only
+    return f'{{"items":[{items}],"next":{_encode(after)}}}'

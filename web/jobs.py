@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette import status
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from db import job_requests, jobs, live
@@ -93,7 +93,7 @@ async def load_job(request: Request, job_id: str) -> Job:
     return job
 
 
-async def list_jobs(request: Request) -> JSONResponse:
+async def list_jobs(request: Request) -> Response:
     params = request.query_params
     job_status = params.get("status")
     if job_status is not None and job_status not in JobStatus.__members__:
@@ -105,9 +105,9 @@ async def list_jobs(request: Request) -> JSONResponse:
         )
     limit = parse_limit(request)
     try:
-        items, after = await request.app.state.store.run(
+        page = await request.app.state.store.run(
             partial(
-                job_requests.jobs_page,
+                job_requests.jobs_page_json,
                 status=job_status,
                 kind=params.get("kind"),
                 parent_id=params.get("parent_id"),
@@ -119,7 +119,7 @@ async def list_jobs(request: Request) -> JSONResponse:
         raise ApiError(
             status.HTTP_400_BAD_REQUEST, "invalid_cursor", "unknown cursor", field="cursor"
         ) from None
-    return JSONResponse({"items": items, "next": after})
+    return Response(page, media_type="application/json")
 
 
 async def get_job(request: Request) -> JSONResponse:

@@ -10,10 +10,14 @@ from __future__ import annotations
 import dramatiq
 
 
+def job_message(actor: dramatiq.Actor, job_id: str, queue: str) -> dramatiq.Message:
+    """The message of ``actor(job_id)`` on ``queue``, not yet enqueued."""
+    return actor.message(job_id).copy(queue_name=queue)
+
+
 def enqueue_job(actor: dramatiq.Actor, job_id: str, queue: str) -> dramatiq.Message:
     """Enqueue ``actor(job_id)`` on ``queue``."""
-    message = actor.message(job_id).copy(queue_name=queue)
-    return actor.broker.enqueue(message)
+    return actor.broker.enqueue(job_message(actor, job_id, queue))
 
 
 def job_actors() -> dict[str, dramatiq.Actor]:

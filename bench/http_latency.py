@@ -5,13 +5,15 @@ accepts just stays queued. An asyncio ``httpx`` load generator with a few concur
 clients measures ``GET /healthz`` (the anchor: the cheapest route through the same
 stack), ``POST /api/videos/download`` (a distinct URL each time, bearer token) and
 ``GET /api/jobs``, in interleaved rounds after a warm-up, and reports p50/p99 of each
-as milliseconds and as a ratio to ``/healthz``.
+as milliseconds and as a ratio to ``/healthz``, and the server's CPU time per request
+(from ``/proc``: unlike latency, it hardly moves when other work shares the machine).
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import sys
 import time
 import uuid
@@ -42,7 +44,7 @@ class HttpPlan:
     list_jobs: int
 
 
-FULL = HttpPlan(rounds=3, warmup=100, healthz=1000, download=300, list_jobs=400)
+FULL = HttpPlan(rounds=5, warmup=100, healthz=1000, download=300, list_jobs=400)
 QUICK = HttpPlan(rounds=1, warmup=50, healthz=300, download=100, list_jobs=100)
 
 # (method, path, JSON body or None)
@@ -65,6 +67,7 @@ class HttpResult:
 
     endpoints: list[str]
     latencies: dict[str, list[float]] = field(default_factory=dict)
+    server_cpu: dict[str, float] = field(default_factory=dict)  # seconds, all rounds
     seeded_jobs: int = SEED_JOBS
     jobs_after: int = 0
 
@@ -75,6 +78,7 @@ class HttpResult:
         for i, name in enumerate(self.endpoints):
             samples = self.latencies[name]
             p50, p99 = percentile(samples, 50), percentile(samples, 99)
+            cpu = self.server_cpu.get(name)
             rows.append(
                 [
                     name + (" (anchor)" if i == 0 else ""),
@@ -83,9 +87,13 @@ class HttpResult:
                     f"{p99 * 1000:.2f}",
                     f"{p50 / anchor_p50:.2f}x",
                     f"{p99 / anchor_p99:.2f}x",
+                    f"{cpu / len(samples) * 1000:.2f}" if cpu is not None else "-",
                 ]
             )
-        header = ["endpoint", "requests", "p50 ms", "p99 ms", "p50/healthz", "p99/healthz"]
+        header = [
+            "endpoint", "requests", "p50 ms", "p99 ms", "p50/healthz", "p99/healthz",
+            "server CPU ms/req",
+        ]  # fmt: skip
         intro = (
             f"HTTP latency: uvicorn child process, {CONCURRENCY} concurrent httpx clients, "
             f"jobs table {self.seeded_jobs} -> {self.jobs_after} rows"
@@ -107,6 +115,16 @@ class UvicornProcess(ChildServer):
             "--host", "127.0.0.1", "--port", str(self.port),
             "--log-level", "warning", "--no-access-log",
         ]  # fmt: skip
+
+
+def process_cpu(pid: int) -> float | None:
+    """User plus system CPU seconds of process ``pid`` so far (None without ``/proc``)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def seed_jobs(database_url: str, count: int) -> None:
@@ -177,7 +195,10 @@ async def measure(client: httpx.AsyncClient, endpoint: Endpoint, count: int) -> 
     return latencies
 
 
-async def drive(base_url: str, token: str, plan: HttpPlan) -> dict[str, list[float]]:
+async def drive(
+    base_url: str, token: str, plan: HttpPlan, server_pid: int
+) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """The latencies of each endpoint, and the server's CPU seconds while measuring it."""
     songs = itertools.count()
 
     def download() -> Request:
@@ -191,6 +212,7 @@ async def drive(base_url: str, token: str, plan: HttpPlan) -> dict[str, list[flo
     ]
     limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
     results: dict[str, list[float]] = {e.name: [] for e in endpoints}
+    cpu: dict[str, float] = {}
     async with httpx.AsyncClient(
         base_url=base_url,
         headers={"Authorization": f"Bearer {token}"},
@@ -201,8 +223,12 @@ async def drive(base_url: str, token: str, plan: HttpPlan) -> dict[str, list[flo
             await measure(client, endpoint, plan.warmup)
         for _ in range(plan.rounds):
             for endpoint in endpoints:
+                before = process_cpu(server_pid)
                 results[endpoint.name] += await measure(client, endpoint, endpoint.count(plan))
-    return results
+                after = process_cpu(server_pid)
+                if before is not None and after is not None:
+                    cpu[endpoint.name] = cpu.get(endpoint.name, 0.0) + after - before
+    return results, cpu
 
 
 def run_http(env: BenchEnv, *, quick: bool) -> HttpResult:
@@ -212,11 +238,12 @@ def run_http(env: BenchEnv, *, quick: bool) -> HttpResult:
     server = UvicornProcess(env)
     try:
         server.start()
-        latencies = asyncio.run(drive(server.url, env.admin_token, plan))
+        latencies, cpu = asyncio.run(drive(server.url, env.admin_token, plan, server.pid))
     finally:
         server.stop()
     return HttpResult(
         endpoints=list(latencies),
         latencies=latencies,
+        server_cpu=cpu,
         jobs_after=count_jobs(env.database_url),
     )

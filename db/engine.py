@@ -3,6 +3,9 @@
 SQLite (the embedded default) runs in WAL mode with a busy timeout so the web can read
 while a worker writes; transactions are kept short by the callers.
 
+:class:`ConnectionRunner` gives async code (the web's busiest routes) a sync connection
+for a whole unit of work at the cost of one hand-off, instead of one per DB-API call.
+
 PostgreSQL engines are bounded so that nothing waits forever on a server that is gone:
 a connect timeout, a statement timeout the server enforces, a pool timeout, and a
 pre-ping that replaces a pooled connection the server dropped (a restart) before it is
@@ -11,9 +14,12 @@ used, so the first request after a restart does not fail.
 
 from __future__ import annotations
 
+import asyncio
 import math
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, QueuePool, create_engine, event
 from sqlalchemy.engine import make_url
@@ -23,6 +29,11 @@ from sqlalchemy.orm import sessionmaker
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 CONNECT_TIMEOUT_S = 5.0
 LIBPQ_LEAST_CONNECT_TIMEOUT_S = 2  # libpq and psycopg treat anything less as 2 s
+#: SQLite connections of a :class:`ConnectionRunner`: readers in WAL mode don't wait for
+#: a writer, so a request waiting on the write lock doesn't hold up the reads.
+RUNNER_SQLITE_CONNECTIONS = 4
+
+T = TypeVar("T")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -80,6 +91,7 @@ def make_engine(
     *,
     connect_timeout: float = CONNECT_TIMEOUT_S,
     statement_timeout: float | None = None,
+    sqlite_connections: int = 1,
 ) -> Engine:
     """A sync engine (actors, migrations, the launcher).
 
@@ -88,6 +100,7 @@ def make_engine(
         connection.
       statement_timeout: seconds one PostgreSQL statement may run; None (the default,
         for migrations, which may rewrite a large table) puts no limit on it.
+      sqlite_connections: the pool's size on SQLite (one, for a worker process).
     """
     if url.startswith("sqlite"):
         _prepare_sqlite_dir(url)
@@ -104,7 +117,7 @@ def make_engine(
                 "isolation_level": "IMMEDIATE",
             },
             poolclass=QueuePool,
-            pool_size=1,
+            pool_size=sqlite_connections,
             max_overflow=0,
             pool_timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
         )
@@ -146,3 +159,66 @@ def session_factory(engine: Engine) -> sessionmaker:
 
 def async_session_factory(engine: AsyncEngine) -> async_sessionmaker:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+class ConnectionRunner:
+    """Runs a function of one sync :class:`Connection` for async code, with a single
+    hand-off however many statements the function runs.
+
+    aiosqlite runs every DB-API call (open a cursor, execute, fetch, close, commit) in
+    its connection's thread, so each statement costs several thread hops, and on a busy
+    event loop every hop waits for the GIL: most of a request's time and its tail. On
+    SQLite the function therefore runs whole in a worker thread, on a sync engine of its
+    own (SQLite's file is the shared state; WAL lets its readers run beside the async
+    engine's). On PostgreSQL, whose driver is natively async, it runs on the async
+    engine in SQLAlchemy's greenlet (``AsyncConnection.run_sync``): no thread at all.
+
+    The function gets a connection outside any transaction, commits what it must
+    itself (``connection.commit()``), and whatever it leaves uncommitted is rolled back.
+
+    Parameters:
+      url: the sync database URL (``Settings.database_url``).
+      async_engine: the async engine of the same database, used on PostgreSQL.
+      connect_timeout, statement_timeout: as for :func:`make_engine`.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        async_engine: AsyncEngine,
+        connect_timeout: float = CONNECT_TIMEOUT_S,
+        statement_timeout: float | None = None,
+    ) -> None:
+        self.async_engine = async_engine
+        self.sync_engine: Engine | None = None
+        self._threads: ThreadPoolExecutor | None = None
+        if url.startswith("sqlite"):
+            # As many threads as connections: no thread ever waits for the pool, and no
+            # more threads than that contend for the GIL.
+            self._threads = ThreadPoolExecutor(RUNNER_SQLITE_CONNECTIONS, thread_name_prefix="db")
+            self.sync_engine = make_engine(
+                url,
+                connect_timeout=connect_timeout,
+                statement_timeout=statement_timeout,
+                sqlite_connections=RUNNER_SQLITE_CONNECTIONS,
+            )
+
+    async def run(self, work: Callable[..., T], *args: Any) -> T:
+        """``work(connection, *args)``, awaited."""
+        if self._threads is None:
+            async with self.async_engine.connect() as connection:
+                return await connection.run_sync(work, *args)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._threads, self._in_thread, work, args)
+
+    def _in_thread(self, work: Callable[..., T], args: tuple[Any, ...]) -> T:
+        assert self.sync_engine is not None
+        with self.sync_engine.connect() as connection:
+            return work(connection, *args)
+
+    def dispose(self) -> None:
+        if self._threads is not None:
+            self._threads.shutdown()
+        if self.sync_engine is not None:
+            self.sync_engine.dispose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from functools import partial
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -12,10 +13,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette import status
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from db import jobs, live
+from db import job_requests, jobs, live
 from db.models import ACTIVE, Job, JobStatus
 from web import dispatch
 from web.errors import ApiError, not_found
@@ -25,23 +26,38 @@ MAX_LIMIT = 200
 CAP_RETRY_AFTER_S = 30
 
 
+def job_owner(request: Request) -> str:
+    """The credential asking for a new job: what the per-credential cap counts."""
+    return str(request.scope.get("credential") or "")
+
+
+def too_many_jobs(request: Request, whose: str) -> ApiError:
+    """The 429 of a new job past the fleet's cap (``whose == "fleet"``) or the
+    credential's (``"owner"``)."""
+    settings = request.app.state.settings
+    cap, who = (
+        (settings.max_active_jobs, "the fleet has")
+        if whose == "fleet"
+        else (settings.max_active_jobs_per_credential, "you have")
+    )
+    return ApiError(
+        status.HTTP_429_TOO_MANY_REQUESTS,
+        "too_many_jobs",
+        f"{who} {cap} jobs queued or running; try again when some have finished",
+        headers={"Retry-After": str(CAP_RETRY_AFTER_S)},
+    )
+
+
 async def check_job_caps(request: Request, session: AsyncSession) -> str:
     """The credential asking for a new job, once it may: a 429 when the fleet or this
     credential already has as many queued and running jobs as the settings allow."""
     settings = request.app.state.settings
-    owner = str(request.scope.get("credential") or "")
+    owner = job_owner(request)
     in_all, of_owner = (await session.execute(jobs.active_jobs_query(owner))).one()
-    for count, cap, whose in (
-        (in_all, settings.max_active_jobs, "the fleet has"),
-        (of_owner, settings.max_active_jobs_per_credential, "you have"),
-    ):
-        if count >= cap:
-            raise ApiError(
-                status.HTTP_429_TOO_MANY_REQUESTS,
-                "too_many_jobs",
-                f"{whose} {cap} jobs queued or running; try again when some have finished",
-                headers={"Retry-After": str(CAP_RETRY_AFTER_S)},
-            )
+    if in_all >= settings.max_active_jobs:
+        raise too_many_jobs(request, "fleet")
+    if of_owner >= settings.max_active_jobs_per_credential:
+        raise too_many_jobs(request, "owner")
     return owner
 
 
@@ -77,7 +93,7 @@ async def load_job(request: Request, job_id: str) -> Job:
     return job
 
 
-async def list_jobs(request: Request) -> JSONResponse:
+async def list_jobs(request: Request) -> Response:
     params = request.query_params
     job_status = params.get("status")
     if job_status is not None and job_status not in JobStatus.__members__:
@@ -89,26 +105,21 @@ async def list_jobs(request: Request) -> JSONResponse:
         )
     limit = parse_limit(request)
     try:
-        query = jobs.list_jobs_query(
-            status=job_status,
-            kind=params.get("kind"),
-            parent_id=params.get("parent_id"),
-            cursor=params.get("cursor"),
-            limit=limit,
+        page = await request.app.state.store.run(
+            partial(
+                job_requests.jobs_page_json,
+                status=job_status,
+                kind=params.get("kind"),
+                parent_id=params.get("parent_id"),
+                cursor=params.get("cursor"),
+                limit=limit,
+            )
         )
     except jobs.InvalidCursor:
         raise ApiError(
             status.HTTP_400_BAD_REQUEST, "invalid_cursor", "unknown cursor", field="cursor"
         ) from None
-    async with request.app.state.db() as session:
-        rows = list((await session.execute(query)).mappings().all())
-    page, more = rows[:limit], len(rows) > limit
-    return JSONResponse(
-        {
-            "items": [jobs.job_to_dict(job) for job in page],
-            "next": jobs.encode_cursor(page[-1]) if more else None,
-        }
-    )
+    return Response(page, media_type="application/json")
 
 
 async def get_job(request: Request) -> JSONResponse:
@@ -191,8 +202,7 @@ async def retry_job(request: Request) -> JSONResponse:
             "not_retryable",
             "only failed or cancelled jobs can be retried",
         )
-    await dispatch.publish(request, retry)
-    await dispatch.send(retry)
+    await dispatch.publish_and_send(request, retry)
     return JSONResponse(
         retry,
         status_code=status.HTTP_202_ACCEPTED,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
+from functools import partial
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from starlette import status
 from starlette.concurrency import run_in_threadpool
@@ -15,15 +16,15 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from actors.queues import DOWNLOAD_QUEUES, Priority
-from db import jobs
+from db.job_requests import submit_job
 from db.jobs import iso
-from db.models import ACTIVE, Job, JobKind, JobStatus, Video
+from db.models import JobKind, Video
 from media.download import QUALITY_FORMATS
 from media.errors import UrlRejected
-from media.urls import check_url
+from media.urls import check_url, parse_url
 from web import dispatch
 from web.errors import ApiError, not_found, read_json_object
-from web.jobs import check_job_caps, parse_limit
+from web.jobs import job_owner, parse_limit, too_many_jobs
 
 MAX_NAME_LENGTH = 300
 MAX_ID = 2**31 - 1
@@ -73,15 +74,35 @@ def _choice(body: dict[str, Any], field: str, choices: list[str], default: str) 
     return str(value)
 
 
+def _resolves_by_dns(url: object) -> bool:
+    """Whether checking ``url`` asks a resolver: not for a URL refused by its form
+    alone, nor for an IP literal, which getaddrinfo only parses (no lookup, nothing to
+    wait for), so those are checked on the event loop instead of in a thread."""
+    try:
+        host = urlsplit(parse_url(url)).hostname or ""
+    except UrlRejected:
+        return False
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return True
+    return False
+
+
+async def checked_url(url: object, *, allow_private: bool) -> str:
+    """:func:`media.urls.check_url`, in a thread when it needs DNS."""
+    if _resolves_by_dns(url):
+        return await run_in_threadpool(check_url, url, allow_private=allow_private)
+    return check_url(url, allow_private=allow_private)
+
+
 async def request_download(request: Request) -> JSONResponse:
     body = await read_json_object(request)
     settings = request.app.state.settings
     if "url" not in body:
         raise _bad("missing_field", "url is required", "url")
     try:
-        url = await run_in_threadpool(
-            check_url, body["url"], allow_private=settings.allow_private_urls
-        )
+        url = await checked_url(body["url"], allow_private=settings.allow_private_urls)
     except UrlRejected as exc:
         raise _bad("invalid_url", exc.message, "url") from None
     quality = _choice(body, "quality", list(QUALITY_FORMATS), "best")
@@ -96,56 +117,36 @@ async def request_download(request: Request) -> JSONResponse:
         "title": _optional_text(body, "title"),
         "force": force,
     }
-    dedupe_key = jobs.dedupe_key(JobKind.download, params)
-    db = request.app.state.db
-
-    async with db() as session:
-        active = await _active_job(session, dedupe_key)
-        if active is not None:
-            return JSONResponse(jobs.job_to_dict(active), status_code=status.HTTP_200_OK)
-        if not force:
-            existing = await session.scalar(select(Video.id).where(Video.source_url == url))
-            if existing is not None:
-                raise ApiError(
-                    status.HTTP_409_CONFLICT,
-                    "already_in_library",
-                    "this URL is already in the library; send force: true to download it again",
-                    field="url",
-                    video_id=existing,
-                )
-        owner = await check_job_caps(request, session)
-        job = Job(
-            owner=owner,
+    submission = await request.app.state.store.run(
+        partial(
+            submit_job,
             kind=JobKind.download,
-            status=JobStatus.queued,
             queue=DOWNLOAD_QUEUES[priority],
             params=params,
+            owner=job_owner(request),
             max_attempts=settings.max_attempts,
-            dedupe_key=dedupe_key,
+            max_active=settings.max_active_jobs,
+            max_active_of_owner=settings.max_active_jobs_per_credential,
+            library_url=None if force else url,
         )
-        session.add(job)
-        try:
-            await session.commit()
-        except IntegrityError:
-            # Another request for the same URL won the race: answer with its job.
-            await session.rollback()
-            active = await _active_job(session, dedupe_key)
-            if active is None:
-                raise
-            return JSONResponse(jobs.job_to_dict(active), status_code=status.HTTP_200_OK)
-
-    data = jobs.job_to_dict(job)
-    await dispatch.publish(request, data)
-    await dispatch.send(data)
-    return JSONResponse(
-        data, status_code=status.HTTP_202_ACCEPTED, headers={"Location": f"/api/jobs/{job.id}"}
     )
-
-
-async def _active_job(session: AsyncSession, dedupe_key: str | None) -> Job | None:
-    """The queued or running job that holds ``dedupe_key``, if any."""
-    return await session.scalar(
-        select(Job).where(Job.dedupe_key == dedupe_key, Job.status.in_(ACTIVE))
+    if submission.video_id is not None:
+        raise ApiError(
+            status.HTTP_409_CONFLICT,
+            "already_in_library",
+            "this URL is already in the library; send force: true to download it again",
+            field="url",
+            video_id=submission.video_id,
+        )
+    if submission.over_cap is not None:
+        raise too_many_jobs(request, submission.over_cap)
+    job = submission.job
+    assert job is not None
+    if not submission.created:
+        return JSONResponse(job, status_code=status.HTTP_200_OK)
+    await dispatch.publish_and_send(request, job)
+    return JSONResponse(
+        job, status_code=status.HTTP_202_ACCEPTED, headers={"Location": f"/api/jobs/{job['id']}"}
     )
 
 

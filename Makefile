@@ -22,6 +22,7 @@ check: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 BENCH_INSTALLED := $(VENV)/.installed-bench
 

@@ -56,6 +56,21 @@ def pytest_configure(config: pytest.Config) -> None:
     upgrade(get_settings().database_url)
 
 
+# .ci/run sets this: on CI a skip is a failure, whatever its reason (a missing binary, no
+# root, no network namespace), so no test can be silently left out there.
+STRICT = os.environ.get("VIDFLEET_TEST_STRICT") == "1"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    outcome = yield
+    report = outcome.get_result()
+    if STRICT and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped, and VIDFLEET_TEST_STRICT=1 allows no skip: {reason}"
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     if "redis" in _state:
         _state["redis"].stop()

@@ -92,10 +92,7 @@ def warm_stream_cache() -> None:
         target = stream_entry(settings.stream_cache_dir, key, quality, format)
         if target.is_file():
             continue
-        info = MediaInfo(
-            duration=video.duration, width=video.width, height=video.height,
-            vcodec=video.vcodec, acodec=video.acodec, container=video.container or "",
-        )  # fmt: skip
+        info = MediaInfo.of(video)
         plan = plan_stream(info, StreamRequest(quality=quality, format=format))
         if plan.mode != "transcode":
             continue  # a remux starts at once anyway

@@ -59,9 +59,11 @@ class Slots:
     def release(self, holder: str) -> Any:
         return self.client.zrem(self.key, holder)
 
-    def renew(self, holders: Iterable[str]) -> Any:
-        """Push the expiry of slots that exist (``xx``: a lapsed slot is not retaken)."""
-        return self.client.zadd(self.key, dict.fromkeys(holders, time.time() + self.ttl_s), xx=True)
+    def renew(self, holders: Iterable[str], *, on: Any = None) -> Any:
+        """Push the expiry of slots that exist (``xx``: a lapsed slot is not retaken);
+        ``on``: a pipeline to queue the command on instead of sending it."""
+        client = self.client if on is None else on
+        return client.zadd(self.key, dict.fromkeys(holders, time.time() + self.ttl_s), xx=True)
 
     def holders(self) -> Any:
         """The holders whose slots have not expired."""

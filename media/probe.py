@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import av
 
@@ -37,6 +38,17 @@ WEBM_CODECS = frozenset({"vp8", "vp9", "av1", "opus", "vorbis"})
 IMAGE_CODECS = frozenset({"png", "mjpeg", "gif", "bmp", "tiff", "webp", "svg", "jpeg2000"})
 
 
+class Probed(Protocol):
+    """Anything that keeps a probe's fields (a library row)."""
+
+    duration: float | None
+    width: int | None
+    height: int | None
+    vcodec: str | None
+    acodec: str | None
+    container: str | None
+
+
 @dataclass(frozen=True)
 class MediaInfo:
     duration: float | None
@@ -45,6 +57,18 @@ class MediaInfo:
     vcodec: str | None
     acodec: str | None
     container: str
+
+    @classmethod
+    def of(cls, probed: Probed) -> MediaInfo:
+        """The probe a library row keeps."""
+        return cls(
+            duration=probed.duration,
+            width=probed.width,
+            height=probed.height,
+            vcodec=probed.vcodec,
+            acodec=probed.acodec,
+            container=probed.container or "",
+        )
 
 
 def content_type(container: str | None, vcodec: str | None, acodec: str | None) -> str:

@@ -26,6 +26,7 @@ from starlette.routing import Route
 
 from db.models import Video
 from media.ffmpeg import ffmpeg_path
+from media.probe import MediaInfo
 from media.stream_cache import hls_folder, partial_name, source_key
 from media.transcode import (
     HLS_CONTENT_TYPES,
@@ -36,7 +37,8 @@ from media.transcode import (
 )
 from web.errors import ApiError, not_found
 from web.sessions import StreamRegistry, StreamSession, StreamsFull, streams_full
-from web.transcode import StreamProcess, media_info
+from web.streams import library_file
+from web.transcode import StreamProcess
 from web.videos import load_video
 
 SEGMENT_NAME = re.compile(r"([0-9]{1,6})\.ts")
@@ -44,7 +46,7 @@ SEGMENT_TIMEOUT_S = 120.0
 HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"}
 
 
-async def _video_and_file(request: Request) -> tuple[Video, Path, str]:
+async def _video_and_file(request: Request) -> tuple[Video, Path, os.stat_result, str]:
     quality = request.path_params["quality"]
     if quality not in QUALITIES:
         raise ApiError(
@@ -54,19 +56,16 @@ async def _video_and_file(request: Request) -> tuple[Video, Path, str]:
             field="quality",
         )
     video = await load_video(request)
-    root = request.app.state.settings.media_root.resolve()
-    path = (root / video.path).resolve()
-    if not path.is_relative_to(root) or not path.is_file():
-        raise not_found("video file")
+    path, source = await library_file(request, video.path)
     if not video.duration:
         raise ApiError(
             status.HTTP_409_CONFLICT, "not_probed", "the video's duration is not known yet"
         )
-    return video, path, quality
+    return video, path, source, quality
 
 
 async def playlist(request: Request) -> Response:
-    video, _path, _quality = await _video_and_file(request)
+    video, _path, _source, _quality = await _video_and_file(request)
     assert video.duration is not None
     return Response(
         hls_playlist(video.duration),
@@ -79,12 +78,12 @@ async def segment(request: Request) -> Response:
     match = SEGMENT_NAME.fullmatch(request.path_params["segment"])
     if match is None:
         raise not_found("segment")
-    video, path, quality = await _video_and_file(request)
+    video, path, source, quality = await _video_and_file(request)
     n = int(match.group(1))
     assert video.duration is not None
     if n >= len(hls_segments(video.duration)):
         raise not_found("segment")
-    key = source_key(video.id, path.stat())
+    key = source_key(video.id, source)
     target = hls_folder(request.app.state.settings.stream_cache_dir, key, quality) / f"{n}.ts"
     hit = target.is_file()
     request.app.state.streams.cache(hit=hit)
@@ -112,7 +111,7 @@ async def _make_segment(
         raise streams_full(exc) from None
     await anyio.to_thread.run_sync(lambda: target.parent.mkdir(parents=True, exist_ok=True))
     partial = partial_name(target)
-    argv = hls_segment_argv(ffmpeg_path(), path, media_info(video), quality, n, partial)
+    argv = hls_segment_argv(ffmpeg_path(), path, MediaInfo.of(video), quality, n, partial)
     ffmpeg = StreamProcess(argv)
     try:
         await ffmpeg.start()

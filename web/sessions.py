@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, cast
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 from starlette import status
 from starlette.requests import Request
@@ -136,22 +137,27 @@ class StreamRegistry:
             await self._save(session)
 
     async def _save(self, session: StreamSession) -> None:
-        key = live.stream_session_key(session.id)
-        fields: dict[Any, Any] = session.public()  # redis-py's Mapping type is invariant
         async with self.client.pipeline(transaction=False) as pipe:
-            pipe.hset(key, mapping=fields)
-            pipe.expire(key, int(self.ttl_s) + 1)
+            self._queue_save(pipe, session)
             await pipe.execute()
 
+    def _queue_save(self, pipe: Pipeline, session: StreamSession) -> None:
+        key = live.stream_session_key(session.id)
+        fields: dict[Any, Any] = session.public()  # redis-py's Mapping type is invariant
+        pipe.hset(key, mapping=fields)
+        pipe.expire(key, int(self.ttl_s) + 1)
+
     async def beat(self) -> None:
-        """Renew the slots and records of this process's sessions."""
+        """Renew the slots and records of this process's sessions, in one round trip."""
         sessions = list(self.live.values())
         if not sessions:
             return
-        await self.slots.renew(session.id for session in sessions)
-        for session in sessions:
-            await self._client_slots(session.client).renew([session.id])
-            await self._save(session)
+        async with self.client.pipeline(transaction=False) as pipe:
+            self.slots.renew([session.id for session in sessions], on=pipe)
+            for session in sessions:
+                self._client_slots(session.client).renew([session.id], on=pipe)
+                self._queue_save(pipe, session)
+            await pipe.execute()
 
     async def run(self) -> None:
         """Beat every third of the TTL until cancelled."""

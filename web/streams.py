@@ -28,9 +28,9 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from db.models import Video
-from media.probe import content_type
+from media.probe import MediaInfo, content_type
 from web.errors import not_found
-from web.transcode import media_info, transcoded, wants_transcode
+from web.transcode import transcoded, wants_transcode
 from web.videos import MAX_ID, load_video
 
 MEDIA_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"}
@@ -77,6 +77,20 @@ def _library_file(root: Path, relative: str) -> tuple[Path, os.stat_result] | No
     return (path, stat_result) if stat.S_ISREG(stat_result.st_mode) else None
 
 
+async def library_file(request: Request, relative: str) -> tuple[Path, os.stat_result]:
+    """The library file a row names and its stat, looked up in a thread (on a network
+    filesystem the lookups can block).
+
+    Raises:
+      ApiError: 404 when it is gone or not a regular file under the library.
+    """
+    root = request.app.state.settings.media_root
+    found = await anyio.to_thread.run_sync(_library_file, root, relative)
+    if found is None:
+        raise not_found("video file")
+    return found
+
+
 async def _file_row(request: Request) -> Row[tuple[str, str | None, str | None, str | None]]:
     video_id = request.path_params["video_id"]
     row = None
@@ -92,13 +106,7 @@ async def stream_file(request: Request) -> Response:
     if wants_transcode(request):
         return await _transcoded(request)
     video = await _file_row(request)
-    # In a thread: on a network filesystem the lookups can block.
-    found = await anyio.to_thread.run_sync(
-        _library_file, request.app.state.settings.media_root, video.path
-    )
-    if found is None:
-        raise not_found("video file")
-    path, stat_result = found
+    path, stat_result = await library_file(request, video.path)
     media_type = content_type(video.container, video.vcodec, video.acodec)
     prefix = request.app.state.settings.x_accel_prefix
     if prefix:
@@ -119,12 +127,8 @@ async def _transcoded(request: Request) -> Response:
     """``?quality=&format=&start=``: remuxed or transcoded (web/transcode.py), which
     needs the whole probe of the row."""
     video = await load_video(request)
-    found = await anyio.to_thread.run_sync(
-        _library_file, request.app.state.settings.media_root, video.path
-    )
-    if found is None:
-        raise not_found("video file")
-    return await transcoded(request, video.id, found[0], media_info(video))
+    path, stat_result = await library_file(request, video.path)
+    return await transcoded(request, video.id, path, stat_result, MediaInfo.of(video))
 
 
 routes = [Route("/stream/{video_id:int}", stream_file, methods=["GET", "HEAD"])]

@@ -33,7 +33,6 @@ from starlette.responses import FileResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from db import live
-from db.models import Video
 from media.errors import BadRequest
 from media.ffmpeg import ffmpeg_path
 from media.probe import MediaInfo
@@ -288,7 +287,9 @@ def wants_transcode(request: Request) -> bool:
     return any(name in request.query_params for name in TRANSCODE_PARAMS)
 
 
-async def transcoded(request: Request, video_id: int, path: Path, info: MediaInfo) -> Response:
+async def transcoded(
+    request: Request, video_id: int, path: Path, source: os.stat_result, info: MediaInfo
+) -> Response:
     """The remuxed or transcoded stream of ``path`` as the query asks.
 
     Raises:
@@ -306,7 +307,7 @@ async def transcoded(request: Request, video_id: int, path: Path, info: MediaInf
     registry: StreamRegistry = request.app.state.streams
     cached = None
     if plan.mode == "transcode" and not plan.start:
-        key = source_key(video_id, path.stat())
+        key = source_key(video_id, source)
         cached = stream_entry(settings.stream_cache_dir, key, asked.quality, plan.format)
         if cached.is_file():
             registry.cache(hit=True)
@@ -368,15 +369,3 @@ def stream_process(backend: str, path: Path, plan: StreamPlan, info: MediaInfo) 
         argv = vlc_argv(cvlc, plan, info, as_root=os.geteuid() == 0)
         return StreamProcess(argv, source=path, name="cvlc")
     return StreamProcess(ffmpeg_argv(ffmpeg_path(), path, plan, info), name="ffmpeg")
-
-
-def media_info(video: Video) -> MediaInfo:
-    """A library row's probe, as :mod:`media.transcode` takes it."""
-    return MediaInfo(
-        duration=video.duration,
-        width=video.width,
-        height=video.height,
-        vcodec=video.vcodec,
-        acodec=video.acodec,
-        container=video.container or "",
-    )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import re
 from pathlib import Path
@@ -40,6 +41,8 @@ from web.sessions import StreamRegistry, StreamSession, StreamsFull, streams_ful
 from web.streams import library_file
 from web.transcode import StreamProcess
 from web.videos import load_video
+
+logger = logging.getLogger(__name__)
 
 SEGMENT_NAME = re.compile(r"([0-9]{1,6})\.ts")
 SEGMENT_TIMEOUT_S = 120.0
@@ -113,19 +116,30 @@ async def _make_segment(
     partial = partial_name(target)
     argv = hls_segment_argv(ffmpeg_path(), path, MediaInfo.of(video), quality, n, partial)
     ffmpeg = StreamProcess(argv)
+    made = False
     try:
         await ffmpeg.start()
         assert ffmpeg.process is not None
-        code = await asyncio.wait_for(ffmpeg.process.wait(), SEGMENT_TIMEOUT_S)
-        if code != 0 or not partial.is_file():
-            raise ApiError(500, "stream_failed", "the segment could not be made")
-        os.replace(partial, target)
+        if await asyncio.wait_for(ffmpeg.process.wait(), SEGMENT_TIMEOUT_S) == 0 and (
+            partial.is_file()
+        ):
+            os.replace(partial, target)
+            made = True
     finally:
         with anyio.CancelScope(shield=True):
-            await ffmpeg.stop()
-            await registry.close(session)
+            exit_code = await ffmpeg.stop()
+            await registry.close(session, failed=not made)
         with contextlib.suppress(FileNotFoundError):
             partial.unlink()
+    if not made:
+        logger.warning(
+            "ffmpeg could not make segment %d (exit %s): %s",
+            n,
+            exit_code,
+            " | ".join(ffmpeg.stderr_tail),
+        )
+        # FFmpeg cannot read the library file: a corrupt or truncated one.
+        raise ApiError(422, "stream_failed", "the segment could not be made from this file")
 
 
 routes = [

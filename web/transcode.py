@@ -295,7 +295,8 @@ async def transcoded(
     Raises:
       ApiError: 400 naming the field for a bad ``quality``, ``format`` or ``start``;
         503 ``too_many_streams`` (with ``Retry-After``) when no transcode slot is free;
-        500 ``stream_failed`` when FFmpeg ends without producing anything.
+        422 ``stream_failed`` when FFmpeg ends without producing anything: it cannot
+        read the library file (a corrupt or truncated file; the log has its stderr).
     """
     query = request.query_params
     try:
@@ -353,7 +354,7 @@ async def transcoded(
             code,
             " | ".join(process.stderr_tail),
         )
-        raise ApiError(500, "stream_failed", "the file could not be streamed in this form")
+        raise ApiError(422, "stream_failed", "the file could not be streamed in this form")
     return StreamResponse(process, first, plan, session, registry, keep_as=cached)
 
 

@@ -371,3 +371,17 @@ def test_a_transcode_the_client_left_is_not_kept(api: httpx.Client, settings: An
     wait_for(lambda: not ffmpeg_children(), timeout=2, what="ffmpeg to stop")
     folder = stream_entry(settings.stream_cache_dir, video["key"], "source", "webm").parent
     wait_for(lambda: not any(folder.iterdir()), timeout=2, what="the partial copy to go")
+
+
+def test_a_library_file_ffmpeg_cannot_read_is_a_422_and_leaves_nothing(
+    api: httpx.Client, settings: Any
+) -> None:
+    video = add_to_library(settings, "a/good.mkv", mkv_h264)
+    # Overwritten after its row was made (the probe was fine then): no media left in it.
+    (settings.media_root / "a" / "good.mkv").write_bytes(os.urandom(100_000))
+    for params in ({"format": "webm"}, {"format": "mp4", "quality": "360p", "start": "1"}):
+        assert_error(api.get(f"/stream/{video['id']}", params=params), 422)
+    assert_error(api.get(f"/hls/{video['id']}/360p/0.ts"), 422)
+    assert not ffmpeg_children()
+    streams = api.get("/api/system/streams").json()
+    assert streams["streams"] == [] and streams["this_process"]["failures"] == 3

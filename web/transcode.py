@@ -264,14 +264,23 @@ class CacheWriter:
                 self.partial.unlink(missing_ok=True)
 
 
-async def count_play(request: Request, video_id: int, quality: str, plan: StreamPlan) -> None:
-    """Count what is watched from the start, for the cache warmer (a lost count is no
-    loss)."""
+_counting: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
+
+
+def count_play(request: Request, video_id: int, quality: str, plan: StreamPlan) -> None:
+    """Count what is watched from the start, for the cache warmer: in the background,
+    so a Redis that does not answer never holds the stream (a lost count is no loss)."""
     if plan.mode != "transcode" or plan.start:
         return
     member = f"{video_id}:{quality}:{plan.format}"
-    with contextlib.suppress(RedisError, OSError):
-        await request.app.state.redis.zincrby(live.PLAYS_KEY, 1, member)
+
+    async def count() -> None:
+        with contextlib.suppress(RedisError, OSError):
+            await request.app.state.redis.zincrby(live.PLAYS_KEY, 1, member)
+
+    task = asyncio.create_task(count())
+    _counting.add(task)
+    task.add_done_callback(_counting.discard)
 
 
 def stream_headers(plan: StreamPlan) -> dict[str, str]:
@@ -320,7 +329,7 @@ async def transcoded(
             registry.cache(hit=False)
     if request.method == "HEAD":
         return Response(media_type=plan.content_type, headers=stream_headers(plan))
-    await count_play(request, video_id, asked.quality, plan)
+    count_play(request, video_id, asked.quality, plan)
     session = StreamSession(
         video_id=video_id,
         mode=plan.mode,

@@ -20,8 +20,8 @@ from dramatiq.middleware import (
 from periodiq import PeriodiqMiddleware
 
 from actors.job_middleware import JobTracking
-from actors.queues import Queue
 from actors.shutdown import GroupSignals
+from db.queues import Queue
 from db.settings import Settings, get_settings
 
 RETRY_MAX_BACKOFF_MS = 5 * 60_000

@@ -16,9 +16,9 @@ from urllib.parse import urlsplit
 
 from actors.job_middleware import JobContext, Postponed, current_job, is_retryable, job_actor
 from actors.limits import download_slots, retry_delay_ms, site_allows_a_start
-from actors.queues import Queue
 from db import library
 from db.models import JobKind
+from db.queues import Queue
 from db.settings import get_settings
 from media.disk import DiskFull, check_room, free_bytes, is_disk_full, same_filesystem
 from media.download import (
@@ -33,7 +33,8 @@ from media.errors import MediaError
 from media.ffmpeg import ffmpeg_path
 from media.isolation import run_isolated
 from media.library import library_path, remove_from_library, stage_in_library
-from media.probe import MediaInfo, probe_file
+from media.mediainfo import MediaInfo
+from media.probe import probe_file
 from media.urls import parse_url
 
 settings = get_settings()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dramatiq
 from periodiq import cron
 
-from actors.queues import Queue
 from actors.recovery import run_lifeline
+from db.queues import Queue
 
 
 @dramatiq.actor(queue_name=Queue.maintenance, periodic=cron("* * * * *"), max_retries=0)

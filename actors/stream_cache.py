@@ -21,13 +21,13 @@ from periodiq import cron
 from sqlalchemy import select
 
 from actors import stores
-from actors.queues import Queue
 from db import live
 from db.models import Video
+from db.queues import Queue
 from db.settings import get_settings
 from db.slots import Slots
 from media.ffmpeg import ffmpeg_path, run_to_end
-from media.probe import MediaInfo
+from media.mediainfo import MediaInfo
 from media.stream_cache import partial_name, source_key, stream_entry, sweep
 from media.transcode import QUALITIES, StreamPlan, StreamRequest, ffmpeg_argv, plan_stream
 

@@ -23,17 +23,9 @@ from yt_dlp.utils import DownloadCancelled, DownloadError
 from media.disk import DiskFull, free_bytes, is_disk_full, same_filesystem
 from media.egress import BlockedAddress, refusals
 from media.errors import Cancelled, MediaError
+from media.formats import QUALITY_FORMATS
 
 logger = logging.getLogger(__name__)
-
-QUALITY_FORMATS = {
-    "best": "bv*+ba/b",
-    "2160p": "bv*[height<=2160]+ba/b[height<=2160]/b",
-    "1080p": "bv*[height<=1080]+ba/b[height<=1080]/b",
-    "720p": "bv*[height<=720]+ba/b[height<=720]/b",
-    "480p": "bv*[height<=480]+ba/b[height<=480]/b",
-    "worst": "wv*+wa/w",
-}
 
 # yt-dlp error texts that no retry will fix. Anything else (network, 5xx, timeouts)
 # is worth another attempt.

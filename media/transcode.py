@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from media.errors import BadRequest
-from media.probe import MediaInfo
+from media.mediainfo import MediaInfo
 
 QUALITIES: dict[str, int | None] = {
     "360p": 360,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import shutil
 from functools import lru_cache
 
-from media.probe import MediaInfo
+from media.mediainfo import MediaInfo
 from media.transcode import BITRATES, StreamPlan
 
 #: How a root web runs cvlc: as nobody, without root's groups (util-linux's setpriv).

@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         )
         app.state.redis = live.async_client(settings.redis_url, timeout=settings.redis_timeout)
         app.state.publish = app.state.redis.register_script(live.PUBLISH_SCRIPT)
-        app.state.enqueuer = dispatch.make_enqueuer(app.state.redis)
+        app.state.enqueuer = dispatch.make_enqueuer(settings, app.state.redis)
         app.state.hub = ProgressHub(settings.redis_url)
         await app.state.hub.start()
         app.state.streams = StreamRegistry(
@@ -99,6 +99,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await app.state.streams.stop()
             await app.state.hub.stop()
             await app.state.redis.aclose()
+            app.state.enqueuer.broker.close()
             app.state.store.dispose()
             await engine.dispose()
 

@@ -17,8 +17,9 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 from starlette.requests import Request
 
-from actors.enqueue import job_actors, job_message
 from db import live
+from db.queues import job_message
+from db.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -101,10 +102,18 @@ class PipelinedEnqueuer:
         self.broker.emit_after("enqueue", message, None)
 
 
-def make_enqueuer(client: aioredis.Redis) -> PipelinedEnqueuer:
-    """The enqueuer of the project's broker, on ``client``."""
-    broker = dramatiq.get_broker()
-    assert isinstance(broker, RedisBroker), "actors.broker builds a RedisBroker"
+def make_enqueuer(settings: Settings, client: aioredis.Redis) -> PipelinedEnqueuer:
+    """The web's enqueuer, on ``client``: a Redis broker of its own, built from
+    ``settings`` with no middleware and no actors, gives it the namespace, the
+    ``dispatch`` script and a broker id whose heartbeat the script keeps. The web sends
+    messages by actor name (:func:`db.queues.job_message`), so it never imports the
+    actors (and with them yt-dlp, PyAV and periodiq)."""
+    broker = RedisBroker(
+        url=settings.redis_url,
+        middleware=[],
+        socket_timeout=settings.redis_timeout,
+        socket_connect_timeout=settings.redis_timeout,
+    )
     return PipelinedEnqueuer(broker, client)
 
 
@@ -126,7 +135,7 @@ async def publish_and_send(request: Request, job: dict[str, Any]) -> None:
     enqueuer: PipelinedEnqueuer = state.enqueuer
     keys, publish_args = live.publish_arguments(job)
     try:
-        message = job_message(job_actors()[job["kind"]], job["id"], job["queue"])
+        message = job_message(job["kind"], job["id"], job["queue"])
         async with state.redis.pipeline(transaction=False) as pipe:
             pipe.evalsha(state.publish.sha, len(keys), *keys, *publish_args)
             message, send_args = await enqueuer.add(pipe, message)

@@ -27,7 +27,7 @@ from starlette.routing import Route
 
 from db.models import Video
 from media.ffmpeg import ffmpeg_path
-from media.probe import MediaInfo
+from media.mediainfo import MediaInfo
 from media.stream_cache import hls_folder, partial_name, source_key
 from media.transcode import (
     HLS_CONTENT_TYPES,

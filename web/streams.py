@@ -28,7 +28,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from db.models import Video
-from media.probe import MediaInfo, content_type
+from media.mediainfo import MediaInfo, content_type
 from web.errors import not_found
 from web.transcode import transcoded, wants_transcode
 from web.videos import MAX_ID, load_video

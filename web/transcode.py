@@ -35,7 +35,7 @@ from starlette.types import Receive, Scope, Send
 from db import live
 from media.errors import BadRequest
 from media.ffmpeg import ffmpeg_path
-from media.probe import MediaInfo
+from media.mediainfo import MediaInfo
 from media.stream_cache import partial_name, source_key, stream_entry
 from media.transcode import StreamPlan, ffmpeg_argv, parse_request, plan_stream
 from media.vlc import cvlc_path, vlc_argv

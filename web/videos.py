@@ -15,12 +15,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from actors.queues import DOWNLOAD_QUEUES, Priority
 from db.job_requests import submit_job
 from db.jobs import iso
 from db.models import JobKind, Video
-from media.download import QUALITY_FORMATS
+from db.queues import DOWNLOAD_QUEUES, Priority
 from media.errors import UrlRejected
+from media.formats import QUALITY_FORMATS
 from media.urls import check_url, parse_url
 from web import dispatch
 from web.errors import ApiError, not_found, read_json_object

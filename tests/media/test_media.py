@@ -230,7 +230,7 @@ def test_pictures_and_flash_that_ffmpeg_can_open_are_not_media(tmp_path: Path) -
 
 
 def test_the_content_type_comes_from_the_container(tmp_path: Path, sample_video: Path) -> None:
-    from media.probe import content_type
+    from media.mediainfo import content_type
 
     info = probe_file(sample_video)
     assert content_type(info.container, info.vcodec, info.acodec) == "video/mp4"

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import subprocess
+import sys
 from typing import Any
 
 import dramatiq
@@ -38,39 +40,63 @@ class SeesEnqueues(Middleware):
 def test_the_web_writes_a_jobs_message_as_dramatiqs_broker_does(
     settings: Any, redis_client: Any
 ) -> None:
+    """The web builds the message by actor name on a broker of its own; what it stores
+    is what the workers' broker stores for ``actor.message(job_id)`` on that queue."""
     from actors import broker
-    from actors.enqueue import job_actors, job_message
+    from actors.enqueue import job_actors
+    from actors.enqueue import job_message as actor_message
     from db import live
+    from db.queues import job_message
     from web.dispatch import make_enqueuer
 
-    message = job_message(job_actors()["download"], "a-job-id", "bulk")
+    by_broker = broker.enqueue(actor_message(job_actors()["download"], "a-job-id", "bulk"))
     hooks = SeesEnqueues()
-    broker.middleware.append(hooks)
-    try:
-        by_broker = broker.enqueue(message)
 
-        async def pipelined() -> dramatiq.Message:
-            client = live.async_client(settings.redis_url)
-            enqueuer = make_enqueuer(client)
-            async with client.pipeline(transaction=False) as pipe:
-                sent, _ = await enqueuer.add(pipe, message)
-                await pipe.execute()
-            enqueuer.enqueued(sent)
-            await client.aclose()
-            return sent
+    async def pipelined() -> tuple[dramatiq.Message, str]:
+        client = live.async_client(settings.redis_url)
+        enqueuer = make_enqueuer(settings, client)
+        enqueuer.broker.middleware.append(hooks)
+        async with client.pipeline(transaction=False) as pipe:
+            sent, _ = await enqueuer.add(pipe, job_message("download", "a-job-id", "bulk"))
+            await pipe.execute()
+        enqueuer.enqueued(sent)
+        await client.aclose()
+        enqueuer.broker.close()
+        return sent, enqueuer.broker.broker_id
 
-        by_web = asyncio.run(pipelined())
-    finally:
-        broker.middleware.remove(hooks)
+    by_web, web_broker_id = asyncio.run(pipelined())
 
     first, second = stored_messages(redis_client, "bulk")
     ids = [m["options"].pop("redis_message_id") for m in (first, second)]
     assert ids == [by_broker.options["redis_message_id"], by_web.options["redis_message_id"]]
     assert ids[0] != ids[1]
-    assert first == second == json.loads(message.encode())
-    assert hooks.seen == [(hook, i) for i in ids for hook in ("before", "after")]
-    # The broker's heartbeat, as its own enqueue refreshes it.
-    assert redis_client.zscore("dramatiq:__heartbeats__", broker.broker_id) is not None
+    for stored in (first, second):
+        del stored["message_id"], stored["message_timestamp"]
+    assert first == second
+    assert second["actor_name"] == "download_video" and second["args"] == ["a-job-id"]
+    assert hooks.seen == [(hook, ids[1]) for hook in ("before", "after")]
+    # The web's broker heartbeat, as its own enqueue refreshes it.
+    assert redis_client.zscore("dramatiq:__heartbeats__", web_broker_id) is not None
+
+
+def test_every_job_actor_the_workers_declare_is_the_one_the_web_sends_to() -> None:
+    from actors.enqueue import job_actors
+    from db.queues import ACTOR_OF_KIND
+
+    assert {kind: actor.actor_name for kind, actor in job_actors().items()} == ACTOR_OF_KIND
+
+
+def test_the_web_loads_neither_the_actors_nor_yt_dlp_pyav_or_periodiq() -> None:
+    """A web process imports no actor module: it sends by name (db.queues)."""
+    code = (
+        "import sys, web.app; "
+        "print(sorted(m for m in ('actors', 'yt_dlp', 'av', 'periodiq', 'cv2') "
+        "if m in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert loaded.stdout.strip() == "[]"
 
 
 def test_a_download_sent_after_redis_lost_its_scripts_is_run_by_a_worker(

@@ -29,9 +29,9 @@ from sqlalchemy.orm import sessionmaker
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 CONNECT_TIMEOUT_S = 5.0
 LIBPQ_LEAST_CONNECT_TIMEOUT_S = 2  # libpq and psycopg treat anything less as 2 s
-#: SQLite connections of a :class:`ConnectionRunner`: readers in WAL mode don't wait for
-#: a writer, so a request waiting on the write lock doesn't hold up the reads.
-RUNNER_SQLITE_CONNECTIONS = 4
+#: Reading threads (and connections) of a :class:`ConnectionRunner` on SQLite; it has one
+#: writing thread besides. Readers in WAL mode don't wait for the writer.
+RUNNER_SQLITE_READERS = 2
 
 T = TypeVar("T")
 
@@ -173,6 +173,14 @@ class ConnectionRunner:
     engine's). On PostgreSQL, whose driver is natively async, it runs on the async
     engine in SQLAlchemy's greenlet (``AsyncConnection.run_sync``): no thread at all.
 
+    On SQLite, work that writes (``writes=True``) runs on one writing thread of its
+    own, one unit after the other, and reads on a few reading threads. Why: with every
+    thread free to write, two write transactions of the same process met on SQLite's
+    lock, and the loser slept in SQLite's busy handler (1, 2, 5, 10, 15 ms ... between
+    tries, long after the lock was free): the API's p99 was those sleeps, and reads
+    queued behind the sleeping threads. Queued on one thread, writes follow each other
+    at once; only another process's write (a worker's) still meets the busy handler.
+
     The function gets a connection outside any transaction, commits what it must
     itself (``connection.commit()``), and whatever it leaves uncommitted is rolled back.
 
@@ -192,25 +200,28 @@ class ConnectionRunner:
     ) -> None:
         self.async_engine = async_engine
         self.sync_engine: Engine | None = None
-        self._threads: ThreadPoolExecutor | None = None
+        self._readers: ThreadPoolExecutor | None = None
+        self._writer: ThreadPoolExecutor | None = None
         if url.startswith("sqlite"):
-            # As many threads as connections: no thread ever waits for the pool, and no
+            # As many connections as threads: no thread ever waits for the pool, and no
             # more threads than that contend for the GIL.
-            self._threads = ThreadPoolExecutor(RUNNER_SQLITE_CONNECTIONS, thread_name_prefix="db")
+            self._readers = ThreadPoolExecutor(RUNNER_SQLITE_READERS, thread_name_prefix="db")
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="db-write")
             self.sync_engine = make_engine(
                 url,
                 connect_timeout=connect_timeout,
                 statement_timeout=statement_timeout,
-                sqlite_connections=RUNNER_SQLITE_CONNECTIONS,
+                sqlite_connections=RUNNER_SQLITE_READERS + 1,
             )
 
-    async def run(self, work: Callable[..., T], *args: Any) -> T:
-        """``work(connection, *args)``, awaited."""
-        if self._threads is None:
+    async def run(self, work: Callable[..., T], *args: Any, writes: bool = False) -> T:
+        """``work(connection, *args)``, awaited; ``writes``: it may write."""
+        threads = self._writer if writes else self._readers
+        if threads is None:
             async with self.async_engine.connect() as connection:
                 return await connection.run_sync(work, *args)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._threads, self._in_thread, work, args)
+        return await loop.run_in_executor(threads, self._in_thread, work, args)
 
     def _in_thread(self, work: Callable[..., T], args: tuple[Any, ...]) -> T:
         assert self.sync_engine is not None
@@ -218,7 +229,8 @@ class ConnectionRunner:
             return work(connection, *args)
 
     def dispose(self) -> None:
-        if self._threads is not None:
-            self._threads.shutdown()
+        for threads in (self._readers, self._writer):
+            if threads is not None:
+                threads.shutdown()
         if self.sync_engine is not None:
             self.sync_engine.dispose()

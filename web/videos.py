@@ -128,7 +128,8 @@ async def request_download(request: Request) -> JSONResponse:
             max_active=settings.max_active_jobs,
             max_active_of_owner=settings.max_active_jobs_per_credential,
             library_url=None if force else url,
-        )
+        ),
+        writes=True,
     )
     if submission.video_id is not None:
         raise ApiError(

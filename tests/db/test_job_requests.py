@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
@@ -235,3 +236,38 @@ def test_the_runner_keeps_what_the_work_committed_and_rolls_back_the_rest(
     with pytest.raises(LookupError, match="the work's own error"):
         run(database_url, fails)
     assert count_jobs(database_url) == 1
+
+
+def test_the_runners_writes_follow_each_other_without_meeting_sqlites_lock(tmp_path: Any) -> None:
+    """20 concurrent write units, each holding SQLite's write lock a while, on
+    connections that would fail at once on a lock held by another (busy_timeout 0):
+    run as writes, all commit; run as reads (several threads), they collide — the
+    collisions that, with a busy timeout, were sleeps in SQLite's busy handler."""
+    url = f"sqlite:///{tmp_path}/runner.db"
+    with make_engine(url).begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE written (n INTEGER)")
+
+    def write(connection: Connection, n: int) -> None:
+        connection.exec_driver_sql("PRAGMA busy_timeout = 0")
+        connection.exec_driver_sql("INSERT INTO written VALUES (?)", (n,))
+        time.sleep(0.005)  # a slow write: holds the write lock
+        connection.commit()
+
+    async def main(writes: bool) -> list[Any]:
+        engine = make_async_engine(async_url(url))
+        runner = ConnectionRunner(url, async_engine=engine)
+        try:
+            return await asyncio.gather(
+                *(runner.run(write, n, writes=writes) for n in range(20)), return_exceptions=True
+            )
+        finally:
+            runner.dispose()
+            await engine.dispose()
+
+    assert asyncio.run(main(writes=True)) == [None] * 20
+    collided = [r for r in asyncio.run(main(writes=False)) if isinstance(r, Exception)]
+    assert collided and all("locked" in str(error) for error in collided)
+    with make_engine(url).connect() as connection:
+        assert connection.exec_driver_sql("SELECT count(*) FROM written").scalar() == 40 - len(
+            collided
+        )

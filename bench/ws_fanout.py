@@ -175,7 +175,8 @@ class VidfleetServer(ChildServer):
         return [
             sys.executable, "-m", "uvicorn", "--factory", "web.app:create_app",
             "--host", "127.0.0.1", "--port", str(self.port),
-            "--ws-max-size", "65536", "--ws-per-message-deflate", compression,
+            "--ws", "web.ws_protocol:WebSocketProtocol", "--ws-max-size", "65536",
+            "--ws-per-message-deflate", compression,
             "--log-level", "warning", "--no-access-log",
         ]  # fmt: skip
 

@@ -22,6 +22,7 @@ import httpx
 import uvicorn
 
 from media.ffmpeg import ffmpeg_path
+from web.ws_protocol import WebSocketProtocol
 
 T = TypeVar("T")
 
@@ -217,7 +218,12 @@ class LiveServer:
         self.port = free_port()
         self.server = uvicorn.Server(
             uvicorn.Config(
-                app, host="127.0.0.1", port=self.port, log_level="warning", ws_max_size=65536
+                app,
+                host="127.0.0.1",
+                port=self.port,
+                log_level="warning",
+                ws=WebSocketProtocol,
+                ws_max_size=65536,
             )
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -44,6 +44,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable
 from typing import Any, cast
@@ -61,6 +62,8 @@ logger = logging.getLogger(__name__)
 BLOCK_MS = 5_000
 BATCH_INTERVAL_S = 0.05
 QUEUE_SIZE = 2_000
+#: A socket whose oldest unsent event came this long ago gets what it lacks conflated.
+LAG_LIMIT_S = 0.25
 MAX_BATCH = 500  # events per frame: keeps frames well under clients' size limits
 REPLAY_CHUNK = 1_000
 MAX_REPLAY_EVENTS = 5_000
@@ -92,13 +95,14 @@ class Event:
         wrote it; ``progress_of``: the job's id, on a progress event only).
     """
 
-    __slots__ = ("_fields", "_job", "id", "progress_of", "stream_id", "wire")
+    __slots__ = ("_fields", "_job", "arrived", "id", "progress_of", "stream_id", "wire")
 
     def __init__(self, entry_id: str, fields: dict[str, str]) -> None:
         self.id = entry_id
         self.stream_id = parse_stream_id(entry_id)
         self.wire = live.event_wire(entry_id, fields)
         self.progress_of: str | None = fields.get(live.PROGRESS_FIELD)
+        self.arrived = time.monotonic()
         self._fields = fields
         self._job: dict[str, Any] | None = None
 
@@ -265,8 +269,10 @@ class ProgressHub:
         block_ms: int = BLOCK_MS,
         batch_interval: float = BATCH_INTERVAL_S,
         queue_size: int = QUEUE_SIZE,
+        lag_limit: float = LAG_LIMIT_S,
     ) -> None:
         self.redis_url = redis_url
+        self.lag_limit = lag_limit
         self.block_ms = block_ms
         self.batch_interval = batch_interval
         self.queue_size = queue_size
@@ -409,21 +415,27 @@ class ProgressHub:
 
     def _trim(self, new_base: int) -> None:
         """Drop the log before ``new_base``; a subscriber that has not taken all of it
-        yet has fallen behind: what it lacks is spilled into its own pending events,
-        conflated, and if even that is too much it is closed with 1013."""
+        yet has fallen behind and gets what it lacks spilled (:meth:`_spill`)."""
         for subscriber in list(self.subscribers):
             assert subscriber.cursor is not None
             if subscriber.cursor < new_base:
-                lacking = self.log[subscriber.cursor - self.base : new_base - self.base]
-                subscriber.cursor = new_base
-                if not subscriber.offer(lacking, conflate=True):
-                    logger.warning(
-                        "closing a slow WebSocket: %d events pending", len(subscriber.pending)
-                    )
-                    self.slow_closed += 1
-                    self._close_later(subscriber, status.WS_1013_TRY_AGAIN_LATER, SLOW_REASON)
+                self._spill(subscriber, new_base)
         del self.log[: new_base - self.base]
         self.base = new_base
+
+    def _spill(self, subscriber: Subscriber, upto: int) -> bool:
+        """Move what ``subscriber`` has not taken of the log before ``upto`` into its
+        own pending events, conflated; if even that is too much, close it with 1013
+        (and answer False)."""
+        assert subscriber.cursor is not None
+        lacking = self.log[subscriber.cursor - self.base : upto - self.base]
+        subscriber.cursor = upto
+        if subscriber.offer(lacking, conflate=True):
+            return True
+        logger.warning("closing a slow WebSocket: %d events pending", len(subscriber.pending))
+        self.slow_closed += 1
+        self._close_later(subscriber, status.WS_1013_TRY_AGAIN_LATER, SLOW_REASON)
+        return False
 
     def take(self, subscriber: Subscriber, most: int) -> tuple[list[Event], str | None]:
         """Up to ``most`` events for one frame: its pending ones first, then the log's
@@ -431,6 +443,17 @@ class ProgressHub:
         (every job, the same window of the log)."""
         events = subscriber.take_pending(most) if subscriber.pending else []
         cursor = subscriber.cursor
+        if (
+            cursor is not None
+            and cursor < self.head
+            and self.log[cursor - self.base].arrived < time.monotonic() - self.lag_limit
+        ):
+            # Fallen behind: what it lacks goes out conflated, the latest progress of
+            # each job and every state change, rather than all of it late.
+            if not self._spill(subscriber, self.head):
+                return [], None
+            events += subscriber.take_pending(most - len(events))
+            cursor = subscriber.cursor
         if cursor is not None and cursor < self.head and len(events) < most:
             end = min(cursor + most - len(events), self.head)
             subscriber.cursor = end

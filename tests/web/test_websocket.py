@@ -223,11 +223,15 @@ def _hub(server: Any) -> Any:
     return app.state.hub
 
 
-def open_raw_websocket(port: int, subscription: dict[str, Any]) -> socket.socket:
-    """A WebSocket client that subscribes and then never reads: a tiny receive buffer
-    and no library reading in the background, so the server's sends back up."""
+def open_raw_websocket(
+    port: int, subscription: dict[str, Any], *, receive_buffer: int | None = 4096
+) -> socket.socket:
+    """A WebSocket client that subscribes and then reads only when told: no library
+    reading in the background, and by default a tiny receive buffer, so the server's
+    sends back up (``receive_buffer=None``: the kernel's default, as a browser has)."""
     sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    if receive_buffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
     sock.connect(("127.0.0.1", port))
     key = base64.b64encode(os.urandom(16)).decode()
     sock.sendall(
@@ -250,19 +254,26 @@ def open_raw_websocket(port: int, subscription: dict[str, Any]) -> socket.socket
 
 
 class FrameReader:
-    """Reads a raw socket's server frames (unmasked, not fragmented, uncompressed)."""
+    """Reads a raw socket's server frames (unmasked, not fragmented, uncompressed);
+    with ``pause``, slowly: at most ``chunk`` bytes, then a pause, and so on."""
 
-    def __init__(self, sock: socket.socket, timeout: float = 30) -> None:
+    def __init__(
+        self, sock: socket.socket, timeout: float = 30, *, chunk: int = 1 << 16, pause: float = 0
+    ) -> None:
         sock.settimeout(timeout)
         self.sock = sock
         self.buffer = b""
+        self.chunk = chunk
+        self.pause = pause
 
     def _take(self, n: int) -> bytes:
         while len(self.buffer) < n:
-            chunk = self.sock.recv(1 << 16)
+            chunk = self.sock.recv(self.chunk)
             if not chunk:
                 raise ConnectionError("closed without a close frame")
             self.buffer += chunk
+            if self.pause:
+                time.sleep(self.pause)  # a slow reader, by design
         data, self.buffer = self.buffer[:n], self.buffer[n:]
         return data
 
@@ -393,6 +404,69 @@ def test_a_socket_that_stops_reading_gets_the_latest_progress_of_each_job_and_ev
     for job_id in jobs:
         newest = [i for i, job, progress in published if job == job_id and progress][-1]
         assert newest in got_ids
+
+
+def test_a_socket_that_reads_slower_than_events_come_gets_them_conflated_not_late(
+    server: Any, redis_client: Any
+) -> None:
+    """A client with the kernel's default buffers reads about 200 KB/s while 1 MB of
+    events comes in two seconds. Fewer events than the log keeps, so only the lag (the
+    oldest event it lacks came over ``LAG_LIMIT_S`` ago) marks it behind. Before the
+    WebSocket's small send buffer (web/ws_protocol.py) and that rule, the kernel took
+    it all, the hub saw nothing behind and every event went out, seconds late."""
+    from db import live
+
+    hub = _hub(server)
+    assert len(hub.subscribers) == 0
+    slow = open_raw_websocket(
+        server.port, {"action": "subscribe", "jobs": ["*"]}, receive_buffer=None
+    )
+    wait_for(lambda: len(hub.subscribers) == 1, what="the subscription")
+    payload = secrets.token_hex(1_250)  # 2.5 KB, incompressible
+    jobs = [f"job-{n}" for n in range(5)]
+    published: list[tuple[str, str, bool]] = []  # (stream id, job id, is progress)
+    got: list[dict[str, Any]] = []
+
+    def read_slowly() -> None:
+        frames = FrameReader(slow, chunk=8_192, pause=0.04)  # about 200 KB/s
+        finished = 0
+        while finished < len(jobs):
+            opcode, body = frames.next()
+            assert opcode == 0x1, opcode
+            events = frames_to_events(body)
+            got.extend(events)
+            finished += sum(e["job"]["status"] == "succeeded" for e in events)
+
+    reader = threading.Thread(target=read_slowly)
+    reader.start()
+    for n in range(400):
+        job_id = jobs[n % len(jobs)]
+        state_change = n < len(jobs) or n % 40 == 39
+        job = {"id": job_id, "status": "running", "parent_id": None, "stage": f"stage-{n}"}
+        if not state_change:
+            job["message"] = payload
+        entry_id = redis_client.xadd(
+            live.EVENTS_STREAM, live.encode_event(job, progress=not state_change)
+        )
+        published.append((str(entry_id), job_id, not state_change))
+        time.sleep(0.005)  # the publisher's pace: 200 events a second
+    for job_id in jobs:
+        done = {"id": job_id, "status": "succeeded", "parent_id": None}
+        entry_id = redis_client.xadd(live.EVENTS_STREAM, live.encode_event(done))
+        published.append((str(entry_id), job_id, False))
+    reader.join(60)
+    assert not reader.is_alive(), "the slow client never got every job's end"
+    slow.close()
+
+    got_ids = [e["id"] for e in got]
+    order = {entry_id: index for index, (entry_id, _job, _progress) in enumerate(published)}
+    assert [order[i] for i in got_ids] == sorted(order[i] for i in got_ids)
+    state_changes = [entry_id for entry_id, _job, progress in published if not progress]
+    assert [i for i in got_ids if i in set(state_changes)] == state_changes
+    for job_id in jobs:
+        newest = [i for i, job, progress in published if job == job_id and progress][-1]
+        assert newest in got_ids
+    assert len(got) < len(published) * 3 // 4, f"{len(got)} of {len(published)} went out"
 
 
 def test_the_event_loop_is_never_blocked_by_a_slow_download(

@@ -21,6 +21,7 @@ from periodiq import PeriodiqMiddleware
 
 from actors.job_middleware import JobTracking
 from actors.shutdown import GroupSignals
+from actors.slot_gate import SlotGate
 from db.queues import Queue
 from db.settings import Settings, get_settings
 
@@ -28,6 +29,7 @@ RETRY_MAX_BACKOFF_MS = 5 * 60_000
 
 
 def make_broker(settings: Settings) -> RedisBroker:
+    tracking = JobTracking()
     broker = RedisBroker(
         url=settings.redis_url,
         # Bounded, so an enqueue (the web's too) or a fetch cannot hang on a dead Redis;
@@ -36,13 +38,16 @@ def make_broker(settings: Settings) -> RedisBroker:
         socket_connect_timeout=settings.redis_timeout,
         middleware=[
             AgeLimit(),
+            # Before TimeLimit and ShutdownNotifications: waiting for a slot is not
+            # running (no time limit), and a stopping worker ends the wait itself.
+            SlotGate(tracking=tracking),
             TimeLimit(),
             ShutdownNotifications(),
             Callbacks(),
             Pipelines(),
             # Before Retries: Dramatiq runs ``after_*`` hooks in reverse order, so
             # JobTracking sees ``message.failed`` once Retries has decided.
-            JobTracking(),
+            tracking,
             # Backoff doubles from VIDFLEET_RETRY_BACKOFF per retry, up to 5 minutes.
             Retries(
                 min_backoff=int(settings.retry_backoff * 1000), max_backoff=RETRY_MAX_BACKOFF_MS

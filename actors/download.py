@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from actors.job_middleware import JobContext, Postponed, current_job, is_retryable, job_actor
-from actors.limits import download_slots, retry_delay_ms, site_allows_a_start
+from actors.limits import retry_delay_ms, site_allows_a_start
 from db import library
 from db.models import JobKind
 from db.queues import Queue
@@ -59,6 +59,7 @@ def _policy() -> DownloadPolicy:
 @job_actor(
     kind=JobKind.download,
     queue_name=Queue.interactive,
+    slot="downloads",  # run only while holding a download slot (actors.slot_gate)
     time_limit=settings.download_time_limit * 1000,
     notify_shutdown=True,  # SIGTERM interrupts the download, which goes back to the queue
 )
@@ -68,16 +69,10 @@ def download_video(job_id: str) -> None:
     # The form only: where the download may connect is the egress guard's to decide,
     # connection by connection, in the download's own process.
     url = parse_url(params["url"])
-    slots = download_slots()
-    if not slots.acquire(job_id):
-        raise Postponed("waiting for a free download slot", retry_delay_ms())
-    try:
-        site = urlsplit(url).hostname or ""
-        if not site_allows_a_start(site):
-            raise Postponed(f"waiting: the per-minute limit for {site}", retry_delay_ms())
-        job.result = _download(job, url)
-    finally:
-        slots.release(job_id)
+    site = urlsplit(url).hostname or ""
+    if not site_allows_a_start(site):
+        raise Postponed(f"waiting: the per-minute limit for {site}", retry_delay_ms())
+    job.result = _download(job, url)
 
 
 def _download(job: JobContext, url: str) -> dict[str, Any]:

@@ -350,9 +350,14 @@ def job_actor(*, kind: str, **options: Any) -> Callable[[Callable[..., Any]], dr
     max_attempts = get_settings().max_attempts
 
     def retry_when(retries: int, exc: BaseException) -> bool:
+        # One policy, from the database's count of attempts (claims): Dramatiq's
+        # ``retries`` also counts every postponement and shutdown, which are no attempt.
         if isinstance(exc, (Shutdown, Postponed)):
             return True  # not a failure: the message must come back whatever the count
-        return is_retryable(exc) and retries + 1 < max_attempts
+        context: JobContext | None = getattr(_current, "context", None)  # cleared after
+        attempts = context.job["attempts"] if context is not None else retries + 1
+        limit = context.job["max_attempts"] if context is not None else max_attempts
+        return is_retryable(exc) and attempts < limit
 
     options.setdefault("retry_when", retry_when)
 

@@ -1,7 +1,8 @@
 """Fleet-wide limits on downloads: a cap on how many run at once (slots that expire with
-their holder's heartbeat, :mod:`db.slots`), and how many may start per minute on one
-site (Dramatiq's WindowRateLimiter). When a limit says "not yet", the job goes back to
-the queue (``Postponed``) without using an attempt.
+their holder's heartbeat, with a fair waiting line: :mod:`db.slots`, used by
+:mod:`actors.slot_gate`), and how many may start per minute on one site (Dramatiq's
+WindowRateLimiter; over it, the job goes back to the queue, ``Postponed``, without
+using an attempt).
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ from dramatiq.rate_limits.backends import RedisBackend
 from actors import stores
 from db import live
 from db.settings import get_settings
-from db.slots import Slots
+from db.slots import FairSlots
 
 
 @lru_cache(maxsize=1)
-def download_slots() -> Slots:
+def download_slots() -> FairSlots:
     settings = get_settings()
-    return Slots(
+    return FairSlots(
         stores.redis_client(),
         live.DOWNLOAD_SLOTS_KEY,
         limit=settings.max_concurrent_downloads,

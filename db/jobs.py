@@ -365,6 +365,19 @@ def requeue(
     return _transition(connection, job_id, JobStatus.running, values, attempt)
 
 
+def queued_since(connection: Connection | Session, job_id: str) -> datetime | None:
+    """When a job that is still queued was created; None if it is not queued."""
+    return connection.execute(
+        select(JOBS.c.created_at).where(JOBS.c.id == job_id, JOBS.c.status == JobStatus.queued)
+    ).scalar()
+
+
+def note_waiting(connection: Connection | Session, job_id: str, note: str) -> dict[str, Any] | None:
+    """A queued job waits for a slot: its stage and message say so (queued -> queued),
+    without a claim or an attempt. None if it is not queued any more."""
+    return _transition(connection, job_id, JobStatus.queued, {"stage": "waiting", "message": note})
+
+
 def save_progress(connection: Connection | Session, job_id: str, fields: dict[str, Any]) -> None:
     """Store the latest progress of a running job (throttled by the reporter)."""
     connection.execute(

@@ -25,6 +25,7 @@ from starlette.types import Scope
 from db import live
 from db.engine import ConnectionRunner, async_session_factory, make_async_engine
 from db.settings import Settings, get_settings
+from db.slots import FairSlots
 from web import dispatch, health, hls, jobs, session, sessions, streams, system, videos
 from web.auth import AuthMiddleware, GuessLimiter
 from web.body_limit import BodyLimit
@@ -77,6 +78,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         app.state.redis = live.async_client(settings.redis_url, timeout=settings.redis_timeout)
         app.state.publish = app.state.redis.register_script(live.PUBLISH_SCRIPT)
         app.state.enqueuer = dispatch.make_enqueuer(settings, app.state.redis)
+        # The download slots' waiting line, to dismiss a waiter whose job is cancelled.
+        app.state.download_slots = FairSlots(
+            app.state.redis,
+            live.DOWNLOAD_SLOTS_KEY,
+            limit=settings.max_concurrent_downloads,
+            ttl_s=settings.heartbeat_timeout,
+        )
         app.state.hub = ProgressHub(settings.redis_url)
         await app.state.hub.start()
         app.state.streams = StreamRegistry(

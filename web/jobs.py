@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from functools import partial
 from typing import Any
@@ -17,9 +18,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from db import job_requests, jobs, live
-from db.models import ACTIVE, Job, JobStatus
+from db.models import ACTIVE, Job, JobKind, JobStatus
 from web import dispatch
 from web.errors import ApiError, not_found
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -173,6 +176,14 @@ async def cancel_job(request: Request) -> JSONResponse:
             for job_id in running:
                 pipe.set(live.cancel_key(job_id), "1", ex=live.CANCEL_TTL_S)
             await pipe.execute()
+    for done in cancelled:
+        if done is not None and done["kind"] == JobKind.download:
+            # A queued download may be waiting for a slot in a worker: it leaves now.
+            # (If Redis cannot say so, the waiter finds the job cancelled in its turn.)
+            try:
+                await request.app.state.download_slots.dismiss(done["id"])
+            except RedisError:
+                logger.warning("could not dismiss job %s from the line", done["id"])
     for done in cancelled:
         if done is not None:
             await dispatch.publish(request, done)

@@ -2,7 +2,7 @@
 
 Every report goes to the Redis stream ``vf:events`` (``MAXLEN ~``) together with a
 snapshot key of the job, in one round trip; a running job's heartbeat key rides along
-with its state changes. Progress is throttled per job (about 4/s); state changes always
+with its state changes. Progress is throttled per job (about 2/s); state changes always
 go out. The database row follows state changes at once (the transition wrote it) and
 progress at most about once a second, so a busy download costs the database little.
 
@@ -28,7 +28,7 @@ from db import jobs, live
 
 logger = logging.getLogger(__name__)
 
-STREAM_INTERVAL_S = 0.25
+STREAM_INTERVAL_S = 0.5  # at most about 2 progress events a second per job
 DB_INTERVAL_S = 1.0
 DB_PROGRESS_FIELDS = ("progress", "stage", "message")
 REDIS_MAX_BACKOFF_S = 2.0

@@ -83,6 +83,7 @@ class Settings:
     max_websockets: int
     max_websockets_per_credential: int
     max_replay_events: int
+    events_max_mb: int
     auth_failures_per_minute: int
     min_free_bytes: int
     db_connect_timeout: float
@@ -223,6 +224,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
                 "VIDFLEET_MAX_WEBSOCKETS_PER_CREDENTIAL", cast=int, default=1_024
             ),
             max_replay_events=config("VIDFLEET_MAX_REPLAY_EVENTS", cast=int, default=5_000),
+            events_max_mb=config("VIDFLEET_EVENTS_MAX_MB", cast=int, default=64),
             auth_failures_per_minute=config(
                 "VIDFLEET_AUTH_FAILURES_PER_MINUTE", cast=int, default=10
             ),
@@ -275,6 +277,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ("VIDFLEET_MAX_WEBSOCKETS", settings.max_websockets),
         ("VIDFLEET_MAX_WEBSOCKETS_PER_CREDENTIAL", settings.max_websockets_per_credential),
         ("VIDFLEET_MAX_REPLAY_EVENTS", settings.max_replay_events),
+        ("VIDFLEET_EVENTS_MAX_MB", settings.events_max_mb),
         ("VIDFLEET_AUTH_FAILURES_PER_MINUTE", settings.auth_failures_per_minute),
     ):
         if value < 1:

@@ -8,8 +8,8 @@ import json
 import threading
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dramatiq
@@ -242,3 +242,41 @@ def test_a_download_cancelled_while_it_waits_for_a_slot_leaves_the_line_at_once(
     assert slots.holders() == ["someone-else"]
     slots.leave("someone-else")
     assert media_server.hits.get("/media/cancelled-waiter.mp4", 0) == 0
+
+
+def test_a_thousand_queued_downloads_leave_the_resume_history_intact(
+    api: Any, worker: Any, media_server: Any, monkeypatch: Any, redis_client: Any
+) -> None:
+    """1,000 downloads queued behind a busy fleet: one `queued` event each, one
+    `waiting` for each a worker thread holds, nothing else; a client that saw the
+    events before them resumes from there (`since`) without a gap."""
+    from actors.limits import download_slots
+    from db import live
+
+    slots = download_slots()
+    monkeypatch.setattr(slots, "limit", 1)
+    assert slots.take_or_join("someone-else", 0)[0]
+    before = str(redis_client.xadd(live.EVENTS_STREAM, live.encode_event({"id": "earlier"})))
+    jobs = []
+    for n in range(1_000):
+        answer = api.post(
+            "/api/videos/download",
+            json={"url": media_server.url(f"/media/backlog-{n}.mp4"), "priority": "low"},
+        )
+        assert answer.status_code == 202, answer.text
+        jobs.append(answer.json()["id"])
+    held = worker.worker_threads
+    wait_for(
+        lambda: redis_client.zcard(slots.line_key) == held,
+        what="the worker's threads to wait in line",
+    )
+    entries = redis_client.xrange(live.EVENTS_STREAM, min=before)
+    assert entries[0][0] == before  # still there: the history before the backlog
+    states = Counter(
+        (job["status"], job["stage"])
+        for job in (json.loads(fields["job"]) for _id, fields in entries[1:])
+    )
+    assert states == {("queued", None): 1_000, ("queued", "waiting"): held}
+    slots.leave("someone-else")
+    for job_id in jobs:
+        api.post(f"/api/jobs/{job_id}/cancel")

@@ -96,7 +96,17 @@ class Job(Base):
         Index("ix_jobs_created_at_id", "created_at", "id"),
         Index("ix_jobs_kind_created_at_id", "kind", "created_at", "id"),
         Index("ix_jobs_status_created_at_id", "status", "created_at", "id"),
-        Index("ix_jobs_parent_id_created_at_id", "parent_id", "created_at", "id"),
+        # Children only: a top-level job (most of them) is no entry here, and SQLite,
+        # whose statistics count all those NULLs as one value, cannot mistake this
+        # index for a quick way to the top-level jobs retention looks for.
+        Index(
+            "ix_jobs_parent_id_created_at_id",
+            "parent_id",
+            "created_at",
+            "id",
+            sqlite_where=text("parent_id IS NOT NULL"),
+            postgresql_where=text("parent_id IS NOT NULL"),
+        ),
         # Retention (db.retention) walks the finished top-level jobs by when they ended.
         Index(
             "ix_jobs_root_status_finished_at",

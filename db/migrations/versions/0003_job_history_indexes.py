@@ -7,7 +7,8 @@ Create Date: 2026-12-06 23:00:00
 The single-column indexes on ``status``, ``kind`` and ``parent_id`` become indexes that
 end in the job list's order (``created_at``, ``id``): a filtered page was read through
 the filter's index and then sorted whole (every succeeded job, for ``?status=
-succeeded``). They still serve every lookup by their first column. Retention gets the
+succeeded``). They still serve every lookup by their first column (the one on
+``parent_id`` holds the children only: a top-level job is no entry). Retention gets the
 finished top-level jobs by ``finished_at`` and the jobs that retry a deleted one by
 ``retry_of`` (which every delete's foreign-key check also needs).
 """
@@ -30,7 +31,15 @@ def upgrade() -> None:
     for column in LIST_INDEXES:
         op.drop_index(f"ix_jobs_{column}", table_name="jobs")
     for column in LIST_INDEXES:
-        op.create_index(f"ix_jobs_{column}_created_at_id", "jobs", [column, "created_at", "id"])
+        # The children only (see db.models.Job): no entry for each top-level job.
+        where = sa.text("parent_id IS NOT NULL") if column == "parent_id" else None
+        op.create_index(
+            f"ix_jobs_{column}_created_at_id",
+            "jobs",
+            [column, "created_at", "id"],
+            sqlite_where=where,
+            postgresql_where=where,
+        )
     op.create_index(
         "ix_jobs_root_status_finished_at",
         "jobs",

@@ -6,6 +6,14 @@ Importing this package sets up the broker and declares every actor.
 from actors.broker import broker
 from actors.download import download_video
 from actors.lifeline import lifeline_sweep
+from actors.retention import prune_job_history
 from actors.stream_cache import sweep_stream_cache, warm_stream_cache
 
-__all__ = ["broker", "download_video", "lifeline_sweep", "sweep_stream_cache", "warm_stream_cache"]
+__all__ = [
+    "broker",
+    "download_video",
+    "lifeline_sweep",
+    "prune_job_history",
+    "sweep_stream_cache",
+    "warm_stream_cache",
+]

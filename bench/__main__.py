@@ -1,7 +1,7 @@
 """``python -m bench`` (``make bench``): sets up a throwaway Redis, SQLite database and
 environment, runs the HTTP latency, job pipeline, egress guard, WebSocket fan-out,
-direct play and streaming (TTFB, backends, capacity) benchmarks in it and prints their
-tables; ``--quick`` runs a short version, ``--only`` one of them.
+direct play, streaming (TTFB, backends, capacity) and job history benchmarks in it and
+prints their tables; ``--quick`` runs a short version, ``--only`` one of them.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a short run (fewer requests/jobs)")
     parser.add_argument(
         "--only",
-        choices=("http", "pipeline", "egress", "ws", "stream", "streams"),
+        choices=("http", "pipeline", "egress", "ws", "stream", "streams", "history"),
         help="run just one of the benchmarks",
     )
     return parser.parse_args(argv)
@@ -67,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
 
             print()
             print(run_streams(env, quick=args.quick).render(), flush=True)
+        if args.only in (None, "history"):
+            from bench.history import run_history
+
+            print()
+            print(run_history(quick=args.quick).render(), flush=True)
     print(f"\ndone in {time.monotonic() - started:.0f}s")
     return 0
 

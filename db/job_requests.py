@@ -25,13 +25,12 @@ from sqlalchemy import (
     String,
     Table,
     TextClause,
-    and_,
     bindparam,
     func,
     insert,
-    or_,
     select,
     text,
+    tuple_,
     type_coerce,
 )
 from sqlalchemy.exc import IntegrityError
@@ -179,9 +178,10 @@ def _page_statement(status: bool, kind: bool, parent_id: bool, cursor: bool) -> 
     if cursor:
         created = bindparam("cursor_created", type_=JOBS.c.created_at.type)
         job_id = bindparam("cursor_id", type_=JOBS.c.id.type)
-        query = query.where(
-            or_(JOBS.c.created_at < created, and_(JOBS.c.created_at == created, JOBS.c.id < job_id))
-        )
+        # A row value, not "a < x OR (a = x AND b < y)": SQLite reads that OR by walking
+        # the index from the newest job and testing each, so a page deep in a long
+        # history read every newer entry first; a row value is a range of the index.
+        query = query.where(tuple_(JOBS.c.created_at, JOBS.c.id) < tuple_(created, job_id))
     return query.limit(bindparam("rows"))
 
 

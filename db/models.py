@@ -59,13 +59,12 @@ class Job(Base):
     __tablename__ = "jobs"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
-    kind: Mapped[str] = mapped_column(String(32), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(
         SqlEnum(
             JobStatus, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]
         ),
         default=JobStatus.queued,
-        index=True,
     )
     queue: Mapped[str] = mapped_column(String(32))
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -76,7 +75,7 @@ class Job(Base):
     message: Mapped[str | None] = mapped_column(Text, default=None)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
-    parent_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id"), default=None, index=True)
+    parent_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id"), default=None)
     retry_of: Mapped[str | None] = mapped_column(ForeignKey("jobs.id"), default=None)
     message_id: Mapped[str | None] = mapped_column(String(64), default=None)
     #: The credential that asked for the job (its role today), for per-credential caps.
@@ -90,7 +89,40 @@ class Job(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (
+        # The job list is newest first: each of its filters has an index that ends in
+        # the list's order, so a page is read in order, never sorted. Kept in this
+        # order: SQLite (no statistics) takes the index created last among equals, and
+        # a filter on a parent or a status is more selective than one on a kind.
         Index("ix_jobs_created_at_id", "created_at", "id"),
+        Index("ix_jobs_kind_created_at_id", "kind", "created_at", "id"),
+        Index("ix_jobs_status_created_at_id", "status", "created_at", "id"),
+        # Children only: a top-level job (most of them) is no entry here, and SQLite,
+        # whose statistics count all those NULLs as one value, cannot mistake this
+        # index for a quick way to the top-level jobs retention looks for.
+        Index(
+            "ix_jobs_parent_id_created_at_id",
+            "parent_id",
+            "created_at",
+            "id",
+            sqlite_where=text("parent_id IS NOT NULL"),
+            postgresql_where=text("parent_id IS NOT NULL"),
+        ),
+        # Retention (db.retention) walks the finished top-level jobs by when they ended.
+        Index(
+            "ix_jobs_root_status_finished_at",
+            "status",
+            "finished_at",
+            sqlite_where=text("parent_id IS NULL"),
+            postgresql_where=text("parent_id IS NULL"),
+        ),
+        # Deleting a job looks up the jobs that retry it (the foreign key, and
+        # retention unlinking them): without an index, a scan of the table per row.
+        Index(
+            "ix_jobs_retry_of",
+            "retry_of",
+            sqlite_where=text("retry_of IS NOT NULL"),
+            postgresql_where=text("retry_of IS NOT NULL"),
+        ),
         Index(
             "uq_jobs_active_dedupe_key",
             "dedupe_key",

@@ -21,6 +21,9 @@ from starlette.config import Config
 from starlette.datastructures import CommaSeparatedStrings, Secret
 
 ADMIN_TOKEN_FILE = "admin_token"
+#: The longest retention a setting may ask for (100 years): beyond it, "now minus the
+#: retention" would fall outside the dates Python and the databases handle.
+MAX_RETENTION_DAYS = 36_500
 QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
 
 
@@ -94,6 +97,10 @@ class Settings:
     stream_cache_max_bytes: int
     stream_backend: str
     x_accel_prefix: str
+    #: Days a succeeded or cancelled job is kept after it finished; 0: forever.
+    job_retention_days: int
+    #: Days a failed job is kept after it finished; 0: forever.
+    failed_job_retention_days: int
 
     @property
     def embedded_redis_socket(self) -> Path:
@@ -243,6 +250,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             ),
             stream_backend=config("VIDFLEET_STREAM_BACKEND", default="ffmpeg").lower(),
             x_accel_prefix=config("VIDFLEET_X_ACCEL_PREFIX", default=""),
+            job_retention_days=config("VIDFLEET_JOB_RETENTION_DAYS", cast=int, default=30),
+            failed_job_retention_days=config(
+                "VIDFLEET_FAILED_JOB_RETENTION_DAYS", cast=int, default=90
+            ),
         )
     except ValueError as exc:  # Starlette's casts say "Config 'NAME' has value ..."
         raise SettingsError(str(exc)) from None
@@ -289,6 +300,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     ):
         if not 0.1 <= value <= 3600:
             raise SettingsError(f"{name}: must be between 0.1 and 3600 seconds")
+    for name, value in (
+        ("VIDFLEET_JOB_RETENTION_DAYS", settings.job_retention_days),
+        ("VIDFLEET_FAILED_JOB_RETENTION_DAYS", settings.failed_job_retention_days),
+    ):
+        if not 0 <= value <= MAX_RETENTION_DAYS:
+            raise SettingsError(
+                f"{name}: must be between 0 (keep forever) and {MAX_RETENTION_DAYS} days"
+            )
     if settings.max_attempts < 1:
         raise SettingsError("VIDFLEET_MAX_ATTEMPTS: must be at least 1")
     prefix = settings.x_accel_prefix

@@ -28,6 +28,7 @@ def test_defaults_run_embedded(tmp_path: Path) -> None:
     assert (settings.max_active_jobs, settings.max_active_jobs_per_credential) == (20_000, 10_000)
     assert (settings.max_websockets, settings.max_websockets_per_credential) == (4_096, 1_024)
     assert (settings.max_replay_events, settings.auth_failures_per_minute) == (5_000, 10)
+    assert (settings.job_retention_days, settings.failed_job_retention_days) == (30, 90)
 
 
 def test_the_admin_token_is_generated_once_and_kept(tmp_path: Path) -> None:
@@ -70,6 +71,9 @@ def test_heroku_style_urls_are_rewritten(tmp_path: Path) -> None:
         ("VIDFLEET_MAX_WEBSOCKETS_PER_CREDENTIAL", "-5"),
         ("VIDFLEET_MAX_REPLAY_EVENTS", "0"),
         ("VIDFLEET_AUTH_FAILURES_PER_MINUTE", "0"),
+        ("VIDFLEET_JOB_RETENTION_DAYS", "-1"),
+        ("VIDFLEET_JOB_RETENTION_DAYS", "30d"),
+        ("VIDFLEET_FAILED_JOB_RETENTION_DAYS", "36501"),
     ],
 )
 def test_a_bad_value_names_its_variable(tmp_path: Path, variable: str, value: str) -> None:

@@ -6,11 +6,11 @@ ledger has one writer thread: a worker thread hands it a transition and waits; t
 writer takes every transition waiting at that moment and commits them together: all
 claims in one ``UPDATE ... WHERE id IN (...) RETURNING``, and the finishes that end alike
 (succeeded with no result, say) in one ``UPDATE ... WHERE (id = ... AND attempts = ...)
-OR ... RETURNING``. A second thread publishes each committed transaction's changes and
-then wakes its waiters, while the writer commits the next. An idle worker pays no added
-latency: a lone transition is committed at once. Each transition stays conditional on
-the job's status (and a finish on its attempt), so the guarantees of :mod:`db.jobs`
-hold row by row.
+OR ... RETURNING``. A second thread publishes each committed transaction's changes (with
+those of any committed while it was busy) and then wakes its waiters, while the writer
+commits the next. An idle worker pays no added latency: a lone transition is committed
+at once. Each transition stays conditional on the job's status (and a finish on its
+attempt), so the guarantees of :mod:`db.jobs` hold row by row.
 
 When the database is unavailable (:func:`actors.stores.database_unavailable`: refused,
 dropped, timed out, locked past the busy timeout) the writer keeps the batch and tries
@@ -106,8 +106,9 @@ class JobLedger:
       on_commit: called with the new public form of every job a transaction changed,
         after the commit and before any of its waiters resumes (JobTracking publishes
         them, so a job's state event always goes out before its progress events and
-        before its message is acked). It runs on a thread of its own, one transaction
-        after another in the order they committed, while the writer commits the next.
+        before its message is acked). It runs on a thread of its own, in the order the
+        transactions committed, while the writer commits the next; one call may carry
+        several transactions, those that committed while the previous call ran.
       max_batch: the most transitions one transaction takes.
       claim_patience: seconds a claim waits for an unavailable database.
       outage: how the writer backs off and logs a database outage.
@@ -285,12 +286,25 @@ class JobLedger:
 
     def _publish_forever(self) -> None:
         while True:
-            changed, batch, outcomes = self._committed.get()
+            self._publish_committed()
+
+    def _publish_committed(self) -> None:
+        """Wait for a committed transaction, announce its changes with those of every
+        other one committed meanwhile (while the last publish was on its way), in commit
+        order and in one call, then wake their waiters: under load, one round trip and
+        one wake-up of this thread serve several transactions."""
+        committed = [self._committed.get()]
+        while True:
             try:
-                assert self.on_commit is not None
-                self.on_commit(changed)
-            except BaseException:  # the rows are committed: their waiters learn them anyway
-                logger.warning("job ledger on_commit failed", exc_info=True)
+                committed.append(self._committed.get_nowait())
+            except queue.Empty:
+                break
+        try:
+            assert self.on_commit is not None
+            self.on_commit([job for changed, _, _ in committed for job in changed])
+        except BaseException:  # the rows are committed: their waiters learn them anyway
+            logger.warning("job ledger on_commit failed", exc_info=True)
+        for _, batch, outcomes in committed:
             self._settle(batch, outcomes)
 
     @staticmethod

@@ -6,11 +6,14 @@ Redis, on queues of their own, through one in-process ``dramatiq.Worker`` with t
 thread count. A trial enqueues N messages and times enqueue-to-drained
 (``broker.join`` then ``worker.join``); for ours the N ``jobs`` rows are inserted before
 the clock starts and checked to be ``succeeded`` after it stops. Trials alternate
-bare/ours; the median jobs/s of each and ours/bare (the goal is >= 0.6) are reported.
+bare/ours; the median jobs/s of each and ours/bare (the goal is >= 0.6) are reported,
+with the CPU (user + system) the process spent per job: on a shared machine a steadier
+figure than the rates, which other processes' load pulls down unevenly.
 """
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -45,16 +48,28 @@ QUICK = PipelinePlan(jobs=200, rounds=1, warmup=20)
 
 @dataclass
 class Trial:
-    """One timed batch: how long enqueueing took and how long until all were done."""
+    """One timed batch: how long enqueueing took, how long until all were done, and the
+    CPU the process spent meanwhile."""
 
     kind: str
     jobs: int
     enqueue_s: float
     total_s: float
+    cpu_s: float
 
     @property
     def rate(self) -> float:
         return self.jobs / self.total_s
+
+    @property
+    def cpu_ms_per_job(self) -> float:
+        return self.cpu_s / self.jobs * 1000
+
+
+def cpu_seconds() -> float:
+    """User + system CPU of this process (all its threads) so far."""
+    times = os.times()
+    return times.user + times.system
 
 
 @dataclass
@@ -81,9 +96,12 @@ class PipelineResult:
                     " / ".join(f"{t.rate:.0f}" for t in trials),
                     f"{rate:.0f}",
                     f"{rate / anchor:.2f}x",
+                    f"{median([t.cpu_ms_per_job for t in trials]):.2f}",
                 ]
             )
-        header = ["actor", "jobs", "trials", "enqueue", "jobs/s each", "jobs/s", "vs bare"]
+        header = [
+            "actor", "jobs", "trials", "enqueue", "jobs/s each", "jobs/s", "vs bare", "CPU ms/job",
+        ]  # fmt: skip
         ratio = median(self.rates("ours")) / anchor
         verdict = "meets" if ratio >= GOAL else "is below"
         intro = (
@@ -142,26 +160,27 @@ class Pipeline:
         self.worker.join()
 
     def run_bare(self, count: int) -> Trial:
-        started = time.perf_counter()
+        cpu, started = cpu_seconds(), time.perf_counter()
         for _ in range(count):
             self.bare.send()
         enqueued = time.perf_counter()
         self._drain(QUEUE_BARE)
         done = time.perf_counter()
-        return Trial("bare", count, enqueued - started, done - started)
+        return Trial("bare", count, enqueued - started, done - started, cpu_seconds() - cpu)
 
     def run_ours(self, count: int) -> Trial:
         from actors.enqueue import enqueue_job
 
         job_ids = self._insert_jobs(count)
-        started = time.perf_counter()
+        cpu, started = cpu_seconds(), time.perf_counter()
         for job_id in job_ids:
             enqueue_job(self.ours, job_id, QUEUE_OURS)
         enqueued = time.perf_counter()
         self._drain(QUEUE_OURS)
         done = time.perf_counter()
+        used = cpu_seconds() - cpu
         self._check_succeeded(job_ids)
-        return Trial("ours", count, enqueued - started, done - started)
+        return Trial("ours", count, enqueued - started, done - started, used)
 
     @staticmethod
     def _insert_jobs(count: int) -> list[str]:

@@ -9,12 +9,15 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache, partial
 from typing import Any
 
 from sqlalchemy import (
     Connection,
+    Dialect,
     RowMapping,
     Select,
     Table,
@@ -29,6 +32,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
@@ -60,15 +64,128 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat() + "Z"
 
 
-def job_to_dict(job: Job | RowMapping) -> dict[str, Any]:
+def job_to_dict(job: Job | RowMapping | dict[str, Any]) -> dict[str, Any]:
     """The public JSON form of a job (the API and the progress events use it), from an
-    ORM object or a row returned by one of the transitions below."""
-    get = job.__getitem__ if isinstance(job, RowMapping) else partial(getattr, job)
+    ORM object or a row (by column name) read from the ``jobs`` table."""
+    get = job.__getitem__ if isinstance(job, RowMapping | dict) else partial(getattr, job)
     data: dict[str, Any] = {name: get(name) for name in PUBLIC_FIELDS}
     data["status"] = str(data["status"])
     for name in TIME_FIELDS:
         data[name] = iso(get(name))
     return data
+
+
+@dataclass(frozen=True)
+class _DriverStatement:
+    """A prebuilt transition compiled for one dialect, run on the DB-API cursor itself.
+
+    SQLAlchemy's execution of a cached statement (its execution context, parameter
+    processing and result objects) cost the job ledger more than the database's own work
+    on a batch. This keeps what matters of it: the dialect's SQL text, its bind
+    processors (enums, JSON, SQLite's datetimes) and result processors, applied to the
+    same values, so a row comes back exactly as through ``connection.execute``; DB-API
+    errors are wrapped as SQLAlchemy wraps them, so callers tell outages apart the same
+    way (:mod:`db.outages`).
+
+    Parameters:
+      sql: the statement's text in the dialect's paramstyle.
+      order: the parameter names in positional order, or None for a named paramstyle.
+      defaults: the values of the statement's literal parameters.
+      binds: the bind processor of each parameter that has one.
+
+    Every transition returns :data:`PUBLIC_COLUMNS`.
+    """
+
+    sql: str
+    order: tuple[str, ...] | None
+    defaults: dict[str, Any]
+    binds: tuple[tuple[str, Callable[[Any], Any]], ...]
+
+    @classmethod
+    def compile(cls, statement: Update, dialect: Dialect) -> _DriverStatement:
+        compiled = statement.compile(dialect=dialect)
+        # Only our plain bind names: nothing expands or escapes them.
+        assert not compiled.escaped_bind_names and not compiled.post_compile_params
+        # One parameter may appear more than once (``now``); it is processed once.
+        binds = {name: bind for bind, name in compiled.bind_names.items()}
+        processors = {
+            name: bind.type.dialect_impl(dialect).bind_processor(dialect)
+            for name, bind in binds.items()
+        }
+        return cls(
+            sql=str(compiled),
+            order=tuple(compiled.positiontup) if compiled.positiontup is not None else None,
+            defaults={
+                name: bind.effective_value for name, bind in binds.items() if not bind.required
+            },
+            binds=tuple((name, process) for name, process in processors.items() if process),
+        )
+
+    def run(self, connection: Connection, parameters: dict[str, Any]) -> list[dict[str, Any]]:
+        """Execute with ``parameters`` (by name) in ``connection``'s transaction; returns
+        the public form of each row the statement returned."""
+        if not connection.in_transaction():
+            connection.begin()  # what SQLAlchemy's autobegin would have done
+        values = {**self.defaults, **parameters}
+        for name, process in self.binds:
+            values[name] = process(values[name])
+        arguments: Any = values if self.order is None else tuple(values[n] for n in self.order)
+        proxied = connection.connection
+        dialect = connection.dialect
+        cursor = proxied.cursor()
+        try:
+            cursor.execute(self.sql, arguments)
+            rows = cursor.fetchall()
+            columns = _public_columns(dialect, tuple(column[1] for column in cursor.description))
+        except dialect.loaded_dbapi.Error as error:
+            disconnected = dialect.is_disconnect(error, proxied.dbapi_connection, cursor)
+            if disconnected:
+                connection.invalidate(error)
+            raise DBAPIError.instance(
+                self.sql,
+                arguments,
+                error,
+                dialect.loaded_dbapi.Error,
+                connection_invalidated=disconnected,
+                dialect=dialect,
+            ) from error
+        finally:
+            cursor.close()
+        return [
+            job_to_dict(
+                {
+                    name: value if process is None else process(value)
+                    for (name, process), value in zip(columns, row, strict=True)
+                }
+            )
+            for row in rows
+        ]
+
+
+@lru_cache(maxsize=32)
+def _public_columns(
+    dialect: Dialect, type_codes: tuple[Any, ...]
+) -> tuple[tuple[str, Callable[[Any], Any] | None], ...]:
+    """The names and result processors of :data:`PUBLIC_COLUMNS`; a processor may depend
+    on the type the driver reports (PostgreSQL's numeric types)."""
+    return tuple(
+        (column.key, column.type.dialect_impl(dialect).result_processor(dialect, type_code))
+        for column, type_code in zip(PUBLIC_COLUMNS, type_codes, strict=True)
+    )
+
+
+@lru_cache(maxsize=512)
+def _driver_statement(statement: Update, dialect: Dialect) -> _DriverStatement:
+    return _DriverStatement.compile(statement, dialect)
+
+
+def _run(
+    connection: Connection | Session, statement: Update, parameters: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Run one of the prebuilt transitions below: the public form of each row it moved."""
+    if isinstance(connection, Session):
+        connection = connection.connection()
+    return _driver_statement(statement, connection.dialect).run(connection, parameters)
 
 
 def _bound_values(names: tuple[str, ...]) -> dict[str, Any]:
@@ -105,12 +222,8 @@ def _transition(
     parameters = {f"new_{name}": value for name, value in values.items()}
     if attempt is not None:
         parameters["attempt"] = attempt
-    row = (
-        connection.execute(statement, {"job_id": job_id, "from_status": from_status, **parameters})
-        .mappings()
-        .first()
-    )
-    return job_to_dict(row) if row is not None else None
+    rows = _run(connection, statement, {"job_id": job_id, "from_status": from_status, **parameters})
+    return rows[0] if rows else None
 
 
 class _NotByIndex(ColumnElement[Any]):
@@ -187,8 +300,7 @@ def claim_many(
     for index, (job_id, message_id) in enumerate(claims.items()):
         parameters[f"job_id_{index}"] = job_id
         parameters[f"message_id_{index}"] = message_id
-    rows = connection.execute(_claim_statement(len(claims)), parameters).mappings()
-    return {row["id"]: job_to_dict(row) for row in rows}
+    return {job["id"]: job for job in _run(connection, _claim_statement(len(claims)), parameters)}
 
 
 def claim(
@@ -272,8 +384,7 @@ def finish_many(
     for index, (job_id, attempt) in enumerate(fences):
         parameters[f"job_id_{index}"] = job_id
         parameters[f"attempt_{index}"] = attempt
-    rows = connection.execute(statement, parameters).mappings()
-    return {row["id"]: job_to_dict(row) for row in rows}
+    return {job["id"]: job for job in _run(connection, statement, parameters)}
 
 
 def cancel_queued(connection: Connection | Session, job_id: str) -> dict[str, Any] | None:

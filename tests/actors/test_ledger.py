@@ -188,3 +188,22 @@ def test_a_transition_returns_after_its_change_is_published_and_a_failed_publish
     assert ledger.claim(second, message_id="m-2") is not None
     assert ledger.claim(third, message_id="m-3") is not None
     assert published[-1] == (third, "running")
+
+
+def test_transactions_committed_while_a_publish_was_out_go_out_together_in_commit_order(
+    engine: Engine,
+) -> None:
+    from actors.ledger import JobLedger, _Transition
+
+    calls: list[list[str]] = []
+    ledger = JobLedger(engine, on_commit=lambda changed: calls.append([j["id"] for j in changed]))
+    transitions = [_Transition(f"job-{index}", "claim") for index in range(3)]
+    # What the writer hands the publisher: three transactions, committed one after another.
+    for transition in transitions:
+        job = {"id": transition.job_id, "status": "running"}
+        ledger._committed.put(([job], [transition], [job]))
+    ledger._publish_committed()
+    assert calls == [["job-0", "job-1", "job-2"]]
+    assert [t.outcome.result() for t in transitions] == [
+        {"id": f"job-{index}", "status": "running"} for index in range(3)
+    ]

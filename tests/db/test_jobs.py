@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import inspect, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import sessionmaker
 
 from db import jobs
@@ -256,4 +256,74 @@ def test_sqlite_finds_the_jobs_of_a_claim_or_a_batched_finish_by_id(tmp_path: Pa
             details = " ".join(str(row[-1]) for row in plan)
             assert "sqlite_autoindex_jobs_1 (id=?)" in details, details
             assert "ix_jobs_status" not in details and "SCAN jobs" not in details, details
+    engine.dispose()
+
+
+def test_a_transition_on_the_driver_returns_what_sqlalchemy_returned_for_the_same_statement(
+    database_url: str,
+) -> None:
+    """The transitions run their compiled SQL on the DB-API cursor: the public form must
+    be the one SQLAlchemy's own execution of that statement gave, value for value."""
+    engine = make_engine(database_url)
+    sessions = session_factory(engine)
+    job_ids = [new_job(sessions) for _ in range(2)]
+    now = jobs.utcnow()
+
+    def both_ways(statement: Any, parameters: dict[str, Any]) -> list[dict[str, Any]]:
+        with engine.connect() as connection:
+            rows = connection.execute(statement, parameters).mappings()
+            expected = sorted((jobs.job_to_dict(row) for row in rows), key=lambda job: job["id"])
+            connection.rollback()
+            driver = jobs._driver_statement(statement, connection.dialect)
+            got = sorted(driver.run(connection, parameters), key=lambda job: job["id"])
+            connection.commit()
+        assert got == expected and len(got) == len(job_ids)
+        return got
+
+    claimed = both_ways(
+        jobs._claim_statement(2),
+        {"queued": JobStatus.queued, "running": JobStatus.running, "now": now}
+        | {f"job_id_{index}": job_id for index, job_id in enumerate(job_ids)}
+        | {f"message_id_{index}": f"m-{index}" for index in range(2)},
+    )
+    assert [job["params"] for job in claimed] == [{"url": "http://x/"}] * 2
+    values = jobs._finish_values(
+        JobStatus.failed, {"title": "Motörhead ✓", "n": 1.5}, {"type": "x", "retryable": False}
+    )
+    values["updated_at"] = now
+    finished = both_ways(
+        jobs._fenced_many_statement(tuple(sorted(values)), 2),
+        {f"new_{name}": value for name, value in values.items()}
+        | {"from_status": JobStatus.running}
+        | {f"job_id_{index}": job_id for index, job_id in enumerate(job_ids)}
+        | {f"attempt_{index}": 1 for index in range(2)},
+    )
+    assert finished[0]["result"] == {"title": "Motörhead ✓", "n": 1.5}
+    assert finished[0]["finished_at"].endswith("Z") and finished[0]["progress"] is None
+    engine.dispose()
+
+
+def test_a_transition_outside_a_transaction_begins_one_that_commit_keeps(
+    sessions: sessionmaker, database_url: str
+) -> None:
+    job_id = new_job(sessions)
+    engine = make_engine(database_url)
+    with engine.connect() as connection:
+        assert jobs.claim(connection, job_id, message_id="m") is not None
+        connection.commit()
+    engine.dispose()
+    assert status_of(sessions, job_id) == "running"
+
+
+def test_a_driver_error_in_a_transition_is_raised_as_sqlalchemy_raises_it(
+    database_url: str,
+) -> None:
+    engine = make_engine(database_url)
+    with engine.connect() as connection:
+        connection.execute(text("ALTER TABLE jobs RENAME TO jobs_elsewhere"))
+        with pytest.raises(DBAPIError) as raised:
+            jobs.claim(connection, "no-such-job", message_id=None)
+        assert isinstance(raised.value.orig, connection.dialect.loaded_dbapi.Error)
+        assert "jobs" in str(raised.value)
+        connection.rollback()
     engine.dispose()

@@ -14,12 +14,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import dramatiq
 import redis
 from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware, Shutdown, SkipMessage, TimeLimitExceeded
+from redis.exceptions import RedisError
 from sqlalchemy.orm import sessionmaker
 
 from actors import stores
@@ -99,6 +100,29 @@ class Postponed(dramatiq.Retry):
     def __init__(self, reason: str, delay: int) -> None:
         super().__init__(reason, delay=delay)
         self.reason = reason
+
+
+def postpone(
+    broker: dramatiq.Broker, message: MessageProxy, reason: str, delay_ms: int
+) -> NoReturn:
+    """From a ``before_process_message`` hook: send ``message`` back to its queue, to be
+    delivered again in ``delay_ms``, and skip this delivery. No attempt is counted.
+
+    Why not raise :class:`Postponed` there: Dramatiq lets only its ``MiddlewareError``s
+    out of a ``before_*`` hook; anything else is logged as a failure of the middleware
+    and the actor runs anyway. If Redis cannot take the message, the delivery is still
+    skipped: the job stays queued in the database, and the lifeline sends it again.
+
+    Raises:
+      SkipMessage: always.
+    """
+    try:
+        broker.enqueue(message.copy(), delay=delay_ms)
+    except RedisError:
+        logger.warning("could not send message %s back (%s)", message.message_id, reason)
+    else:
+        logger.info("message %s goes back to its queue: %s", message.message_id, reason)
+    raise SkipMessage()
 
 
 _current = threading.local()
@@ -185,19 +209,16 @@ class JobTracking(Middleware):
             # A message delivered while the worker shuts down (a prefetched one, or a
             # download just sent back by SIGTERM): leave the job queued for another
             # worker rather than start it here.
-            raise Postponed("its worker is stopping", SHUTDOWN_REDELIVERY_MS)
+            postpone(broker, message, "its worker is stopping", SHUTDOWN_REDELIVERY_MS)
         try:
             snapshot = self.ledger.claim(job_id, message_id=message.options.get("redis_message_id"))
         except DatabaseUnavailable as exc:
             # The ledger waited out what it could (see JobLedger.claim). Nothing was
             # written and no attempt counted: the message goes back to the queue, and
             # if Redis is gone too and it is lost, the job is still queued in the
-            # database and the lifeline sends it again. Retries adds one to the
-            # message's "retries" for every exception, this one too, and retry_when
-            # counts those against max_attempts: give it back, or a long outage would
-            # use up the job's retries before it ever ran.
-            message.options["retries"] = message.options.get("retries", 0) - 1
-            raise Postponed("waiting: the database is unavailable", DATABASE_WAIT_MS) from exc
+            # database and the lifeline sends it again.
+            logger.info("job %s waits: %s", job_id, exc)
+            postpone(broker, message, "the database is unavailable", DATABASE_WAIT_MS)
         if snapshot is None:
             logger.info("dropping message %s: job %s is not queued", message.message_id, job_id)
             raise SkipMessage()

@@ -28,7 +28,7 @@ from dramatiq.middleware import Middleware, SkipMessage
 from redis.exceptions import RedisError
 
 from actors import stores
-from actors.job_middleware import JobTracking, Postponed
+from actors.job_middleware import JobTracking, postpone
 from actors.limits import download_slots
 from db import jobs
 from db.queues import Queue
@@ -100,11 +100,11 @@ class SlotGate(Middleware):
                 should_stop=self._stopping.is_set,
                 on_joined=lambda place: self._announce(job_id, place),
             )
-        except RedisError as exc:
-            raise Postponed("waiting: Redis is unavailable", REDIS_WAIT_MS) from exc
+        except RedisError:
+            postpone(broker, message, "waiting: Redis is unavailable", REDIS_WAIT_MS)
         if not has_slot:
             if self._stopping.is_set():
-                raise Postponed("its worker is stopping", STOPPING_REDELIVERY_MS)
+                postpone(broker, message, "its worker is stopping", STOPPING_REDELIVERY_MS)
             logger.info("job %s left the line for a download slot: cancelled", job_id)
             raise SkipMessage()
         with self._lock:

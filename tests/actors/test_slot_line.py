@@ -197,6 +197,7 @@ def test_a_download_that_waited_for_a_slot_still_has_all_its_attempts(
 
     slots = download_slots()
     monkeypatch.setattr(slots, "limit", 1)
+    monkeypatch.setattr(slots, "ttl_s", 600)  # "someone-else" renews nothing
     assert slots.take_or_join("someone-else", 0)[0]
     job = api.post(
         "/api/videos/download", json={"url": media_server.url("/flaky/waited.mp4")}
@@ -221,6 +222,7 @@ def test_a_download_cancelled_while_it_waits_for_a_slot_leaves_the_line_at_once(
 
     slots = download_slots()
     monkeypatch.setattr(slots, "limit", 1)
+    monkeypatch.setattr(slots, "ttl_s", 600)  # "someone-else" renews nothing
     assert slots.take_or_join("someone-else", 0)[0]
     job = api.post(
         "/api/videos/download", json={"url": media_server.url("/media/cancelled-waiter.mp4")}
@@ -255,6 +257,7 @@ def test_a_thousand_queued_downloads_leave_the_resume_history_intact(
 
     slots = download_slots()
     monkeypatch.setattr(slots, "limit", 1)
+    monkeypatch.setattr(slots, "ttl_s", 600)  # "someone-else" renews nothing
     assert slots.take_or_join("someone-else", 0)[0]
     before = str(redis_client.xadd(live.EVENTS_STREAM, live.encode_event({"id": "earlier"})))
     jobs = []

@@ -276,7 +276,7 @@ def test_a_message_whose_claim_found_no_database_runs_once_the_database_is_back(
     from actors.job_middleware import JobTracking
     from actors.ledger import JobLedger
 
-    caplog.set_level(logging.INFO, logger="dramatiq.middleware.retries.Retries")
+    caplog.set_level(logging.INFO, logger="actors.job_middleware")
     tracking = next(m for m in broker.middleware if isinstance(m, JobTracking))
     # The worker's ledger on an engine that gives up on the lock quickly, and a short
     # patience and redelivery delay, so the outage fits in a test.
@@ -290,7 +290,7 @@ def test_a_message_whose_claim_found_no_database_runs_once_the_database_is_back(
     job_id = insert_job(stores.sessions(), kind="outage_probe")
 
     def sent_back() -> int:
-        return sum("Retrying message" in line for line in caplog.messages)
+        return sum("goes back to its queue" in line for line in caplog.messages)
 
     with write_locked(settings.database_url):
         enqueue_job(hold_until_released, job_id, "bulk")

@@ -21,6 +21,7 @@ from periodiq import PeriodiqMiddleware
 
 from actors.job_middleware import JobTracking
 from actors.shutdown import GroupSignals
+from actors.warm_processes import WarmMediaProcesses
 from db.queues import Queue
 from db.settings import Settings, get_settings
 
@@ -50,6 +51,7 @@ def make_broker(settings: Settings) -> RedisBroker:
             CurrentMessage(),
             PeriodiqMiddleware(skip_delay=30),
             GroupSignals(),
+            WarmMediaProcesses(),
         ],
     )
     for queue in Queue:

@@ -1,0 +1,24 @@
+"""WarmMediaProcesses: a worker keeps a warm fork server for its downloads.
+
+A download runs in a process of its own (:func:`media.isolation.run_isolated`). Each
+worker starts, at boot, the fork server those processes are forked from, with yt-dlp
+and the egress guard imported, so that neither the first download nor any later one
+pays an interpreter start or the import of yt-dlp; the server stops with the worker.
+"""
+
+from __future__ import annotations
+
+import dramatiq
+from dramatiq.middleware import Middleware
+
+from media.download import download_video
+from media.egress import install_egress_guard
+from media.isolation import cool_down, warm_up
+
+
+class WarmMediaProcesses(Middleware):
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        warm_up(download_video, install_egress_guard)
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        cool_down()

@@ -11,25 +11,27 @@ Callbacks (progress reports, questions such as "is this video already in the lib
 are proxied back to the caller's thread over a pipe, so the function keeps its ordinary
 signature.
 
-Children are forks of a warm fork server, not fresh interpreters. A spawned child paid
-an interpreter start and the import of yt-dlp for every download (0.3-0.55 s of CPU,
-even for a URL that fails at once); a fork of a process that has imported them costs a
-few milliseconds (bench/isolation.py). The server is a single-threaded child of the
-caller's process, started on first use (and again if it died): it imports the modules
-of the functions it is asked to run, never runs them itself, never connects anywhere
-and never installs an audit hook, so every child starts as clean as a spawned one and
-runs ``setup`` (the egress guard, :mod:`media.egress`) in its own process. A pool of
-reused children was the other choice: it saves the fork too, but a child that has run
-one download (and holds its guard, its refusals, yt-dlp's module state) would run the
-next one.
+Children are forks of a fork server, not fresh interpreters. A spawned child paid an
+interpreter start and the import of yt-dlp for every download (0.3-0.55 s of CPU, even
+for a URL that fails at once); a fork of a process that has imported it and compiled
+its extractors' URL patterns costs about 15 ms (bench/isolation.py). A worker keeps one
+server warm (:func:`warm_up`, at boot); without that, each call starts a server for its
+one child and stops it again. The server is a single-threaded child of the caller's
+process: it imports the modules of the functions it is asked to run, runs the
+``prepare`` function it was given, but never runs a step itself, never connects
+anywhere and never installs an audit hook, so every child starts as clean as a spawned
+one and runs ``setup`` (the egress guard, :mod:`media.egress`) in its own process. A
+pool of reused children was the other choice: it would save the fork too, but a child
+that has run one download (and holds its guard, its refusals, yt-dlp's module state)
+would run the next one.
 
 The server double-forks, and the caller is the child subreaper during the request, so
-each child is the caller's own child, exactly as a spawned one was: the caller reaps
-it and reads its exit code, the child's parent-death watch watches the caller, and the
-caller's process tree shows one child per running step. The server itself ignores the
+each child is the caller's own child, exactly as a spawned one was: the caller reaps it
+and reads its exit code, the child's parent-death watch watches the caller, and the
+caller's process tree shows one child per running step. The server ignores the
 group's SIGINT and SIGTERM (meant for the caller, which then stops its children) and
-exits when the caller's end of its socket closes: when the caller exits, however.
-Linux only (``prctl``, ``SOCK_SEQPACKET``).
+exits when the caller's end of its socket closes, however the caller ends. Linux only
+(``prctl``, ``SOCK_SEQPACKET``).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import ctypes
 import gc
 import importlib
 import json
+import logging
 import multiprocessing
 import os
 import signal
@@ -54,6 +57,8 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from media.errors import Cancelled, MediaError
+
+logger = logging.getLogger(__name__)
 
 POLL_S = 0.1
 GRACE_S = 1.0
@@ -254,18 +259,20 @@ class _ForkServer:
         """
         try:
             with _subreaper():
-                socket.send_fds(self.socket, [json.dumps(modules).encode()], [there.fileno()])
+                request = json.dumps({"modules": modules, "calls": []}).encode()
+                socket.send_fds(self.socket, [request], [there.fileno()])
                 answer = self.socket.recv(64)
         except OSError as exc:  # TimeoutError and a closed socket too
             raise ForkServerDied(str(exc)) from exc
         if answer != b"forked":
             raise ForkServerDied(answer.decode(errors="replace") or "the fork server exited")
 
-    def preload(self, modules: list[str]) -> None:
-        """Have the server import ``modules`` now (it does not answer)."""
+    def preload(self, modules: list[str], calls: list[str]) -> None:
+        """Have the server import ``modules`` and run ``calls`` (``module:name``) now;
+        it does not answer."""
         # A dead server is replaced at the next request.
         with contextlib.suppress(OSError):
-            self.socket.send(json.dumps(modules).encode())
+            self.socket.send(json.dumps({"modules": modules, "calls": calls}).encode())
 
     def stop(self) -> None:
         self.socket.close()  # the server exits at the end of its socket
@@ -338,17 +345,25 @@ def _running_server() -> _ForkServer:
     return _server
 
 
-def warm_up(*functions: Callable[..., Any]) -> None:
+def warm_up(*functions: Callable[..., Any], prepare: Callable[[], None] | None = None) -> None:
     """Keep a fork server running from now on, with the modules of ``functions``
     imported, for :func:`run_isolated` calls to come (a worker does this at boot).
 
     Without it each call starts a server for its one child and stops it again, as a
     process that runs an isolated step now and then needs no process kept around.
+
+    Parameters:
+      functions: importable functions the children will run.
+      prepare: an importable function the server runs once after the imports, to have
+        done what every child would otherwise do first (and cache) itself. It must not
+        connect anywhere, start a thread or install an audit hook: every child would
+        inherit the result.
     """
     global _warm
+    calls = [] if prepare is None else [f"{prepare.__module__}:{prepare.__qualname__}"]
     with _server_lock:
         _warm = True
-        _running_server().preload(_modules_of(*functions))
+        _running_server().preload(_modules_of(*functions, prepare), calls)
 
 
 def cool_down() -> None:
@@ -403,10 +418,11 @@ os.register_at_fork(after_in_child=_forget_server)
 def serve_forks(fd: int) -> None:
     """The fork server's main loop (``python -c``, see :class:`_ForkServer`).
 
-    Each request is a JSON list of modules to have imported and one file descriptor,
-    the child's end of its connection; the answer, ``forked``, comes once the child has
+    Each request is JSON, the modules to have imported and the functions to run once
+    (``{"modules": [...], "calls": ["module:name"]}``), with one file descriptor, the
+    child's end of its connection; the answer, ``forked``, comes once the child has
     been handed over to the requesting process. A request without a descriptor only
-    imports, and has no answer.
+    prepares, and has no answer.
 
     Parameters:
       fd: the server's end of its socket to the requesting process.
@@ -418,8 +434,11 @@ def serve_forks(fd: int) -> None:
         message, fds, _flags, _address = socket.recv_fds(control, 4096, 1)
         if not message:
             return  # the requesting process has gone
-        for name in json.loads(message):
+        request = json.loads(message)
+        for name in request["modules"]:
             _preload(name)
+        for call in request["calls"]:
+            _prepare(call)
         if not fds:
             continue
         try:
@@ -444,6 +463,17 @@ def _preload(name: str) -> None:
         return  # the child's own import raises it where it is reported
     # Objects that exist now are never collected here: a child's collections leave
     # their pages shared instead of copying them.
+    gc.collect()
+    gc.freeze()
+
+
+def _prepare(call: str) -> None:
+    module, name = call.split(":")
+    try:
+        getattr(importlib.import_module(module), name)()
+    except Exception as exc:  # the children do it themselves, then
+        logger.warning("fork server: %s failed: %r", call, exc)
+        return
     gc.collect()
     gc.freeze()
 

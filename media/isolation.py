@@ -309,7 +309,12 @@ def _start_child(modules: list[str]) -> tuple[Connection, IsolatedChild]:
             f"could not start a media process: {exc}", code="process_died", retryable=True
         ) from exc
     except BaseException:
-        here.close()  # a child waiting for work sees EOF and exits
+        # Raised into this thread (a time limit, a shutdown) after the fork: the child,
+        # ours by now, is stopped and reaped, or sees EOF and exits by itself.
+        if here.poll(POLL_S):
+            with contextlib.suppress(BaseException):
+                stop_group(IsolatedChild(here.recv()[1]))
+        here.close()
         raise
     assert kind == "pid"
     return here, IsolatedChild(pid)

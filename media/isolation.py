@@ -131,17 +131,19 @@ class IsolatedChild:
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.exitcode: int | None = None
+        self._reaped = False
 
     def is_alive(self) -> bool:
-        if self.exitcode is None:
+        if not self._reaped:
             try:
                 pid, status = os.waitpid(self.pid, os.WNOHANG)
-            except ChildProcessError:  # reaped elsewhere: its status is lost
-                self.exitcode = -signal.SIGKILL
+            except ChildProcessError:  # reaped elsewhere: its exit code is unknown
+                self._reaped = True
             else:
                 if pid:
+                    self._reaped = True
                     self.exitcode = os.waitstatus_to_exitcode(status)
-        return self.exitcode is None
+        return not self._reaped
 
     def join(self, timeout: float) -> None:
         """Wait up to ``timeout`` seconds for it to exit, and reap it."""
@@ -151,11 +153,9 @@ class IsolatedChild:
             time.sleep(0.01)
 
 
-def stop_group(child: Any) -> None:
+def stop_group(child: IsolatedChild) -> None:
     """SIGTERM the child's process group, SIGKILL what is left after a grace period,
     and reap the child (and any of its group that became ours)."""
-    if child.pid is None:
-        return
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(child.pid, sig)
@@ -163,14 +163,14 @@ def stop_group(child: Any) -> None:
             break
         deadline = time.monotonic() + GRACE_S
         while _group_alive(child) and time.monotonic() < deadline:
-            child.join(0.02)
+            time.sleep(0.02)  # no notification for a whole group's exit: poll it
         if not _group_alive(child):
             break
     child.join(GRACE_S)
     _reap_group(child.pid)
 
 
-def _group_alive(child: Any) -> bool:
+def _group_alive(child: IsolatedChild) -> bool:
     child.join(0)  # our own zombie would keep the group in existence
     try:
         os.killpg(child.pid, 0)
@@ -202,7 +202,7 @@ def _is_live_member(pid: int, pgid: int) -> bool:
     return int(fields[2]) == pgid and fields[0] != "Z"
 
 
-def _died(child: Any) -> MediaError:
+def _died(child: IsolatedChild) -> MediaError:
     child.join(GRACE_S)
     return MediaError(
         f"the media process ended without an answer (exit code {child.exitcode})",
@@ -303,7 +303,7 @@ def _start_child(modules: list[str]) -> tuple[Connection, IsolatedChild]:
         if not here.poll(FORK_TIMEOUT_S):
             raise ForkServerDied("the new child did not report")
         kind, pid = here.recv()
-    except (ForkServerDied, EOFError) as exc:
+    except (ForkServerDied, EOFError, OSError) as exc:
         here.close()
         raise MediaError(
             f"could not start a media process: {exc}", code="process_died", retryable=True

@@ -22,6 +22,7 @@ from periodiq import PeriodiqMiddleware
 from actors.job_middleware import JobTracking
 from actors.shutdown import GroupSignals
 from actors.slot_gate import SlotGate
+from actors.warm_processes import WarmMediaProcesses
 from db.queues import Queue
 from db.settings import Settings, get_settings
 
@@ -55,6 +56,7 @@ def make_broker(settings: Settings) -> RedisBroker:
             CurrentMessage(),
             PeriodiqMiddleware(skip_delay=30),
             GroupSignals(),
+            WarmMediaProcesses(),
         ],
     )
     for queue in Queue:

@@ -1,7 +1,7 @@
 """``python -m bench`` (``make bench``): sets up a throwaway Redis, SQLite database and
-environment, runs the HTTP latency, job pipeline, egress guard, WebSocket fan-out,
-direct play, streaming (TTFB, backends, capacity) and job history benchmarks in it and
-prints their tables; ``--quick`` runs a short version, ``--only`` one of them.
+environment, runs the HTTP latency, job pipeline, egress guard, isolation, WebSocket
+fan-out, direct play, streaming (TTFB, backends, capacity) and job history benchmarks in
+it and prints their tables; ``--quick`` runs a short version, ``--only`` one of them.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a short run (fewer requests/jobs)")
     parser.add_argument(
         "--only",
-        choices=("http", "pipeline", "egress", "ws", "stream", "streams", "history"),
+        choices=("http", "pipeline", "egress", "isolation", "ws", "stream", "streams", "history"),
         help="run just one of the benchmarks",
     )
     return parser.parse_args(argv)
@@ -52,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
 
             print()
             print(run_egress(quick=args.quick), flush=True)
+        if args.only in (None, "isolation"):
+            from bench.isolation import run_isolation
+
+            print()
+            print(run_isolation(quick=args.quick), flush=True)
         if args.only in (None, "ws"):
             from bench.ws_fanout import run_ws
 

@@ -92,3 +92,44 @@ def _send_udp(port: int) -> None:
 
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.sendto(b"x", ("127.0.0.1", port))
+
+
+def whereabouts() -> dict[str, int]:
+    """Where the child stands in the process tree."""
+    return {
+        "pid": os.getpid(),
+        "ppid": os.getppid(),
+        "pgid": os.getpgid(0),
+        "sid": os.getsid(0),
+    }
+
+
+def open_fds() -> dict[int, str]:
+    """What the child's file descriptors point at (the listing's own one left out)."""
+    found = {}
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            found[int(fd)] = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue  # the listing's own descriptor, closed by now
+    return found
+
+
+def try_shell_and_loopback(port: int) -> dict[str, str]:
+    """What an unguarded process may do and a guarded one may not: "ok" or the error."""
+    import socket
+
+    attempts: dict[str, Callable[[], object]] = {
+        "loopback": lambda: socket.create_connection(("127.0.0.1", port), timeout=2).close(),
+        "shell": lambda: subprocess.run(["sh", "-c", "true"], check=True),
+        "os_system": lambda: os.system("true"),
+    }
+    outcome = {}
+    for name, attempt in attempts.items():
+        try:
+            attempt()
+        except Exception as exc:
+            outcome[name] = type(exc).__name__
+        else:
+            outcome[name] = "ok"
+    return outcome

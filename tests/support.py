@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -312,6 +313,19 @@ def descendants(root: int) -> set[int]:
         frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
         found |= frontier
     return found
+
+
+def stop_process_group(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """SIGTERM the group ``process`` leads (started with ``start_new_session``), and
+    SIGKILL it if it has not ended within ``timeout``."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def alive(pid: int) -> bool:

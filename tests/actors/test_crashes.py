@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from tests.support import alive, descendants, wait_for, wait_for_job
+from tests.support import alive, descendants, stop_process_group, wait_for, wait_for_job
 
 ROOT = Path(__file__).resolve().parents[2]
 # The workers' logs, for when a crash test fails.
@@ -48,13 +48,7 @@ def worker_process(*modules: str) -> Iterator[subprocess.Popen[bytes]]:
         yield process
     finally:
         log.close()
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop_process_group(process)
 
 
 def count_videos() -> int:

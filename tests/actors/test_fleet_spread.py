@@ -5,7 +5,6 @@ process, not on whichever fetched first (Dramatiq prefetches twice its threads).
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from tests.support import procfile_command, wait_for
+from tests.support import procfile_command, stop_process_group, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -71,10 +70,5 @@ def test_two_worker_processes_share_a_backlog_of_long_downloads(
     finally:
         for job in jobs:
             api.post(f"/api/jobs/{job.json()['id']}/cancel")
-        os.killpg(fleet.pid, signal.SIGTERM)
-        try:
-            fleet.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(fleet.pid, signal.SIGKILL)
-            fleet.wait()
+        stop_process_group(fleet, timeout=60)
         log.close()

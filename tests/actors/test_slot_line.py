@@ -88,6 +88,22 @@ def test_waiting_ends_with_the_slot_handed_over_or_with_a_dismissal(line: Any) -
     assert line.holders() == ["first"]
 
 
+OTHER = "someone-else"
+
+
+@pytest.fixture
+def slots(monkeypatch: Any) -> Any:
+    """The fleet's download slots, cut to one, held by another job (long enough for
+    any test: it renews nothing)."""
+    from actors.limits import download_slots
+
+    slots = download_slots()
+    monkeypatch.setattr(slots, "limit", 1)
+    monkeypatch.setattr(slots, "ttl_s", 600)
+    assert slots.take_or_join(OTHER, 0)[0]
+    return slots
+
+
 class CountsDeliveries(Middleware):
     def __init__(self) -> None:
         self.delivered: Counter[str] = Counter()
@@ -188,17 +204,11 @@ def test_a_backlog_behind_two_slots_runs_each_job_once_in_turn_with_a_high_one_f
 
 
 def test_a_download_that_waited_for_a_slot_still_has_all_its_attempts(
-    api: Any, worker: Any, media_server: Any, monkeypatch: Any
+    api: Any, worker: Any, media_server: Any, slots: Any
 ) -> None:
     """Held behind the only slot for a while, then two transient failures (503): it
     succeeds at attempt 3. Waiting used to be redeliveries that Dramatiq counted as
     retries, so such a download failed at attempt 1."""
-    from actors.limits import download_slots
-
-    slots = download_slots()
-    monkeypatch.setattr(slots, "limit", 1)
-    monkeypatch.setattr(slots, "ttl_s", 600)  # "someone-else" renews nothing
-    assert slots.take_or_join("someone-else", 0)[0]
     job = api.post(
         "/api/videos/download", json={"url": media_server.url("/flaky/waited.mp4")}
     ).json()
@@ -208,7 +218,7 @@ def test_a_download_that_waited_for_a_slot_still_has_all_its_attempts(
     )
     assert waiting["status"] == "queued" and waiting["attempts"] == 0
     assert "1st in line" in waiting["message"]
-    slots.leave("someone-else")
+    slots.leave(OTHER)
     done = wait_for_job(api, job["id"])
     assert done["status"] == "succeeded", done
     assert done["attempts"] == 3
@@ -216,14 +226,8 @@ def test_a_download_that_waited_for_a_slot_still_has_all_its_attempts(
 
 
 def test_a_download_cancelled_while_it_waits_for_a_slot_leaves_the_line_at_once(
-    api: Any, worker: Any, media_server: Any, monkeypatch: Any, redis_client: Any
+    api: Any, worker: Any, media_server: Any, slots: Any, redis_client: Any
 ) -> None:
-    from actors.limits import download_slots
-
-    slots = download_slots()
-    monkeypatch.setattr(slots, "limit", 1)
-    monkeypatch.setattr(slots, "ttl_s", 600)  # "someone-else" renews nothing
-    assert slots.take_or_join("someone-else", 0)[0]
     job = api.post(
         "/api/videos/download", json={"url": media_server.url("/media/cancelled-waiter.mp4")}
     ).json()
@@ -241,24 +245,19 @@ def test_a_download_cancelled_while_it_waits_for_a_slot_leaves_the_line_at_once(
         what="the waiter to leave",
     )
     assert api.get(f"/api/jobs/{job['id']}").json()["status"] == "cancelled"
-    assert slots.holders() == ["someone-else"]
-    slots.leave("someone-else")
+    assert slots.holders() == [OTHER]
+    slots.leave(OTHER)
     assert media_server.hits.get("/media/cancelled-waiter.mp4", 0) == 0
 
 
 def test_a_thousand_queued_downloads_leave_the_resume_history_intact(
-    api: Any, worker: Any, media_server: Any, monkeypatch: Any, redis_client: Any
+    api: Any, worker: Any, media_server: Any, slots: Any, redis_client: Any
 ) -> None:
     """1,000 downloads queued behind a busy fleet: one `queued` event each, one
     `waiting` for each a worker thread holds, nothing else; a client that saw the
     events before them resumes from there (`since`) without a gap."""
-    from actors.limits import download_slots
     from db import live
 
-    slots = download_slots()
-    monkeypatch.setattr(slots, "limit", 1)
-    monkeypatch.setattr(slots, "ttl_s", 600)  # "someone-else" renews nothing
-    assert slots.take_or_join("someone-else", 0)[0]
     before = str(redis_client.xadd(live.EVENTS_STREAM, live.encode_event({"id": "earlier"})))
     jobs = []
     for n in range(1_000):
@@ -280,6 +279,6 @@ def test_a_thousand_queued_downloads_leave_the_resume_history_intact(
         for job in (json.loads(fields["job"]) for _id, fields in entries[1:])
     )
     assert states == {("queued", None): 1_000, ("queued", "waiting"): held}
-    slots.leave("someone-else")
+    slots.leave(OTHER)
     for job_id in jobs:
         api.post(f"/api/jobs/{job_id}/cancel")

@@ -298,8 +298,10 @@ class JobTracking(Middleware):
                 self._watcher.start()
 
     def _watch(self) -> None:
-        # Three beats per heartbeat lifetime: one late beat does not kill a live job.
-        beat_every = get_settings().heartbeat_timeout / 3
+        # At least three beats per heartbeat lifetime: one late beat does not kill a job.
+        # The loop wakes every WATCH_EVERY_S, so beating that much early keeps a heartbeat
+        # never older than a third of its lifetime.
+        beat_every = max(WATCH_EVERY_S, get_settings().heartbeat_timeout / 3 - WATCH_EVERY_S)
         lifeline_every = get_settings().lifeline_interval
         last_beat = next_lifeline = time.monotonic()
         lifeline: threading.Thread | None = None

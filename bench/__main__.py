@@ -1,7 +1,8 @@
 """``python -m bench`` (``make bench``): sets up a throwaway Redis, SQLite database and
 environment, runs the HTTP latency, job pipeline, egress guard, isolation, WebSocket
-fan-out, direct play, streaming (TTFB, backends, capacity) and job history benchmarks in
-it and prints their tables; ``--quick`` runs a short version, ``--only`` one of them.
+fan-out, direct play, streaming (TTFB, backends, capacity), job history and backlog
+benchmarks in it and prints their tables; ``--quick`` runs a short version, ``--only``
+one of them.
 """
 
 from __future__ import annotations
@@ -22,7 +23,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a short run (fewer requests/jobs)")
     parser.add_argument(
         "--only",
-        choices=("http", "pipeline", "egress", "isolation", "ws", "stream", "streams", "history"),
+        choices=(
+            "http",
+            "pipeline",
+            "egress",
+            "isolation",
+            "ws",
+            "stream",
+            "streams",
+            "history",
+            "backlog",
+        ),
         help="run just one of the benchmarks",
     )
     return parser.parse_args(argv)
@@ -77,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
 
             print()
             print(run_history(quick=args.quick).render(), flush=True)
+        if args.only in (None, "backlog"):
+            from bench.backlog import run_backlog
+
+            print()
+            print(run_backlog(quick=args.quick).render(), flush=True)
     print(f"\ndone in {time.monotonic() - started:.0f}s")
     return 0
 

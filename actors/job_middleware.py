@@ -165,6 +165,10 @@ class JobTracking(Middleware):
     def actor_options(self) -> set[str]:
         return {"job"}
 
+    def is_stopping(self) -> bool:
+        """Its worker is shutting down: no job may start here any more."""
+        return self._stopping.is_set()
+
     @property
     def reporter(self) -> JobReporter:
         # Built on first use, so that forked worker processes make their own connections;

@@ -28,7 +28,7 @@ from dramatiq.middleware import Middleware, SkipMessage
 from redis.exceptions import RedisError
 
 from actors import stores
-from actors.job_middleware import JobTracking, postpone
+from actors.job_middleware import SHUTDOWN_REDELIVERY_MS, JobTracking, postpone
 from actors.limits import download_slots
 from db import jobs
 from db.queues import Queue
@@ -41,7 +41,6 @@ logger = logging.getLogger(__name__)
 QUEUE_RANKS: dict[str, int] = {Queue.interactive: 0, Queue.downloads: 1, Queue.bulk: 2}
 RANK_STEP_US = 10**15
 LINE_EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
-STOPPING_REDELIVERY_MS = 2_000
 REDIS_WAIT_MS = 5_000
 
 
@@ -57,24 +56,18 @@ class SlotGate(Middleware):
     the job's message is processed.
 
     Parameters:
-      tracking: the broker's JobTracking, whose reporter announces the waiting.
+      tracking: the broker's JobTracking, whose reporter announces the waiting and
+        which knows when the worker is stopping.
     """
 
     def __init__(self, *, tracking: JobTracking) -> None:
         self.tracking = tracking
         self._held: dict[str, str] = {}  # message id -> the job id holding a slot
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
 
     @property
     def actor_options(self) -> set[str]:
         return {"slot"}
-
-    def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        self._stopping.clear()
-
-    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        self._stopping.set()
 
     def before_process_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         try:
@@ -97,14 +90,14 @@ class SlotGate(Middleware):
             has_slot = download_slots().wait(
                 job_id,
                 turn,
-                should_stop=self._stopping.is_set,
+                should_stop=self.tracking.is_stopping,
                 on_joined=lambda place: self._announce(job_id, place),
             )
         except RedisError:
             postpone(broker, message, "waiting: Redis is unavailable", REDIS_WAIT_MS)
         if not has_slot:
-            if self._stopping.is_set():
-                postpone(broker, message, "its worker is stopping", STOPPING_REDELIVERY_MS)
+            if self.tracking.is_stopping():
+                postpone(broker, message, "its worker is stopping", SHUTDOWN_REDELIVERY_MS)
             logger.info("job %s left the line for a download slot: cancelled", job_id)
             raise SkipMessage()
         with self._lock:

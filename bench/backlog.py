@@ -43,6 +43,7 @@ from bench.child import REPO
 from bench.env import BenchEnv, bench_env
 from bench.http_latency import UvicornProcess, process_cpu
 from bench.report import table
+from web.launch import procfile_command
 
 CONCURRENCY = 8
 MEDIA_EVERY = 10  # one URL in ten is a file, the others 404
@@ -60,14 +61,6 @@ GOAL_EVENTS_PER_DOWNLOAD_S = 2.0
 GOAL_MB_PER_10K = 5.0
 FINISHED = ("succeeded", "failed", "cancelled")
 JOB_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-
-
-def procfile_command(name: str) -> str:
-    """The command of the Procfile's ``name`` line."""
-    for line in (REPO / "Procfile").read_text().splitlines():
-        if line.startswith(f"{name}:"):
-            return line.split(":", 1)[1].strip()
-    raise RuntimeError(f"no {name} line in the Procfile")
 
 
 def make_tiny_video(path: Path) -> Path:

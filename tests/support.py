@@ -383,12 +383,3 @@ def library_row(settings: Any, relative: str) -> int:
         session.add(video)
         session.flush()
         return int(video.id)
-
-
-def procfile_command(name: str) -> str:
-    """The command of the Procfile's ``name`` line."""
-    procfile = Path(__file__).resolve().parents[1] / "Procfile"
-    for line in procfile.read_text().splitlines():
-        if line.startswith(f"{name}:"):
-            return line.split(":", 1)[1].strip()
-    raise AssertionError(f"no {name} line in the Procfile")

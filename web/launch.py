@@ -28,6 +28,14 @@ PROCESSES = ("web", "worker", "scheduler")
 DEFAULT_HOST = "127.0.0.1"
 
 
+def procfile_command(name: str) -> str:
+    """The command of the Procfile's ``name`` line (what honcho or a platform runs)."""
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.startswith(f"{name}:"):
+            return line.split(":", 1)[1].strip()
+    raise LookupError(f"no {name} line in the Procfile")
+
+
 def banner(settings: Settings, *, host: str, redis_url: str) -> str:
     """What ``make run`` prints: where to open the page, the admin token, and where the
     data lives (a password in the Redis URL masked)."""

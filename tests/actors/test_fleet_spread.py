@@ -13,7 +13,8 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from tests.support import procfile_command, stop_process_group, wait_for
+from tests.support import stop_process_group, wait_for
+from web.launch import procfile_command
 
 ROOT = Path(__file__).resolve().parents[2]
 

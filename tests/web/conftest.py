@@ -11,7 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import free_port, procfile_command, wait_for
+from tests.support import free_port, wait_for
+from web.launch import procfile_command
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -33,7 +33,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from tests.conftest import ADMIN_TOKEN
-from tests.support import LiveServer, free_port, live_server, procfile_command, wait_for
+from tests.support import LiveServer, free_port, live_server, wait_for
+from web.launch import procfile_command
 
 ROOT = Path(__file__).resolve().parents[2]
 GiB = 1024**3

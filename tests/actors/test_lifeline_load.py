@@ -33,19 +33,20 @@ def test_heartbeats_stay_on_time_while_the_lifeline_scans_ten_thousand_queued_me
     from db.models import Job, JobStatus, utcnow
 
     # 10,000 queued jobs old enough for the lifeline to look for their messages, each
-    # with its message in the broker's hash (only there: no worker fetches them).
+    # with its message in the broker's hash (only there: no worker fetches them). The
+    # messages first: the worker's own lifeline may run at any moment.
     stale = utcnow() - timedelta(minutes=5)
     backlog = [str(uuid.uuid4()) for _ in range(BACKLOG)]
-    with stores.sessions().begin() as session:
-        session.add_all(
-            Job(id=job_id, kind="download", queue="bulk", params={}, updated_at=stale)
-            for job_id in backlog
-        )
     with redis_client.pipeline(transaction=False) as pipe:
         for job_id in backlog:
             message = {"queue_name": "bulk", "actor_name": "download_video", "args": [job_id]}
             pipe.hset("dramatiq:bulk.msgs", str(uuid.uuid4()), json.dumps(message))
         pipe.execute()
+    with stores.sessions().begin() as session:
+        session.add_all(
+            Job(id=job_id, kind="download", queue="bulk", params={}, updated_at=stale)
+            for job_id in backlog
+        )
 
     release.clear()
     with stores.sessions().begin() as session:

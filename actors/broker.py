@@ -19,7 +19,8 @@ from dramatiq.middleware import (
 )
 from periodiq import PeriodiqMiddleware
 
-from actors.job_middleware import JobTracking
+from actors.job_tracking import JobTracking
+from actors.lifeline_runner import LifelineRunner
 from actors.shutdown import GroupSignals
 from actors.slot_gate import SlotGate
 from actors.warm_processes import WarmMediaProcesses
@@ -57,6 +58,7 @@ def make_broker(settings: Settings) -> RedisBroker:
             PeriodiqMiddleware(skip_delay=30),
             GroupSignals(),
             WarmMediaProcesses(),
+            LifelineRunner(),
         ],
     )
     for queue in Queue:

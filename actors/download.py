@@ -14,8 +14,10 @@ from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
-from actors.job_middleware import JobContext, Postponed, current_job, is_retryable, job_actor
+from actors.job_context import JobContext, current_job
+from actors.job_tracking import job_actor
 from actors.limits import retry_delay_ms, site_allows_a_start
+from actors.retry_policy import Postponed, is_retryable
 from db import library
 from db.models import JobKind
 from db.queues import Queue

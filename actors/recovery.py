@@ -33,14 +33,15 @@ from typing import Any
 
 import dramatiq
 import redis
+from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy import Row, select
 
 from actors import stores
-from actors.enqueue import enqueue_job, job_actors
-from actors.reporter import JobReporter
+from actors.enqueue import job_actors
 from actors.stores import Outage, database_unavailable, redis_unavailable
-from db import jobs, live
+from db import job_service, live
 from db.models import Job, JobStatus, utcnow
+from db.outbox import Courier, MessageSender
 from db.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -48,15 +49,25 @@ logger = logging.getLogger(__name__)
 LOST_AFTER = timedelta(minutes=1)
 BATCH = 500
 LEASE_KEY = "vf:lifeline:lease"
+#: The scan for lost messages reads every message of the queues that hold old queued
+#: jobs (its cost grows with the backlog): at most once a minute fleet-wide.
+SCAN_LEASE_KEY = "vf:lifeline:scan-lease"
+SCAN_EVERY_S = 60
 
 REDIS_OUTAGE = Outage("lifeline", "Redis", logger=logger)
 DATABASE_OUTAGE = Outage("lifeline", "the database", logger=logger)
 
 
 @lru_cache(maxsize=1)
-def _reporter() -> JobReporter:
-    # One per process, so a Redis outage is logged once, not once per lifeline run.
-    return JobReporter(client=stores.redis_client(), engine=stores.engine())
+def _courier() -> Courier:
+    # One per process: the jobs service's outboxes go out on this worker's broker.
+    broker = dramatiq.get_broker()
+    assert isinstance(broker, RedisBroker)
+    return Courier(stores.redis_client(), MessageSender(broker, _actor_of_kind))
+
+
+def _actor_of_kind() -> dict[str, str]:
+    return {kind: actor.actor_name for kind, actor in job_actors().items()}
 
 
 def jobs_with_messages(
@@ -112,30 +123,23 @@ def requeue_lost(older_than: timedelta = LOST_AFTER) -> int:
     if not candidates:
         return 0
     broker = dramatiq.get_broker()
-    actor_of_kind = job_actors()
     present = jobs_with_messages(
         stores.redis_client(),
         getattr(broker, "namespace", "dramatiq"),
-        broker.get_declared_queues(),
+        {row.queue for row in candidates},  # a job's messages stay on its own queue
         dead_after_ms=getattr(broker, "heartbeat_timeout", 60_000),
     )
-    lost = [row for row in candidates if row.id not in present]
-    for job_id, kind, queue in lost:
-        actor = actor_of_kind.get(kind)
-        if actor is None:
-            logger.error("job %s has kind %r that no actor handles", job_id, kind)
-            continue
-        logger.warning("re-enqueueing job %s: the broker has no message for it", job_id)
-        enqueue_job(actor, job_id, queue)
+    lost = [row._asdict() for row in candidates if row.id not in present]
+    for job in lost:
+        logger.warning("re-enqueueing job %s: the broker has no message for it", job["id"])
+    _courier().deliver(job_service.resend(lost))
     return len(lost)
 
 
 def recover_abandoned(heartbeat_timeout: float | None = None) -> int:
-    """Queue again (or fail, when out of attempts) running jobs whose heartbeat expired.
-
-    Each change is fenced by the attempt it saw, so a slow worker that comes back
-    cannot also finish the job. Nothing is given up while Redis has been up for less
-    than a heartbeat lifetime (see :func:`_heartbeats_trustworthy`)."""
+    """Queue again (or fail, when out of attempts) running jobs whose heartbeat expired
+    (:func:`db.job_service.give_up_lost_workers`). Nothing is given up while Redis has
+    been up for less than a heartbeat lifetime (see :func:`_heartbeats_trustworthy`)."""
     timeout = heartbeat_timeout or get_settings().heartbeat_timeout
     cutoff = utcnow() - timedelta(seconds=timeout)
     running = _stale(
@@ -148,35 +152,14 @@ def recover_abandoned(heartbeat_timeout: float | None = None) -> int:
         return 0
     beats = client.mget([live.heartbeat_key(row.id) for row in running])
     dead = [row for row, beat in zip(running, beats, strict=True) if beat is None]
-    changed: list[dict[str, Any]] = []
-    with stores.engine().begin() as connection:
-        for row in dead:
-            if row.attempts < row.max_attempts:
-                error = {
-                    "type": "worker_lost",
-                    "message": "its worker stopped (killed, out of memory or cut off)",
-                    "retryable": True,
-                }
-                outcome = jobs.requeue(connection, row.id, error=error, attempt=row.attempts)
-            else:
-                error = {
-                    "type": "worker_lost",
-                    "message": f"its worker died on each of its {row.attempts} attempts",
-                    "retryable": False,
-                }
-                outcome = jobs.finish(
-                    connection, row.id, JobStatus.failed, error=error, attempt=row.attempts
-                )
-            if outcome is not None:
-                logger.warning("job %s lost its worker: now %s", row.id, outcome["status"])
-                changed.append(outcome)
-    if changed:
-        _reporter().publish_many(changed)
-        actors = job_actors()
-        for job in changed:
-            if job["status"] == JobStatus.queued:
-                enqueue_job(actors[job["kind"]], job["id"], job["queue"])
-    return len(changed)
+    if not dead:
+        return 0
+    with stores.engine().connect() as connection:
+        outbox = job_service.give_up_lost_workers(connection, dead)
+    for job in outbox.publish:
+        logger.warning("job %s lost its worker: now %s", job["id"], job["status"])
+    _courier().deliver(outbox)
+    return len(outbox.publish)
 
 
 def _heartbeats_trustworthy(client: redis.Redis, timeout: float) -> bool:
@@ -217,10 +200,12 @@ def _ride_out(step: Callable[[], int]) -> bool:
     return True
 
 
-def run_lifeline() -> None:
+def run_lifeline(*, scan: bool = True) -> None:
     """Both checks, each on its own: one that cannot reach a store does not keep the
-    other from running."""
-    done = [_ride_out(recover_abandoned), _ride_out(requeue_lost)]
+    other from running. Without ``scan``, only the running jobs are checked."""
+    done = [_ride_out(recover_abandoned)]
+    if scan:
+        done.append(_ride_out(requeue_lost))
     if all(done) and REDIS_OUTAGE.down:
         # The steps may not have needed Redis (nothing to check): ask it whether the
         # outage is over.
@@ -242,11 +227,14 @@ def _ask_redis(call: Callable[[], Any]) -> tuple[bool, Any]:
 
 def run_lifeline_if_due(every_s: float) -> bool:
     """Run the lifeline unless another process ran it in the last ``every_s`` seconds
-    (or Redis, which holds that lease, is unavailable)."""
+    (or Redis, which holds that lease, is unavailable); its scan for lost messages only
+    if none ran in the last :data:`SCAN_EVERY_S`."""
+    client = stores.redis_client()
     answered, taken = _ask_redis(
-        lambda: stores.redis_client().set(LEASE_KEY, "1", nx=True, ex=max(1, int(every_s)))
+        lambda: client.set(LEASE_KEY, "1", nx=True, ex=max(1, int(every_s)))
     )
     if not (answered and taken):
         return False
-    run_lifeline()
+    _, scan = _ask_redis(lambda: client.set(SCAN_LEASE_KEY, "1", nx=True, ex=SCAN_EVERY_S))
+    run_lifeline(scan=bool(scan))
     return True

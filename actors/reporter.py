@@ -33,26 +33,6 @@ DB_INTERVAL_S = 1.0
 DB_PROGRESS_FIELDS = ("progress", "stage", "message")
 REDIS_MAX_BACKOFF_S = 2.0
 
-# Several state changes in one script call: :data:`db.live.PUBLISH_SCRIPT` itself, run
-# once per job on that job's share of KEYS and ARGV. ARGV starts with the number of jobs
-# and each job's count of keys and of arguments.
-PUBLISH_MANY_SCRIPT = (
-    "local function publish(KEYS, ARGV)\n"
-    + live.PUBLISH_SCRIPT
-    + """
-end
-local jobs = tonumber(ARGV[1])
-local ids, key, arg = {}, 0, 2 * jobs + 1
-for job = 1, jobs do
-  local key_count, arg_count = tonumber(ARGV[2 * job]), tonumber(ARGV[2 * job + 1])
-  ids[job] = publish(
-    {unpack(KEYS, key + 1, key + key_count)}, {unpack(ARGV, arg + 1, arg + arg_count)})
-  key, arg = key + key_count, arg + arg_count
-end
-return ids
-"""
-)
-
 
 class JobReporter:
     """Publishes job events.
@@ -137,18 +117,11 @@ class JobReporter:
         # parsing of each reply cost more than Redis's running of the scripts. (EVALSHA
         # rather than a Script object, which asks Redis whether the script exists first.)
         if self._script_sha is None:
-            self._script_sha = str(self.client.script_load(PUBLISH_MANY_SCRIPT))
-        keys: list[str] = []
-        counts: list[int] = []
-        args: list[str | int] = []
-        for job in changed:
-            job_keys, job_args = live.publish_arguments(
-                job, heartbeat_ttl=self.heartbeat_ttl, progress=progress
-            )
-            keys += job_keys
-            args += job_args
-            counts += (len(job_keys), len(job_args))
-        self.client.evalsha(self._script_sha, len(keys), *keys, len(changed), *counts, *args)
+            self._script_sha = str(self.client.script_load(live.PUBLISH_MANY_SCRIPT))
+        keys, args = live.publish_many_arguments(
+            changed, heartbeat_ttl=self.heartbeat_ttl, progress=progress
+        )
+        self.client.evalsha(self._script_sha, len(keys), *keys, *args)
 
     def progress(self, job: dict[str, Any]) -> None:
         """Send a running job's progress unless one went out very recently."""

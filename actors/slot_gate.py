@@ -28,8 +28,9 @@ from dramatiq.middleware import Middleware, SkipMessage
 from redis.exceptions import RedisError
 
 from actors import stores
-from actors.job_middleware import SHUTDOWN_REDELIVERY_MS, JobTracking, postpone
+from actors.job_tracking import JobTracking
 from actors.limits import download_slots
+from actors.retry_policy import SHUTDOWN_REDELIVERY_MS, postpone
 from db import jobs
 from db.queues import Queue
 

@@ -1,5 +1,5 @@
 """Benchmark 2, job pipeline throughput: a no-op job actor declared with
-``actors.job_middleware.job_actor`` (so JobTracking claims, heartbeats and finishes its
+``actors.job_tracking.job_actor`` (so JobTracking claims, heartbeats and finishes its
 ``jobs`` row, and its body sends one progress report through the JobReporter) against
 the anchor, a bare ``@dramatiq.actor`` no-op. Both run on the project's broker and
 Redis, on queues of their own, through one in-process ``dramatiq.Worker`` with the same
@@ -119,7 +119,8 @@ class Pipeline:
 
     def __init__(self) -> None:
         from actors import broker
-        from actors.job_middleware import current_job, job_actor
+        from actors.job_context import current_job
+        from actors.job_tracking import job_actor
 
         def bench_noop_job(job_id: str) -> None:
             current_job().report(progress=0.5, stage="working")

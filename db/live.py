@@ -130,6 +130,44 @@ def publish_arguments(
     return keys, [encoded, maxlen, SNAPSHOT_TTL_S, heartbeat, heartbeat_ttl, progress_of]
 
 
+# Several state changes in one script call: :data:`PUBLISH_SCRIPT` itself, run once per
+# job on that job's share of KEYS and ARGV. ARGV starts with the number of jobs and each
+# job's count of keys and of arguments. The one way anything publishes job events:
+# workers (``actors.reporter``) and the jobs service's courier (``db.outbox``) alike.
+PUBLISH_MANY_SCRIPT = (
+    "local function publish(KEYS, ARGV)\n"
+    + PUBLISH_SCRIPT
+    + """
+end
+local jobs = tonumber(ARGV[1])
+local ids, key, arg = {}, 0, 2 * jobs + 1
+for job = 1, jobs do
+  local key_count, arg_count = tonumber(ARGV[2 * job]), tonumber(ARGV[2 * job + 1])
+  ids[job] = publish(
+    {unpack(KEYS, key + 1, key + key_count)}, {unpack(ARGV, arg + 1, arg + arg_count)})
+  key, arg = key + key_count, arg + arg_count
+end
+return ids
+"""
+)
+
+
+def publish_many_arguments(
+    jobs: list[dict[str, Any]], *, heartbeat_ttl: int = 0, progress: bool = False
+) -> tuple[list[str], list[str | int]]:
+    """KEYS and ARGV of :data:`PUBLISH_MANY_SCRIPT` for ``jobs``, in their order
+    (arguments as in :func:`publish_arguments`)."""
+    keys: list[str] = []
+    counts: list[int] = []
+    args: list[str | int] = []
+    for job in jobs:
+        job_keys, job_args = publish_arguments(job, heartbeat_ttl=heartbeat_ttl, progress=progress)
+        keys += job_keys
+        args += job_args
+        counts += (len(job_keys), len(job_args))
+    return keys, [len(jobs), *counts, *args]
+
+
 def decode_event(stream_id: str, fields: dict[str, str]) -> dict[str, Any]:
     """A stream entry as the WebSocket event ``{"type": "job", "id": ..., "job": {...}}``."""
     return {"type": "job", "id": stream_id, "job": json.loads(fields["job"])}

@@ -10,6 +10,7 @@ the workers declare is the one :data:`ACTOR_OF_KIND` names.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 
 import dramatiq
 
@@ -38,7 +39,9 @@ DOWNLOAD_QUEUES = {
 ACTOR_OF_KIND: dict[str, str] = {"download": "download_video"}
 
 
-def job_message(kind: str, job_id: str, queue: str) -> dramatiq.Message:
+def job_message(
+    kind: str, job_id: str, queue: str, *, actor_of_kind: Mapping[str, str] = ACTOR_OF_KIND
+) -> dramatiq.Message:
     """The message that runs job ``job_id`` of ``kind`` on ``queue``, as the actor's own
     ``message(job_id)`` would build it, copied onto that queue.
 
@@ -46,5 +49,5 @@ def job_message(kind: str, job_id: str, queue: str) -> dramatiq.Message:
       KeyError: no actor runs jobs of ``kind``.
     """
     return dramatiq.Message(
-        queue_name=queue, actor_name=ACTOR_OF_KIND[kind], args=(job_id,), kwargs={}, options={}
+        queue_name=queue, actor_name=actor_of_kind[kind], args=(job_id,), kwargs={}, options={}
     )

@@ -7,7 +7,7 @@ import os
 import signal
 
 from actors import broker  # noqa: F401  (the broker must exist before the actor)
-from actors.job_middleware import job_actor
+from actors.job_tracking import job_actor
 
 
 @job_actor(kind="poison", queue_name="bulk")

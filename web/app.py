@@ -24,9 +24,9 @@ from starlette.types import Scope
 
 from db import live
 from db.engine import ConnectionRunner, async_session_factory, make_async_engine
+from db.outbox import Courier, web_sender
 from db.settings import Settings, get_settings
-from db.slots import FairSlots
-from web import dispatch, health, hls, jobs, session, sessions, streams, system, videos
+from web import health, hls, jobs, session, sessions, streams, system, videos
 from web.auth import AuthMiddleware, GuessLimiter
 from web.body_limit import BodyLimit
 from web.errors import exception_handlers
@@ -76,15 +76,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             statement_timeout=settings.db_statement_timeout,
         )
         app.state.redis = live.async_client(settings.redis_url, timeout=settings.redis_timeout)
-        app.state.publish = app.state.redis.register_script(live.PUBLISH_SCRIPT)
-        app.state.enqueuer = dispatch.make_enqueuer(settings, app.state.redis)
-        # The download slots' waiting line, to dismiss a waiter whose job is cancelled.
-        app.state.download_slots = FairSlots(
-            app.state.redis,
-            live.DOWNLOAD_SLOTS_KEY,
-            limit=settings.max_concurrent_downloads,
-            ttl_s=settings.heartbeat_timeout,
-        )
+        # What the jobs service asks of Redis goes out through it (db/outbox.py).
+        app.state.courier = Courier(app.state.redis, web_sender(settings))
         app.state.hub = ProgressHub(settings.redis_url)
         await app.state.hub.start()
         app.state.streams = StreamRegistry(
@@ -107,7 +100,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await app.state.streams.stop()
             await app.state.hub.stop()
             await app.state.redis.aclose()
-            app.state.enqueuer.broker.close()
+            app.state.courier.sender.broker.close()
             app.state.store.dispose()
             await engine.dispose()
 

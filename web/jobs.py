@@ -10,17 +10,15 @@ from typing import Any
 
 from redis.exceptions import RedisError
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette import status
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from db import job_requests, jobs, live
-from db.models import ACTIVE, Job, JobKind, JobStatus
-from web import dispatch
-from web.errors import ApiError, not_found
+from db import job_requests, job_service, jobs, live
+from db.models import Job, JobStatus
+from web.errors import ApiError, not_found, unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -159,35 +157,14 @@ async def cancel_job(request: Request) -> JSONResponse:
     if JobStatus(job.status).finished:
         raise ApiError(status.HTTP_409_CONFLICT, "finished", f"the job is already {job.status}")
     async with request.app.state.db() as session:
-        targets = [job.id] + list(
-            await session.scalars(
-                select(Job.id).where(Job.parent_id == job.id, Job.status.in_(ACTIVE))
-            )
-        )
-        cancelled = await session.run_sync(
-            lambda s: [jobs.cancel_queued(s, job_id) for job_id in targets]
-        )
-        await session.commit()
-    running = [job_id for job_id, done in zip(targets, cancelled, strict=True) if done is None]
-    if running:
-        # Queued jobs were settled above; running ones (or ones that started meanwhile)
-        # are stopped by their workers, which poll these keys.
-        async with request.app.state.redis.pipeline(transaction=False) as pipe:
-            for job_id in running:
-                pipe.set(live.cancel_key(job_id), "1", ex=live.CANCEL_TTL_S)
-            await pipe.execute()
-    for done in cancelled:
-        if done is not None and done["kind"] == JobKind.download:
-            # A queued download may be waiting for a slot in a worker: it leaves now.
-            # (If Redis cannot say so, the waiter finds the job cancelled in its turn.)
-            try:
-                await request.app.state.download_slots.dismiss(done["id"])
-            except RedisError:
-                logger.warning("could not dismiss job %s from the line", done["id"])
-    for done in cancelled:
-        if done is not None:
-            await dispatch.publish(request, done)
-    data = cancelled[0] or jobs.job_to_dict(await load_job(request, job.id))
+        done, outbox = await session.run_sync(job_service.cancel, job.id)
+    delivery = await request.app.state.courier.deliver_async(outbox)
+    if "stop" in delivery.missed:
+        # Queued jobs are settled in the database whatever Redis does; a running one
+        # could not be asked to stop: nothing changed for it, say so.
+        raise unavailable("redis")
+    first = done.cancelled[0] if done.cancelled and done.cancelled[0]["id"] == job.id else None
+    data = first or jobs.job_to_dict(await load_job(request, job.id))
     data["cancel_requested"] = True
     return JSONResponse(data, status_code=status.HTTP_202_ACCEPTED)
 
@@ -199,9 +176,10 @@ async def retry_job(request: Request) -> JSONResponse:
     async with request.app.state.db() as session:
         owner = await check_job_caps(request, session)
         try:
-            retry = await session.run_sync(lambda s: jobs.new_retry(s, job_id, owner=owner))
-            await session.commit()
-        except IntegrityError:
+            retry, outbox = await session.run_sync(
+                lambda s: job_service.retry(s, job_id, owner=owner)
+            )
+        except job_service.AlreadyActive:
             raise ApiError(
                 status.HTTP_409_CONFLICT,
                 "already_active",
@@ -213,7 +191,7 @@ async def retry_job(request: Request) -> JSONResponse:
             "not_retryable",
             "only failed or cancelled jobs can be retried",
         )
-    await dispatch.publish_and_send(request, retry)
+    await request.app.state.courier.deliver_async(outbox)
     return JSONResponse(
         retry,
         status_code=status.HTTP_202_ACCEPTED,

@@ -15,14 +15,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from db.job_requests import submit_job
+from db import job_service
 from db.jobs import iso
 from db.models import JobKind, Video
 from db.queues import DOWNLOAD_QUEUES, Priority
 from media.errors import UrlRejected
 from media.formats import QUALITY_FORMATS
 from media.urls import check_url, parse_url
-from web import dispatch
 from web.errors import ApiError, not_found, read_json_object
 from web.jobs import job_owner, parse_limit, too_many_jobs
 
@@ -117,9 +116,9 @@ async def request_download(request: Request) -> JSONResponse:
         "title": _optional_text(body, "title"),
         "force": force,
     }
-    submission = await request.app.state.store.run(
+    submission, outbox = await request.app.state.store.run(
         partial(
-            submit_job,
+            job_service.submit,
             kind=JobKind.download,
             queue=DOWNLOAD_QUEUES[priority],
             params=params,
@@ -145,7 +144,7 @@ async def request_download(request: Request) -> JSONResponse:
     assert job is not None
     if not submission.created:
         return JSONResponse(job, status_code=status.HTTP_200_OK)
-    await dispatch.publish_and_send(request, job)
+    await request.app.state.courier.deliver_async(outbox)
     return JSONResponse(
         job, status_code=status.HTTP_202_ACCEPTED, headers={"Location": f"/api/jobs/{job['id']}"}
     )

@@ -1,6 +1,7 @@
-"""The lifeline's scan grows with the backlog (it reads every message the broker holds),
-but it runs on a thread of its own: a running job's heartbeat stays on time however
-long the scan takes."""
+"""The lifeline's scan for lost messages grows with the backlog (it reads every message
+of the queues that hold old queued jobs), but it runs on a thread of its own: a running
+job's heartbeat stays on time however long the scan takes; and it runs at most once a
+minute, while every round checks the running jobs."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from actors.job_middleware import current_job, job_actor
+from actors.job_context import current_job
+from actors.job_tracking import job_actor
 from tests.support import wait_for
 
 BACKLOG = 10_000
@@ -84,3 +86,21 @@ def test_heartbeats_stay_on_time_while_the_lifeline_scans_ten_thousand_queued_me
     with stores.sessions()() as session:
         queued = session.query(Job).filter(Job.status == JobStatus.queued).count()
     assert queued == BACKLOG  # nothing sent twice: every job's message was found
+
+
+def test_a_lifeline_round_scans_for_lost_messages_at_most_once_a_minute(
+    redis_client: Any, monkeypatch: Any
+) -> None:
+    """Every round checks the running jobs (its cost grows with them); the scan of the
+    queued jobs' messages (its cost grows with the backlog) waits for its own lease."""
+    from actors import recovery
+
+    rounds: list[str] = []
+    monkeypatch.setattr(recovery, "recover_abandoned", lambda: rounds.append("running") or 0)
+    monkeypatch.setattr(recovery, "requeue_lost", lambda: rounds.append("scan") or 0)
+    for _ in range(3):
+        redis_client.delete(recovery.LEASE_KEY)  # as if a lifeline interval had passed
+        assert recovery.run_lifeline_if_due(15)
+    assert not recovery.run_lifeline_if_due(15)  # within the interval: another ran it
+    assert rounds == ["running", "scan", "running", "running"]
+    assert 0 < redis_client.ttl(recovery.SCAN_LEASE_KEY) <= recovery.SCAN_EVERY_S

@@ -122,7 +122,7 @@ def test_a_backlog_behind_two_slots_runs_each_job_once_in_turn_with_a_high_one_f
     created, and the high one before the backlog."""
     from actors import broker, stores
     from actors.enqueue import enqueue_job
-    from actors.job_middleware import job_actor
+    from actors.job_tracking import job_actor
     from actors.limits import download_slots
     from db import live
     from db.models import Job, JobStatus

@@ -27,7 +27,8 @@ from dramatiq.middleware import CurrentMessage
 from sqlalchemy import Connection, Engine, QueuePool, create_engine, update
 from sqlalchemy.orm import sessionmaker
 
-from actors.job_middleware import JobContext, current_job, job_actor
+from actors.job_context import JobContext, current_job
+from actors.job_tracking import job_actor
 from db.models import Job, JobStatus, utcnow
 from tests.support import wait_for
 
@@ -271,12 +272,12 @@ def test_a_claim_gives_up_after_its_patience_without_counting_an_attempt(
 def test_a_message_whose_claim_found_no_database_runs_once_the_database_is_back(
     worker: Any, settings: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from actors import broker, job_middleware, stores
+    from actors import broker, job_tracking, stores
     from actors.enqueue import enqueue_job
-    from actors.job_middleware import JobTracking
+    from actors.job_tracking import JobTracking
     from actors.ledger import JobLedger
 
-    caplog.set_level(logging.INFO, logger="actors.job_middleware")
+    caplog.set_level(logging.INFO, logger="actors.retry_policy")
     tracking = next(m for m in broker.middleware if isinstance(m, JobTracking))
     # The worker's ledger on an engine that gives up on the lock quickly, and a short
     # patience and redelivery delay, so the outage fits in a test.
@@ -286,7 +287,7 @@ def test_a_message_whose_claim_found_no_database_runs_once_the_database_is_back(
         claim_patience=0.3,
     )
     monkeypatch.setattr(tracking, "_ledger", ledger)
-    monkeypatch.setattr(job_middleware, "DATABASE_WAIT_MS", 200)
+    monkeypatch.setattr(job_tracking, "DATABASE_WAIT_MS", 200)
     job_id = insert_job(stores.sessions(), kind="outage_probe")
 
     def sent_back() -> int:
@@ -311,7 +312,7 @@ def test_a_job_whose_finish_waits_for_the_database_keeps_beating_and_then_succee
 ) -> None:
     from actors import broker, stores
     from actors.enqueue import enqueue_job
-    from actors.job_middleware import JobTracking
+    from actors.job_tracking import JobTracking
     from actors.ledger import JobLedger
     from db import live
 
@@ -349,12 +350,12 @@ def test_a_running_job_rides_out_a_redis_outage(
 ) -> None:
     from actors import broker, stores
     from actors.enqueue import enqueue_job
-    from actors.job_middleware import JobTracking
+    from actors.job_tracking import JobTracking
     from actors.recovery import recover_abandoned
     from actors.stores import Outage
     from db import live
 
-    for name in ("actors.reporter", "actors.job_middleware", "actors.recovery"):
+    for name in ("actors.reporter", "actors.job_watcher", "actors.recovery"):
         caplog.set_level(logging.INFO, logger=name)
     tracking = next(m for m in broker.middleware if isinstance(m, JobTracking))
     # A fresh record of outages (an earlier test may have ended in one), as the
@@ -368,7 +369,7 @@ def test_a_running_job_rides_out_a_redis_outage(
     enqueue_job(hold_until_released, job_id, "bulk")
     wait_for(lambda: started == [job_id], what="the job to start")
     wait_for(lambda: redis_client.exists(live.heartbeat_key(job_id)), what="a heartbeat")
-    watcher = tracking._watcher
+    watcher = tracking.watcher._thread
     assert watcher is not None
 
     redis_server.stop()
@@ -400,11 +401,11 @@ def test_a_running_job_rides_out_a_redis_outage(
     job = row(stores.sessions(), job_id)
     assert (job.attempts, job.result) == (1, {"runs": 1})
     assert started == [job_id]
-    assert watcher.is_alive() and tracking._watcher is watcher
+    assert watcher.is_alive() and tracking.watcher._thread is watcher
     (warning,) = messages(caplog, "actors.reporter", logging.WARNING)
     assert "Redis is unavailable" in warning
     assert len(messages(caplog, "actors.reporter", logging.INFO)) == 1
-    assert not messages(caplog, "actors.job_middleware", logging.WARNING)  # no failed rounds
+    assert not messages(caplog, "actors.job_watcher", logging.WARNING)  # no failed rounds
     assert len(messages(caplog, "actors.recovery", logging.WARNING)) <= 1
 
 

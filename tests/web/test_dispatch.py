@@ -46,23 +46,25 @@ def test_the_web_writes_a_jobs_message_as_dramatiqs_broker_does(
     from actors.enqueue import job_actors
     from actors.enqueue import job_message as actor_message
     from db import live
-    from db.queues import job_message
-    from web.dispatch import make_enqueuer
+    from db.outbox import Courier, Outbox, web_sender
 
     by_broker = broker.enqueue(actor_message(job_actors()["download"], "a-job-id", "bulk"))
     hooks = SeesEnqueues()
+    sent: list[dramatiq.Message] = []
+
+    class Records(Middleware):
+        def after_enqueue(self, broker: Any, message: Any, delay: Any) -> None:
+            sent.append(message)
 
     async def pipelined() -> tuple[dramatiq.Message, str]:
         client = live.async_client(settings.redis_url)
-        enqueuer = make_enqueuer(settings, client)
-        enqueuer.broker.middleware.append(hooks)
-        async with client.pipeline(transaction=False) as pipe:
-            sent, _ = await enqueuer.add(pipe, job_message("download", "a-job-id", "bulk"))
-            await pipe.execute()
-        enqueuer.enqueued(sent)
+        courier = Courier(client, web_sender(settings))
+        courier.sender.broker.middleware += [hooks, Records()]
+        job = {"id": "a-job-id", "kind": "download", "queue": "bulk"}
+        assert (await courier.deliver_async(Outbox(send=[job]))).ok
         await client.aclose()
-        enqueuer.broker.close()
-        return sent, enqueuer.broker.broker_id
+        courier.sender.broker.close()
+        return sent[0], courier.sender.broker.broker_id
 
     by_web, web_broker_id = asyncio.run(pipelined())
 
@@ -113,7 +115,7 @@ def test_a_download_sent_after_redis_lost_its_scripts_is_run_by_a_worker(
 ) -> None:
     """``SCRIPT FLUSH`` (as after a Redis restart): the pipelined EVALSHAs get NOSCRIPT,
     and the web loads the scripts and sends again (no warning: not the lifeline's)."""
-    caplog.set_level(logging.WARNING, logger="web.dispatch")
+    caplog.set_level(logging.WARNING, logger="db.outbox")
     redis_client.script_flush()
     job = api.post("/api/videos/download", json={"url": media_server.url("/media/flushed.mp4")})
     assert job.status_code == 202, job.text
@@ -121,7 +123,7 @@ def test_a_download_sent_after_redis_lost_its_scripts_is_run_by_a_worker(
     events = redis_client.xrange("vf:events")
     states = [json.loads(fields["job"])["status"] for _, fields in events]
     assert states[0] == "queued" and states[-1] == "succeeded"
-    assert [r for r in caplog.records if r.name == "web.dispatch"] == []
+    assert [r for r in caplog.records if r.name == "db.outbox"] == []
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,174 @@
+"""The jobs service on the real stores: each operation commits, and its outbox, delivered
+by a courier on a sync client, publishes, sends, sets stop flags and dismisses waiters,
+in one round trip, riding out a Redis that lost its scripts or is gone."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, select
+
+from db import job_service, live
+from db.models import Job, JobStatus
+from db.outbox import Courier, Outbox, web_sender
+from db.slots import FairSlots
+from tests.support import free_port
+
+
+@pytest.fixture
+def courier(settings: Any, redis_client: Any) -> Iterator[Courier]:
+    courier = Courier(redis_client, web_sender(settings))
+    yield courier
+    courier.sender.broker.close()
+
+
+@pytest.fixture
+def connection(settings: Any) -> Iterator[Connection]:
+    from actors import stores
+
+    with stores.engine().connect() as connection:
+        yield connection
+
+
+def submit(connection: Connection, url: str, **fields: Any) -> tuple[Any, Outbox]:
+    request = {
+        "kind": "download",
+        "queue": "interactive",
+        "params": {"url": url},
+        "owner": "admin",
+        "max_attempts": 3,
+        "max_active": 100,
+        "max_active_of_owner": 100,
+    }
+    return job_service.submit(connection, **{**request, **fields})
+
+
+def events(redis_client: Any) -> list[tuple[str, str]]:
+    """(job id, status) of every event in the stream."""
+    return [
+        (job["id"], job["status"])
+        for job in (json.loads(f["job"]) for _, f in redis_client.xrange(live.EVENTS_STREAM))
+    ]
+
+
+def queued_messages(redis_client: Any, queue: str) -> list[list[Any]]:
+    stored = redis_client.hgetall(f"dramatiq:{queue}.msgs")
+    return [json.loads(stored[i])["args"] for i in redis_client.lrange(f"dramatiq:{queue}", 0, -1)]
+
+
+def set_status(connection: Connection, job_id: str, status: JobStatus, **fields: Any) -> None:
+    connection.execute(
+        Job.__table__.update().where(Job.id == job_id).values(status=status, **fields)
+    )
+    connection.commit()
+
+
+def test_a_submitted_job_is_committed_published_and_sent_once(
+    connection: Connection, courier: Courier, redis_client: Any
+) -> None:
+    submission, outbox = submit(connection, "http://x/a.mp4")
+    assert submission.created
+    job_id = submission.job["id"]
+    assert courier.deliver(outbox).ok
+    assert events(redis_client) == [(job_id, "queued")]
+    assert queued_messages(redis_client, "interactive") == [[job_id]]
+
+    again, nothing = submit(connection, "http://x/a.mp4")  # the same work: the same job
+    assert (again.created, again.job["id"], bool(nothing)) == (False, job_id, False)
+    assert courier.deliver(nothing).ok
+    assert len(queued_messages(redis_client, "interactive")) == 1
+
+
+def test_cancel_ends_queued_jobs_stops_running_ones_and_dismisses_waiters(
+    connection: Connection, courier: Courier, redis_client: Any
+) -> None:
+    parent = submit(connection, "http://x/parent.mp4")[0].job["id"]
+    waiting = submit(connection, "http://x/waiting.mp4")[0].job["id"]
+    running = submit(connection, "http://x/running.mp4")[0].job["id"]
+    for child in (waiting, running):
+        connection.execute(Job.__table__.update().where(Job.id == child).values(parent_id=parent))
+    set_status(connection, running, JobStatus.running, attempts=1)
+    line = FairSlots(redis_client, live.DOWNLOAD_SLOTS_KEY, limit=0, ttl_s=30)
+    assert line.take_or_join(waiting, 1)[:2] == (False, True)  # in line for a slot
+
+    done, outbox = job_service.cancel(connection, parent)
+    assert {job["id"] for job in done.cancelled} == {parent, waiting}
+    assert done.stopping == [running]
+    assert courier.deliver(outbox).ok
+
+    statuses = dict(connection.execute(select(Job.id, Job.status)).all())
+    assert statuses == {parent: "cancelled", waiting: "cancelled", running: "running"}
+    assert redis_client.get(live.cancel_key(running)) == "1"
+    assert not redis_client.exists(live.cancel_key(waiting))
+    assert redis_client.lrange(line.wake_prefix + waiting, 0, -1) == ["leave"]
+    assert redis_client.zscore(line.line_key, waiting) is None
+    assert sorted(events(redis_client)) == sorted([(parent, "cancelled"), (waiting, "cancelled")])
+
+
+def test_retry_makes_a_new_job_and_refuses_active_or_unfinished_work(
+    connection: Connection, courier: Courier, redis_client: Any
+) -> None:
+    old = submit(connection, "http://x/retry.mp4")[0].job["id"]
+    assert job_service.retry(connection, old, owner="admin") == (None, Outbox())  # queued
+    set_status(connection, old, JobStatus.failed)
+
+    retry, outbox = job_service.retry(connection, old, owner="admin")
+    assert retry is not None and retry["retry_of"] == old and retry["status"] == "queued"
+    assert courier.deliver(outbox).ok
+    assert queued_messages(redis_client, "interactive") == [[retry["id"]]]
+    assert events(redis_client) == [(retry["id"], "queued")]
+
+    with pytest.raises(job_service.AlreadyActive):  # the retry holds the same URL
+        job_service.retry(connection, old, owner="admin")
+    assert connection.execute(select(Job.id)).all()  # the connection is usable again
+
+
+def test_jobs_of_a_lost_worker_go_back_to_their_queue_or_fail_when_out_of_attempts(
+    connection: Connection, courier: Courier, redis_client: Any
+) -> None:
+    again = submit(connection, "http://x/again.mp4")[0].job["id"]
+    spent = submit(connection, "http://x/spent.mp4")[0].job["id"]
+    set_status(connection, again, JobStatus.running, attempts=1)
+    set_status(connection, spent, JobStatus.running, attempts=3)
+    rows = connection.execute(
+        select(Job.id, Job.attempts, Job.max_attempts).where(Job.id.in_([again, spent]))
+    ).all()
+
+    outbox = job_service.give_up_lost_workers(connection, rows)
+    assert courier.deliver(outbox).ok
+    assert sorted(events(redis_client)) == sorted([(again, "queued"), (spent, "failed")])
+    assert queued_messages(redis_client, "interactive") == [[again]]
+    spent_error = connection.execute(select(Job.error).where(Job.id == spent)).scalar_one()
+    assert spent_error["type"] == "worker_lost" and spent_error["retryable"] is False
+
+
+def test_a_courier_loads_scripts_that_redis_lost(
+    connection: Connection, courier: Courier, redis_client: Any, caplog: Any
+) -> None:
+    caplog.set_level(logging.WARNING, logger="db.outbox")
+    submission, outbox = submit(connection, "http://x/flushed.mp4")
+    redis_client.script_flush()  # as after a Redis restart
+    assert courier.deliver(outbox).ok
+    job_id = submission.job["id"]
+    assert events(redis_client) == [(job_id, "queued")]
+    assert queued_messages(redis_client, "interactive") == [[job_id]]
+    assert caplog.records == []
+
+
+def test_a_courier_without_redis_reports_the_failure_and_keeps_the_row(
+    connection: Connection, settings: Any, caplog: Any
+) -> None:
+    caplog.set_level(logging.WARNING, logger="db.outbox")
+    client = live.sync_client(f"redis://127.0.0.1:{free_port()}/0", timeout=1, retries=0)
+    courier = Courier(client, web_sender(settings))
+    courier.sender.learn_unpack_size(1000)
+    submission, outbox = submit(connection, "http://x/no-redis.mp4")
+    assert courier.deliver(outbox).missed == {"publish", "send"}
+    assert any("the lifeline will" in record.getMessage() for record in caplog.records)
+    status = connection.execute(select(Job.status).where(Job.id == submission.job["id"]))
+    assert status.scalar_one() == "queued"  # the truth is kept; the lifeline sends it
+    courier.sender.broker.close()

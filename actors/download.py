@@ -120,6 +120,7 @@ def _download(job: JobContext, url: str) -> dict[str, Any]:
             callbacks=callbacks,
             should_cancel=job.cancelled,
             setup=partial(install_egress_guard, allow_private=settings.allow_private_urls),
+            memory_limit=settings.download_memory_limit,
         )
         job.raise_if_cancelled()
         job.report(stage="probing", progress=DOWNLOAD_SHARE)

@@ -81,6 +81,8 @@ class Settings:
     cookies_file: Path | None
     log_level: str
     max_filesize: int
+    #: Bytes of memory one download's process (and each program it starts) may take; 0: no cap.
+    download_memory_limit: int
     max_active_jobs: int
     max_active_jobs_per_credential: int
     max_websockets: int
@@ -222,6 +224,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             cookies_file=_cookies_file(config("VIDFLEET_COOKIES_FILE", default="")),
             log_level=config("VIDFLEET_LOG_LEVEL", default="INFO").upper(),
             max_filesize=config("VIDFLEET_MAX_FILESIZE", cast=int, default=4 * 1024**3),
+            download_memory_limit=config("VIDFLEET_DOWNLOAD_MEMORY_MB", cast=int, default=1024)
+            * 1024**2,
             max_active_jobs=config("VIDFLEET_MAX_ACTIVE_JOBS", cast=int, default=20_000),
             max_active_jobs_per_credential=config(
                 "VIDFLEET_MAX_ACTIVE_JOBS_PER_CREDENTIAL", cast=int, default=10_000
@@ -275,6 +279,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ("VIDFLEET_SLEEP_INTERVAL", settings.sleep_interval),
         ("VIDFLEET_MAX_SLEEP_INTERVAL", settings.max_sleep_interval),
         ("VIDFLEET_MAX_FILESIZE", settings.max_filesize),
+        ("VIDFLEET_DOWNLOAD_MEMORY_MB", settings.download_memory_limit),
         ("VIDFLEET_MIN_FREE_MB", settings.min_free_bytes),
         ("VIDFLEET_STREAM_CACHE_MAX_BYTES", settings.stream_cache_max_bytes),
     ):

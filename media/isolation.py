@@ -45,6 +45,7 @@ import json
 import logging
 import multiprocessing
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -75,6 +76,7 @@ def run_isolated(
     callbacks: dict[str, Callable[..., Any]] | None = None,
     should_cancel: Callable[[], bool] | None = None,
     setup: Callable[[], None] | None = None,
+    memory_limit: int = 0,
 ) -> Any:
     """``target(**kwargs, **proxies)`` in a child process group; its return value.
 
@@ -85,6 +87,10 @@ def run_isolated(
         installing the egress guard (:mod:`media.egress`) for good in that process.
       callbacks: name -> function run here when the child calls its proxy.
       should_cancel: polled about ten times a second; true kills the child's group.
+      memory_limit: bytes of data segment (``RLIMIT_DATA``: heap and private mappings,
+        not code or stacks) the child and every program it starts may have; 0: no cap.
+        The child raises :class:`OutOfMemory` beyond it, instead of taking the machine
+        (or the kernel's OOM killer taking the worker).
 
     Raises:
       Cancelled: ``should_cancel`` returned true.
@@ -95,7 +101,7 @@ def run_isolated(
     here, child = _start_child(_modules_of(target, setup))
     try:
         try:
-            here.send((target, kwargs, list(callbacks), setup))
+            here.send((target, kwargs, list(callbacks), setup, memory_limit))
         except OSError:
             raise _died(child) from None
         while True:
@@ -119,6 +125,22 @@ def run_isolated(
     finally:
         stop_group(child)
         here.close()
+
+
+class OutOfMemory(MediaError):
+    """The step needed more memory than its cap (not retried: it would again)."""
+
+    def __init__(self, limit: int) -> None:
+        mb = limit // 1024**2
+        super().__init__(
+            f"it needed more than {mb} MB of memory" if limit else "it ran out of memory",
+            code="out_of_memory",
+            retryable=False,
+        )
+        self.limit = limit
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled back to the caller
+        return (OutOfMemory, (self.limit,))
 
 
 class IsolatedChild:
@@ -519,7 +541,7 @@ def _run(conn: Connection) -> None:
     lock = threading.Lock()
     try:
         # Sent once the hand-over is done: our parent is the requesting process now.
-        target, kwargs, names, setup = conn.recv()
+        target, kwargs, names, setup, memory_limit = conn.recv()
     except EOFError:
         return  # the requester gave up on us
     except BaseException as exc:  # such as a target that cannot be imported
@@ -545,9 +567,15 @@ def _run(conn: Connection) -> None:
         return call
 
     try:
+        if memory_limit:
+            # Inherited by ffmpeg & co.; the server's own memory (yt-dlp, imported before
+            # the fork) counts too, which is why the cap is generous.
+            resource.setrlimit(resource.RLIMIT_DATA, (memory_limit, memory_limit))
         if setup is not None:
             setup()
         result = target(**kwargs, **{name: proxy(name) for name in names})
+    except MemoryError:
+        conn.send(("error", OutOfMemory(memory_limit)))
     except BaseException as exc:  # everything goes back to the caller
         conn.send(("error", exc))
     else:

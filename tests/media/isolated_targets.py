@@ -133,3 +133,16 @@ def try_shell_and_loopback(port: int) -> dict[str, str]:
         else:
             outcome[name] = "ok"
     return outcome
+
+
+def hoard_memory(megabytes: int) -> int:
+    """Hold ``megabytes`` of memory at once (the cap should stop it first)."""
+    held = [bytearray(1024**2) for _ in range(megabytes)]
+    return len(held)
+
+
+def program_taking_a_gigabyte() -> int:
+    """A program this step starts, that takes 1 GiB: its exit status."""
+    import sys
+
+    return subprocess.run([sys.executable, "-c", "bytearray(1024**3)"], check=False).returncode

@@ -71,3 +71,20 @@ def test_a_download_runs_isolated_with_its_progress(tmp_path: Path, media_server
     assert result.path.is_file() and result.video_id == "iso"
     assert len(updates) >= 2
     assert child_processes(os.getpid()) == before  # the child and all it started are gone
+
+
+def test_a_step_over_its_memory_cap_fails_with_a_readable_error_and_the_next_runs() -> None:
+    """The cap holds in the child and in the programs it starts, not in the caller."""
+    limit = 512 * 1024**2
+    with pytest.raises(MediaError) as raised:
+        run_isolated(isolated_targets.hoard_memory, kwargs={"megabytes": 2048}, memory_limit=limit)
+    assert raised.value.code == "out_of_memory" and not raised.value.retryable
+    assert "512 MB" in raised.value.message
+    status = run_isolated(isolated_targets.program_taking_a_gigabyte, kwargs={}, memory_limit=limit)
+    assert status != 0  # its program (as ffmpeg would be) inherits the cap
+    assert run_isolated(isolated_targets.program_taking_a_gigabyte, kwargs={}) == 0  # uncapped
+    assert (
+        run_isolated(isolated_targets.hoard_memory, kwargs={"megabytes": 64}, memory_limit=limit)
+        == 64
+    )
+    assert len(bytearray(1024**3)) == 1024**3  # the caller is not capped

@@ -136,6 +136,7 @@ def test_a_range_past_the_end_is_416_with_the_size(api: httpx.Client, video: Any
         response = api.get(video["url"], headers={"Range": header})
         assert response.status_code == 416, header
         assert response.headers["content-range"] == f"bytes */{size}"
+        assert response.json()["error"]["code"] == "range_not_satisfiable"
 
 
 def test_a_few_ranges_are_one_multipart_answer(api: httpx.Client, video: Any) -> None:
@@ -228,3 +229,6 @@ def test_a_malformed_range_is_a_4xx_or_the_whole_file_never_a_5xx(
     assert response.status_code < 500
     if response.status_code == 200:
         assert response.content == video["data"]
+    elif response.status_code != 206:  # a JSON error, as everywhere in the API
+        assert response.status_code in (400, 416), response.text
+        assert response.json()["error"]["code"] in ("invalid_range", "range_not_satisfiable")

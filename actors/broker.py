@@ -20,6 +20,7 @@ from dramatiq.middleware import (
 from periodiq import PeriodiqMiddleware
 
 from actors.job_middleware import JobTracking
+from actors.orphans import OrphanRecovery
 from actors.shutdown import GroupSignals
 from actors.slot_gate import SlotGate
 from actors.warm_processes import WarmMediaProcesses
@@ -38,6 +39,9 @@ def make_broker(settings: Settings) -> RedisBroker:
         socket_timeout=settings.redis_timeout,
         socket_connect_timeout=settings.redis_timeout,
         middleware=[
+            # First: it counts a message as this worker's from the moment a worker
+            # thread takes it, before any other hook can hold it (SlotGate waits).
+            OrphanRecovery(),
             AgeLimit(),
             # Before TimeLimit and ShutdownNotifications: waiting for a slot is not
             # running (no time limit), and a stopping worker ends the wait itself.

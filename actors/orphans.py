@@ -2,24 +2,23 @@
 
 Dramatiq's Redis broker fetches with a script that moves message ids from a queue's list
 into the worker's ack set (``<namespace>:__acks__.<broker id>.<queue>``) and returns the
-messages. When the reply is lost (a socket timeout while Redis was stalled; redis-py
-then retries the fetch, which takes other ids), those ids sit in the ack set of a worker
-that is alive and never learns of them. Dramatiq gives back only the ack sets of dead
-workers, and the lifeline counts a message held by a live worker as present, so their
-jobs would stay ``queued`` until the worker restarts. The same befalls what a consumer
-held (its message cache, its delayed messages) when an error makes Dramatiq replace it.
+messages. When the reply is lost (Redis stalled past the client's socket timeout, then
+ran the script), those ids sit in the ack set of a worker that is alive and never
+learns of them: Dramatiq gives back only the ack sets of dead workers, and the lifeline
+counts a message held by a live worker as present, so their jobs would stay ``queued``
+until the worker restarts. The same befalls what a consumer held (its message cache, its
+delayed messages) when an error or a pause makes Dramatiq replace it.
 
 So a thread of each worker process reads the ack sets of its own consumers every
-``every_s`` seconds and compares them with every place this process keeps a fetched
-message: a consumer's cache and its ids of outstanding messages, the worker's work
-queue, the consumers' delay queues, and the messages a worker thread took (from
+``every_s`` seconds and compares them with every place the process keeps a fetched
+message: a consumer's cache and its outstanding message ids, the worker's work queue,
+the consumers' delay queues, and the messages a worker thread took (from
 ``before_process_message``, this middleware being first, until their ack or nack is
-done). An id unknown on two checks at least ``grace_s`` apart (by default a second more
-than the broker's client waits for a reply: until then a late fetch reply is still taken)
-goes back with the broker's own
-``requeue`` command, which removes it from the ack set and pushes it back on its queue
-only if it is still there and its message still exists, atomically: a message acked in
-the meantime is left alone, and an id whose message is gone is just dropped.
+done). An id found unknown on checks ``grace_s`` apart (by default a second more than
+the broker's client waits for a reply, which it takes until then) goes back with the
+broker's own ``requeue`` command. That removes it from the ack set and, if its message
+still exists, pushes it back on its queue, atomically; an id no longer in the ack set
+(acked meanwhile) is left alone, so nothing is ever sent back twice.
 """
 
 from __future__ import annotations

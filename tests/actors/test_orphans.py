@@ -11,6 +11,7 @@ from typing import Any
 
 import dramatiq
 import pytest
+from dramatiq.message import Message
 from dramatiq.middleware import Middleware
 
 from actors.orphans import OrphanRecovery, ack_set_key
@@ -81,22 +82,33 @@ def job_row(job_id: str) -> Any:
         return session.get(Job, job_id)
 
 
-def lose_a_fetch_reply(worker: Any, api: Any, redis_client: Any, url: str) -> tuple[str, str]:
-    """Submit a download and move its message id from the queue into this worker's ack
+def lose_a_fetch_reply(
+    worker: Any, api: Any, redis_client: Any, url: str, *, delayed: bool = False
+) -> tuple[str, str]:
+    """Submit a download and move its message id from its queue (``delayed``: from the
+    delay queue, as the message of a job waiting for a retry) into this worker's ack
     set, as a fetch whose reply was lost does; ``(job id, redis message id)``."""
     from actors import broker
 
     worker.pause()  # so that its consumers do not fetch the message first
     try:
         job = submit(api, url)
-        queue_key = f"{broker.namespace}:{job['queue']}"
-        (redis_id,) = redis_client.lrange(queue_key, 0, -1)
+        queue = job["queue"]
+        (redis_id,) = redis_client.lrange(f"{broker.namespace}:{queue}", 0, -1)
+        if delayed:
+            data = redis_client.hget(f"{broker.namespace}:{queue}.msgs", redis_id)
+            with redis_client.pipeline(transaction=True) as pipe:
+                pipe.lrem(f"{broker.namespace}:{queue}", 0, redis_id)
+                pipe.hdel(f"{broker.namespace}:{queue}.msgs", redis_id)
+                pipe.execute()
+            message = broker.enqueue(Message.decode(data.encode()), delay=100)
+            queue, redis_id = message.queue_name, message.options["redis_message_id"]
         # A live worker: Dramatiq's maintenance, which frees dead workers' ack sets,
         # leaves this one alone.
         assert redis_client.zscore(f"{broker.namespace}:__heartbeats__", broker.broker_id)
         with redis_client.pipeline(transaction=True) as pipe:
-            pipe.lrem(queue_key, 0, redis_id)
-            pipe.sadd(ack_set_key(broker, job["queue"]), redis_id)
+            pipe.lrem(f"{broker.namespace}:{queue}", 0, redis_id)
+            pipe.sadd(ack_set_key(broker, queue), redis_id)
             pipe.execute()
     finally:
         worker.resume()
@@ -115,6 +127,24 @@ def test_a_message_whose_fetch_reply_was_lost_goes_back_to_its_queue_and_its_job
     assert job.message_id == redis_id  # the very message, not one the lifeline sent again
     (line,) = given_back(caplog)
     assert redis_id in line
+
+
+def test_a_delayed_message_whose_fetch_reply_was_lost_goes_back_to_the_delay_queue(
+    api: Any,
+    worker: Any,
+    media_server: Any,
+    redis_client: Any,
+    deliveries: Counter[str],
+    caplog: Any,
+) -> None:
+    job_id, redis_id = lose_a_fetch_reply(
+        worker, api, redis_client, media_server.url("/media/lost-delayed.mp4"), delayed=True
+    )
+    wait_for(lambda: job_row(job_id).status == "succeeded", timeout=30, what="the job to succeed")
+    assert job_row(job_id).attempts == 1
+    assert deliveries == Counter({job_id: 1})
+    (line,) = given_back(caplog)
+    assert redis_id in line and ".DQ" in line
 
 
 def test_messages_the_worker_holds_are_never_given_back(

@@ -106,7 +106,9 @@ class OrphanRecovery(Middleware):
 
     def before_ack(self, broker: dramatiq.Broker, message: Any) -> None:
         # Also a delayed message the consumer acks after sending it on, and an ack that
-        # Dramatiq retries through a Redis outage: until it is done, the id is ours.
+        # Dramatiq retries through a Redis outage: until it is done, the id is ours. An
+        # ack Dramatiq gives up on (an error other than a lost connection) leaves its id
+        # here for good: that message was processed, it must not go back.
         self.before_process_message(broker, message)
 
     before_nack = before_ack

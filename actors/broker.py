@@ -21,9 +21,11 @@ from periodiq import PeriodiqMiddleware
 
 from actors.job_tracking import JobTracking
 from actors.lifeline_runner import LifelineRunner
+from actors.orphans import OrphanRecovery
 from actors.shutdown import GroupSignals
 from actors.slot_gate import SlotGate
 from actors.warm_processes import WarmMediaProcesses
+from db import live
 from db.queues import Queue
 from db.settings import Settings, get_settings
 
@@ -33,12 +35,15 @@ RETRY_MAX_BACKOFF_MS = 5 * 60_000
 def make_broker(settings: Settings) -> RedisBroker:
     tracking = JobTracking()
     broker = RedisBroker(
-        url=settings.redis_url,
-        # Bounded, so an enqueue (the web's too) or a fetch cannot hang on a dead Redis;
-        # Dramatiq's Redis consumer polls with a script, it never blocks on the socket.
-        socket_timeout=settings.redis_timeout,
-        socket_connect_timeout=settings.redis_timeout,
+        # Bounded, so an enqueue or a fetch cannot hang on a dead Redis; Dramatiq's
+        # Redis consumer polls with a script, it never blocks on the socket. (A pool of
+        # our own: given ``url``, RedisBroker builds its pool from the URL alone and
+        # drops the timeouts.)
+        connection_pool=live.broker_pool(settings),
         middleware=[
+            # First: it counts a message as this worker's from the moment a worker
+            # thread takes it, before any other hook can hold it (SlotGate waits).
+            OrphanRecovery(),
             AgeLimit(),
             # Before TimeLimit and ShutdownNotifications: waiting for a slot is not
             # running (no time limit), and a stopping worker ends the wait itself.

@@ -79,7 +79,10 @@ def jobs_with_messages(
     ``dead_after_ms`` does not count: Dramatiq gives such messages back only in its
     occasional maintenance (about one broker call in a thousand), which can take many
     minutes; the lifeline sends the job again instead, and whichever message comes
-    second finds the job taken and is dropped.
+    second finds the job taken and is dropped. A live worker's message counts however
+    long it is held (a download runs for minutes, a retry waits in a delay queue): only
+    that worker knows whether it really has it, and it gives back those it fetched but
+    never received itself (:mod:`actors.orphans`).
 
     A scan rather than a message id kept on each row: recording the id costs a database
     write per enqueue, and this runs a few times a minute."""

@@ -19,7 +19,7 @@ import redis.asyncio.retry
 import redis.retry
 from redis.backoff import ExponentialWithJitterBackoff
 
-from db.settings import get_settings
+from db.settings import Settings, get_settings
 
 EVENTS_STREAM = "vf:events"
 #: Redis memory one stream entry of a running download's event takes (measured 750
@@ -205,6 +205,16 @@ def sync_client(
         "retry", redis.retry.Retry(ExponentialWithJitterBackoff(**RETRY_BACKOFF), retries)
     )
     return redis.Redis.from_url(url, decode_responses=True, **_bounded(options, timeout))
+
+
+def broker_pool(settings: Settings) -> redis.ConnectionPool:
+    """The connection pool of a Dramatiq Redis broker: bytes, as Dramatiq expects, and
+    bounded by ``VIDFLEET_REDIS_TIMEOUT`` like every other client."""
+    return redis.ConnectionPool.from_url(
+        settings.redis_url,
+        socket_timeout=settings.redis_timeout,
+        socket_connect_timeout=settings.redis_timeout,
+    )
 
 
 def async_client(

@@ -162,12 +162,7 @@ def web_sender(settings: Settings) -> MessageSender:
     """A sender for a process that declares no actors (the web): a Redis broker of its
     own, built from ``settings`` with no middleware, gives it the namespace, the
     ``dispatch`` script and a broker id whose heartbeat the script keeps."""
-    broker = RedisBroker(
-        url=settings.redis_url,
-        middleware=[],
-        socket_timeout=settings.redis_timeout,
-        socket_connect_timeout=settings.redis_timeout,
-    )
+    broker = RedisBroker(middleware=[], connection_pool=live.broker_pool(settings))
     return MessageSender(broker)
 
 

@@ -12,14 +12,14 @@ from __future__ import annotations
 import dramatiq
 from dramatiq.middleware import Middleware
 
-from media.download import download_video, warm_extractors
+from media.download import download_video, prepare_downloads
 from media.egress import install_egress_guard
 from media.isolation import cool_down, warm_up
 
 
 class WarmMediaProcesses(Middleware):
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        warm_up(download_video, install_egress_guard, prepare=warm_extractors)
+        warm_up(download_video, install_egress_guard, prepare=prepare_downloads)
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         cool_down()

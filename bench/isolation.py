@@ -102,13 +102,13 @@ def _jobs(name: str, port: int, workdir: str, first: int, size: int) -> list[dic
 
 def _batch(mode: str, target: Callable[..., Any], jobs: list[dict[str, Any]]) -> float:
     """Mean CPU seconds per job."""
-    from media.download import download_video, warm_extractors
+    from media.download import download_video, prepare_downloads
     from media.egress import install_egress_guard
     from media.isolation import cool_down, run_isolated, warm_up
 
     guard = partial(install_egress_guard, allow_private=True)
     if mode == "warm":
-        warm_up(download_video, install_egress_guard, target, prepare=warm_extractors)
+        warm_up(download_video, install_egress_guard, target, prepare=prepare_downloads)
         run_isolated(target, kwargs=jobs[0], setup=guard)  # not counted: the server warms
     started = _cpu()
     for kwargs in jobs:

@@ -2,9 +2,10 @@
 
 A download runs in a process of its own (:func:`media.isolation.run_isolated`). Each
 worker starts, at boot, the fork server those processes are forked from, with yt-dlp
-and the egress guard imported and yt-dlp's extractors prepared, so that no download
-pays an interpreter start, the import of yt-dlp or the compilation of its extractors'
-URL patterns; the server stops with the worker.
+and the egress guard imported and what every download would build first prepared
+(:func:`media.download.prepare_downloads`), so that no download pays an interpreter
+start, the import of yt-dlp, the compilation of its extractors' URL patterns, the list
+of its extractors or the loading of the CA bundle; the server stops with the worker.
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ parsing its output); cancellation is a callable polled from those hooks. A downl
 never eats into the disk's reserve: the room left (free space minus the reserve) is
 yt-dlp's ``max_filesize``, so a file whose announced size does not fit is refused before
 a byte is written, and one without a size is stopped as it outgrows the room.
+
+Each download builds a ``YoutubeDL`` of its own, from the extractor list a process
+works out once (:mod:`media.ytdl_setup`); a fork server prepares that list, and what
+else every download would build first, before it forks (:func:`prepare_downloads`).
 """
 
 from __future__ import annotations
@@ -276,6 +280,7 @@ def prepare_downloads() -> None:
     for allow_generic in (False, True):
         extractors(tuple(_allowed_extractors(allow_generic)))
     for quality_format in QUALITY_FORMATS.values():
+        # No extractors: only the format parser's work is wanted.
         youtube_dl({"format": quality_format, "quiet": True, "allowed_extractors": []}).close()
     share_tls_context()
 

@@ -4,8 +4,10 @@ children it reaped and of the fork server), for a trivial function and for a yt-
 download that fails at once (HTTP 404 from a loopback server in this process), each
 three ways:
 
-- in this process, no isolation: the anchor (yt-dlp's own work);
-- isolated, warm: a fork of the fork server a worker keeps (``warm_up``);
+- in this process, no isolation: the anchor (yt-dlp's own work, in a process that has
+  downloaded before);
+- isolated, warm: a fork of the fork server a worker keeps (``warm_up``, with
+  ``media.download.prepare_downloads``);
 - isolated, cold: a server started and stopped for the one call, so an interpreter
   start and the yt-dlp import per call, as every download paid when each child was a
   spawned interpreter.

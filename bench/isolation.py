@@ -4,8 +4,10 @@ children it reaped and of the fork server), for a trivial function and for a yt-
 download that fails at once (HTTP 404 from a loopback server in this process), each
 three ways:
 
-- in this process, no isolation: the anchor (yt-dlp's own work);
-- isolated, warm: a fork of the fork server a worker keeps (``warm_up``);
+- in this process, no isolation: the anchor (yt-dlp's own work, in a process that has
+  downloaded before);
+- isolated, warm: a fork of the fork server a worker keeps (``warm_up``, with
+  ``media.download.prepare_downloads``);
 - isolated, cold: a server started and stopped for the one call, so an interpreter
   start and the yt-dlp import per call, as every download paid when each child was a
   spawned interpreter.
@@ -102,13 +104,13 @@ def _jobs(name: str, port: int, workdir: str, first: int, size: int) -> list[dic
 
 def _batch(mode: str, target: Callable[..., Any], jobs: list[dict[str, Any]]) -> float:
     """Mean CPU seconds per job."""
-    from media.download import download_video, warm_extractors
+    from media.download import download_video, prepare_downloads
     from media.egress import install_egress_guard
     from media.isolation import cool_down, run_isolated, warm_up
 
     guard = partial(install_egress_guard, allow_private=True)
     if mode == "warm":
-        warm_up(download_video, install_egress_guard, target, prepare=warm_extractors)
+        warm_up(download_video, install_egress_guard, target, prepare=prepare_downloads)
         run_isolated(target, kwargs=jobs[0], setup=guard)  # not counted: the server warms
     started = _cpu()
     for kwargs in jobs:

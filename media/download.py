@@ -5,6 +5,10 @@ parsing its output); cancellation is a callable polled from those hooks. A downl
 never eats into the disk's reserve: the room left (free space minus the reserve) is
 yt-dlp's ``max_filesize``, so a file whose announced size does not fit is refused before
 a byte is written, and one without a size is stopped as it outgrows the room.
+
+Each download builds a ``YoutubeDL`` of its own, from the extractor list a process
+works out once (:mod:`media.ytdl_setup`); a fork server prepares that list, and what
+else every download would build first, before it forks (:func:`prepare_downloads`).
 """
 
 from __future__ import annotations
@@ -17,13 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yt_dlp
 from yt_dlp.utils import DownloadCancelled, DownloadError
 
 from media.disk import DiskFull, free_bytes, is_disk_full, same_filesystem
 from media.egress import BlockedAddress, refusals
 from media.errors import Cancelled, MediaError
 from media.formats import QUALITY_FORMATS
+from media.ytdl_setup import extractors, share_tls_context, youtube_dl
 
 logger = logging.getLogger(__name__)
 
@@ -253,19 +257,32 @@ def _private_copy(cookies_file: Path, workdir: Path) -> Path:
     return copy
 
 
-def warm_extractors() -> None:
-    """Do now what yt-dlp does on a process's first download and keeps afterwards:
-    compile every extractor's URL pattern (it tries them in turn, the generic one last;
-    about 0.3 s of CPU), import the generic extractor and load the plugins.
+def _allowed_extractors(allow_generic: bool) -> list[str]:
+    return ["default"] if allow_generic else ["default", "-generic"]
 
-    For a process whose forks run the downloads (:func:`media.isolation.warm_up`): it
-    connects nowhere, starts no thread and writes nothing.
+
+def prepare_downloads() -> None:
+    """Do now what every download would otherwise do first, for a process whose forks
+    run the downloads (:func:`media.isolation.warm_up`): compile every extractor's URL
+    pattern (yt-dlp tries them in turn, the generic one last; about 0.3 s of CPU, kept
+    by the process afterwards), import the generic extractor, load the plugins, list
+    the extractors each ``allow_generic`` allows (:func:`media.ytdl_setup.extractors`),
+    parse each quality's format once (yt-dlp's parser compiles its patterns on first
+    use) and build the TLS context the downloads share
+    (:func:`media.ytdl_setup.share_tls_context`).
+
+    It connects nowhere, starts no thread and writes nothing.
     """
     import yt_dlp.extractor.generic  # noqa: F401  # the fallback, imported when first used
 
     for extractor in yt_dlp.extractor.gen_extractor_classes():
         extractor.suitable("https://example.com/video")
-    yt_dlp.YoutubeDL({"quiet": True, "no_warnings": True}).close()
+    for allow_generic in (False, True):
+        extractors(tuple(_allowed_extractors(allow_generic)))
+    for quality_format in QUALITY_FORMATS.values():
+        # No extractors: only the format parser's work is wanted.
+        youtube_dl({"format": quality_format, "quiet": True, "allowed_extractors": []}).close()
+    share_tls_context()
 
 
 def download_video(
@@ -364,7 +381,7 @@ def download_video(
         # function downloads one video (playlists have a route of their own).
         "extract_flat": "in_playlist",
         "match_filter": one_video,
-        "allowed_extractors": ["default"] if allow_generic else ["default", "-generic"],
+        "allowed_extractors": _allowed_extractors(allow_generic),
         # yt-dlp's own downloaders only: an external one (ffmpeg fetching a URL, aria2c,
         # rtmpdump) would be refused by the egress guard anyway (media.egress).
         "external_downloader": {"default": "native"},
@@ -399,7 +416,7 @@ def download_video(
     try:
         if policy.cookies_file is not None:
             options["cookiefile"] = str(_private_copy(policy.cookies_file, workdir))
-        with yt_dlp.YoutubeDL(options) as ydl:
+        with youtube_dl(options) as ydl:
             info = ydl.extract_info(url, download=True)
     except DownloadCancelled:
         if stopped:

@@ -13,8 +13,9 @@ signature.
 
 Children are forks of a fork server, not fresh interpreters. A spawned child paid an
 interpreter start and the import of yt-dlp for every download (0.3-0.55 s of CPU, even
-for a URL that fails at once); a fork of a process that has imported it and compiled
-its extractors' URL patterns costs about 15 ms (bench/isolation.py). A worker keeps one
+for a URL that fails at once); a fork of a process that has imported it and prepared
+what each download would build first (:func:`media.download.prepare_downloads`) costs
+6-12 ms of CPU beyond the step's own work (bench/isolation.py). A worker keeps one
 server warm (:func:`warm_up`, at boot); without that, each call starts a server for its
 one child and stops it again. The server is a single-threaded child of the caller's
 process: it imports the modules of the functions it is asked to run, runs the

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from media.errors import MediaError, NotMedia
-from media.keyframes import full_picture, sample_keyframes
+from media.errors import MediaError
+from media.keyframes import Keyframe, full_picture, sample_keyframes
 from media.probe import main_audio, main_video, probe_details
 from media.quality import assess, measure_audio
 from media.thumbnails import choose_frame, write_thumbnails
@@ -48,23 +48,24 @@ def analyze(
         bounded; the whole is at most about three times this).
 
     Raises:
-      NotMedia: the file is not audio or video, or its video cannot be decoded.
+      NotMedia: the file is not audio or video, its video cannot be decoded, or (an
+        audio-only file) its audio cannot.
+      MediaError: measuring an audio-only file's loudness timed out (retryable).
     """
     source = Path(path)
     started = time.monotonic()
     probe = previous_probe or probe_details(source, timeout=timeout)
-    frames = []
+    frames: list[Keyframe] = []
     if main_video(probe) is not None:
         frames = sample_keyframes(source, timeout=timeout).frames
-        if not frames:
-            raise NotMedia(f"{source.name}: no keyframe of its video can be decoded")
     audio = None
     if main_audio(probe) is not None:
         try:
             audio = measure_audio(source, ffmpeg_location, timeout=timeout)
-        except NotMedia:
-            raise
         except MediaError as exc:
+            if not frames:
+                raise  # audio-only: the audio is all there is
+            # A video with a broken or slow soundtrack still gets its thumbnails.
             logger.warning("the loudness of %s is unknown: %s", source.name, exc.message)
             audio = {"loudness": None, "loudness_range": None}
     thumbnails: dict[str, Any] = {"widths": [], "frame_time": None}

@@ -63,7 +63,8 @@ def sample_keyframes(
     position whose keyframe cannot be decoded is left out.
 
     Raises:
-      NotMedia: ``path`` cannot be opened as audio or video.
+      NotMedia: ``path`` cannot be opened as audio or video, or it has a video of
+        which no keyframe can be decoded.
     """
     deadline = time.monotonic() + timeout
     with open_media(path, timeout=timeout) as container:
@@ -99,6 +100,8 @@ def sample_keyframes(
                     picture=_analysis_picture(frame, stream, reformatter),
                 )
             )
+        if not frames and time.monotonic() <= deadline:
+            raise NotMedia(f"{path.name}: no keyframe of its video can be decoded")
         return KeyframeSamples(frames=frames, decoded=decoded)
 
 

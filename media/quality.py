@@ -30,8 +30,8 @@ The score of an audio-only file: ``100 * (0.6 Q + 0.4 A)``, with Q = 1 for a los
 codec, else ``min(1, bit rate / 256 kbit/s)``, 0.5 if unknown.
 
 Labels: ``excellent`` from 80, ``good`` from 60, ``fair`` from 40, else ``poor``. A
-better version may exist below 720 lines, under a score of 50, or with no video at all
-(this is a music-video library).
+better version may exist below 720 lines, under a score of 50, for a frozen picture (a
+still image over a song) or with no video at all (this is a music-video library).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from media.errors import MediaError
+from media.errors import MediaError, NotMedia
 from media.ffmpeg import run_to_end
 from media.frame_scores import same_picture
 from media.keyframes import Keyframe
@@ -116,7 +116,7 @@ def assess(
         frozen=frozen,
         audio=has_audio,
         loudness=loudness,
-        better_version=lines < BETTER_VERSION_BELOW_LINES,
+        better_version=lines < BETTER_VERSION_BELOW_LINES or frozen,
     )
 
 
@@ -129,9 +129,8 @@ def measure_audio(
     that local file (protocol and demuxer whitelists) and is killed past ``timeout``.
 
     Raises:
-      NotMedia: ``path`` is not audio or video.
-      MediaError: FFmpeg could not decode the audio (``audio_unreadable``), or did not
-        finish within ``timeout`` (``timeout``, retryable).
+      NotMedia: ``path`` is not audio or video, or FFmpeg cannot decode its audio.
+      MediaError: FFmpeg did not finish within ``timeout`` (``timeout``, retryable).
     """
     with open_media(path, timeout=min(timeout, PROBE_TIMEOUT_S)) as container:
         if not container.streams.audio:
@@ -152,11 +151,7 @@ def measure_audio(
         )
     if code != 0:
         reason = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit code {code}"
-        raise MediaError(
-            f"the audio of {path.name} cannot be decoded: {reason}",
-            code="audio_unreadable",
-            retryable=False,
-        )
+        raise NotMedia(f"the audio of {path.name} cannot be decoded: {reason}")
     found = _LOUDNESS.search(stderr)
     if found is None:
         return {"loudness": None, "loudness_range": None}

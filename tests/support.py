@@ -94,6 +94,31 @@ def make_video(
     return path
 
 
+def make_clip(
+    path: Path,
+    *,
+    video: str | None = "testsrc2=size=640x360:rate=25",
+    seconds: float = 3,
+    tone: bool = True,
+    gop: int | None = None,
+) -> Path:
+    """An H.264 (``video``: a lavfi graph, whose output may be labelled ``[out0]``) and/or
+    AAC (a 440 Hz tone) file of ``seconds``, with a keyframe every ``gop`` frames."""
+    argv = [ffmpeg_path(), "-hide_banner", "-loglevel", "error", "-y"]
+    if video:
+        argv += ["-f", "lavfi", "-i", video]
+    if tone:
+        argv += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}"]
+    if video:
+        argv += ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
+        argv += ["-g", str(gop)] if gop else []
+    if tone:
+        argv += ["-c:a", "aac"]
+    argv += ["-t", f"{seconds:g}", "-movflags", "+faststart", str(path)]
+    subprocess.run(argv, check=True)
+    return path
+
+
 @dataclass
 class MediaServer:
     """Serves ``/media/<anything>.mp4`` (the same generated file under any name, so each

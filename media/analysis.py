@@ -44,8 +44,8 @@ def analyze(
       ffmpeg_location: the ffmpeg binary that measures the loudness.
       previous_probe: this file's :func:`media.probe.probe_details`, still valid: it is
         used instead of probing again.
-      timeout: seconds for each of the probe, the sampling and the loudness (each is
-        bounded; the whole is at most about three times this).
+      timeout: seconds for each of its steps (the probe, the sampling, the loudness,
+        the chosen picture's decoding); the whole takes at most about four times this.
 
     Raises:
       NotMedia: the file is not audio or video, its video cannot be decoded, or (an

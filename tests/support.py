@@ -81,16 +81,33 @@ def make_video(
     path: Path, *, seconds: float = 3, size: str = "640x360", bitrate: str = "2M"
 ) -> Path:
     """An H.264 + AAC mp4 made from FFmpeg's lavfi test sources."""
-    subprocess.run(
-        [
-            ffmpeg_path(), "-hide_banner", "-loglevel", "error", "-y",
-            "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=25:duration={seconds}",
-            "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}",
-            "-c:v", "libx264", "-preset", "ultrafast", "-b:v", bitrate, "-pix_fmt", "yuv420p",
-            "-c:a", "aac", "-shortest", "-movflags", "+faststart", str(path),
-        ],
-        check=True,
-    )  # fmt: skip
+    return make_clip(path, video=f"testsrc2=size={size}:rate=25", seconds=seconds, bitrate=bitrate)
+
+
+def make_clip(
+    path: Path,
+    *,
+    video: str | None = "testsrc2=size=640x360:rate=25",
+    seconds: float = 3,
+    tone: bool = True,
+    gop: int | None = None,
+    bitrate: str | None = None,
+) -> Path:
+    """An H.264 (``video``: a lavfi graph, whose output may be labelled ``[out0]``) and/or
+    AAC (a 440 Hz tone) mp4 of ``seconds``, with a keyframe every ``gop`` frames."""
+    argv = [ffmpeg_path(), "-hide_banner", "-loglevel", "error", "-y"]
+    if video:
+        argv += ["-f", "lavfi", "-i", video]
+    if tone:
+        argv += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}"]
+    if video:
+        argv += ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
+        argv += ["-g", str(gop)] if gop else []
+        argv += ["-b:v", bitrate] if bitrate else []
+    if tone:
+        argv += ["-c:a", "aac"]
+    argv += ["-t", f"{seconds:g}", "-movflags", "+faststart", str(path)]
+    subprocess.run(argv, check=True)
     return path
 
 

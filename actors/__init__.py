@@ -3,6 +3,8 @@
 Importing this package sets up the broker and declares every actor.
 """
 
+from actors.analyze import analyze_video
+from actors.artist_images import make_artist_image
 from actors.broker import broker
 from actors.download import download_video
 from actors.lifeline import lifeline_sweep
@@ -10,6 +12,8 @@ from actors.retention import prune_job_history
 from actors.stream_cache import sweep_stream_cache, warm_stream_cache
 
 __all__ = [
+    "analyze_video",
+    "make_artist_image",
     "broker",
     "download_video",
     "lifeline_sweep",

@@ -14,6 +14,7 @@ from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
+from actors.analyze import analyze_later
 from actors.job_context import JobContext, current_job
 from actors.job_tracking import job_actor
 from actors.limits import retry_delay_ms, site_allows_a_start
@@ -74,7 +75,9 @@ def download_video(job_id: str) -> None:
     site = urlsplit(url).hostname or ""
     if not site_allows_a_start(site):
         raise Postponed(f"waiting: the per-minute limit for {site}", retry_delay_ms())
-    job.result = _download(job, url)
+    job.result = result = _download(job, url)
+    if not result.get("already_in_library"):
+        analyze_later(result["video_id"], after_job=job.id)
 
 
 def _download(job: JobContext, url: str) -> dict[str, Any]:

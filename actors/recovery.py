@@ -28,20 +28,16 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
 import dramatiq
 import redis
-from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy import Row, select
 
 from actors import stores
-from actors.enqueue import job_actors
 from actors.stores import Outage, database_unavailable, redis_unavailable
 from db import job_service, live
 from db.models import Job, JobStatus, utcnow
-from db.outbox import Courier, MessageSender
 from db.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -56,18 +52,6 @@ SCAN_EVERY_S = 60
 
 REDIS_OUTAGE = Outage("lifeline", "Redis", logger=logger)
 DATABASE_OUTAGE = Outage("lifeline", "the database", logger=logger)
-
-
-@lru_cache(maxsize=1)
-def _courier() -> Courier:
-    # One per process: the jobs service's outboxes go out on this worker's broker.
-    broker = dramatiq.get_broker()
-    assert isinstance(broker, RedisBroker)
-    return Courier(stores.redis_client(), MessageSender(broker, _actor_of_kind))
-
-
-def _actor_of_kind() -> dict[str, str]:
-    return {kind: actor.actor_name for kind, actor in job_actors().items()}
 
 
 def jobs_with_messages(
@@ -135,7 +119,7 @@ def requeue_lost(older_than: timedelta = LOST_AFTER) -> int:
     lost = [row._asdict() for row in candidates if row.id not in present]
     for job in lost:
         logger.warning("re-enqueueing job %s: the broker has no message for it", job["id"])
-    _courier().deliver(job_service.resend(lost))
+    stores.courier().deliver(job_service.resend(lost))
     return len(lost)
 
 
@@ -161,7 +145,7 @@ def recover_abandoned(heartbeat_timeout: float | None = None) -> int:
         outbox = job_service.give_up_lost_workers(connection, dead)
     for job in outbox.publish:
         logger.warning("job %s lost its worker: now %s", job["id"], job["status"])
-    _courier().deliver(outbox)
+    stores.courier().deliver(outbox)
     return len(outbox.publish)
 
 

@@ -21,12 +21,14 @@ from functools import lru_cache
 
 import dramatiq
 import redis
+from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
 from db import live
 from db.engine import make_engine, session_factory
 from db.outages import describe_failure, unavailable_store
+from db.outbox import Courier, MessageSender
 from db.settings import get_settings
 
 
@@ -52,6 +54,22 @@ def redis_client() -> redis.Redis:
     # Bounded: a Redis host that vanished (no RST, packets dropped) must cost a
     # heartbeat or a publish seconds, not the kernel's minutes-long TCP timeout.
     return live.sync_client(get_settings().redis_url, timeout=get_settings().redis_timeout)
+
+
+@lru_cache(maxsize=1)
+def courier() -> Courier:
+    """How this process's jobs-service outboxes reach Redis (:mod:`db.outbox`): job
+    messages go out on the workers' broker, to the actor its broker knows for a kind."""
+    broker = dramatiq.get_broker()
+    assert isinstance(broker, RedisBroker)
+
+    def actor_of_kind() -> dict[str, str]:
+        declared = (broker.get_actor(name) for name in broker.get_declared_actors())
+        return {
+            actor.options["job"]: actor.actor_name for actor in declared if actor.options.get("job")
+        }
+
+    return Courier(redis_client(), MessageSender(broker, actor_of_kind))
 
 
 class DatabaseUnavailable(Exception):

@@ -448,9 +448,13 @@ def new_retry(
 
 
 def dedupe_key(kind: str, params: dict[str, Any]) -> str | None:
-    """What makes two active jobs the same work (a download of the same URL)."""
-    url = params.get("url")
-    return f"{kind}:{url}" if url else None
+    """What makes two active jobs the same work: a download of the same URL, an
+    analysis of the same video."""
+    if url := params.get("url"):
+        return f"{kind}:{url}"
+    if (video_id := params.get("video_id")) is not None:
+        return f"{kind}:video:{video_id}"
+    return None
 
 
 def requeue(

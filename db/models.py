@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -53,6 +54,10 @@ ACTIVE = (JobStatus.queued, JobStatus.running)
 
 class JobKind(enum.StrEnum):
     download = "download"
+    #: Probe, quality and thumbnails of a video, after its download (actors/analyze.py).
+    analyze = "analyze"
+    #: An artist's image set from an uploaded picture (actors/artist_images.py).
+    artist_image = "artist_image"
 
 
 class Job(Base):
@@ -146,6 +151,12 @@ class Artist(Base):
     name: Mapped[str] = mapped_column(String(300), unique=True)
     image_path: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: The image set in $VIDFLEET_DATA_DIR/artists/<id>/<version>/ (actors/artist_images.py):
+    #: its widths and formats, and when its source was uploaded (a later one wins).
+    image_version: Mapped[str | None] = mapped_column(String(36), default=None)
+    image_widths: Mapped[list[int] | None] = mapped_column(JSON, default=None)
+    image_formats: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+    image_uploaded_at: Mapped[datetime | None] = mapped_column(default=None)
 
     videos: Mapped[list[Video]] = relationship(back_populates="artist")
 
@@ -171,10 +182,26 @@ class Video(Base):
     path: Mapped[str] = mapped_column(Text)  # relative to the media root
     size: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # What the analysis found (actors/analyze.py); None until it ran.
+    #: Container, duration and every stream (media.probe.probe_details) ...
+    probe: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    #: ... taken at this size and mtime of the file: reused while they are unchanged.
+    probed_size: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    probed_mtime_ns: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    #: media.quality.assess's findings; its label and score are columns of their own.
+    quality: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    quality_label: Mapped[str | None] = mapped_column(String(16), default=None)
+    quality_score: Mapped[int | None] = mapped_column(Integer, default=None)
+    better_version: Mapped[bool | None] = mapped_column(Boolean, default=None)
+    #: The nominal widths of the thumbnails under $VIDFLEET_DATA_DIR/thumbnails/<id>/.
+    thumbnail_widths: Mapped[list[int] | None] = mapped_column(JSON, default=None)
+    analyzed_at: Mapped[datetime | None] = mapped_column(default=None)
 
     artist: Mapped[Artist | None] = relationship(back_populates="videos")
 
     __table_args__ = (
         Index("uq_videos_extractor_id", "extractor", "extractor_id", unique=True),
         Index("uq_videos_path", "path", unique=True),
+        Index("ix_videos_quality_label_id", "quality_label", "id"),
+        Index("ix_videos_quality_score_id", "quality_score", "id"),
     )

@@ -36,7 +36,11 @@ DOWNLOAD_QUEUES = {
 }
 
 #: Job kind -> the name of the actor that runs jobs of that kind.
-ACTOR_OF_KIND: dict[str, str] = {"download": "download_video"}
+ACTOR_OF_KIND: dict[str, str] = {
+    "download": "download_video",
+    "analyze": "analyze_video",
+    "artist_image": "make_artist_image",
+}
 
 
 def job_message(

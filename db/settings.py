@@ -81,6 +81,8 @@ class Settings:
     cookies_file: Path | None
     log_level: str
     max_filesize: int
+    #: Bytes an uploaded picture (an artist's image) may have.
+    max_upload_bytes: int
     #: Bytes of memory one download's process (and each program it starts) may take; 0: no cap.
     download_memory_limit: int
     max_active_jobs: int
@@ -115,6 +117,16 @@ class Settings:
     @property
     def stream_cache_dir(self) -> Path:
         return self.data_dir / "cache"
+
+    @property
+    def artists_dir(self) -> Path:
+        """Each artist's image sets, in a folder named by its id."""
+        return self.data_dir / "artists"
+
+    @property
+    def thumbnails_dir(self) -> Path:
+        """Each video's thumbnails, in a folder named by its id."""
+        return self.data_dir / "thumbnails"
 
     @property
     def async_database_url(self) -> str:
@@ -224,6 +236,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             cookies_file=_cookies_file(config("VIDFLEET_COOKIES_FILE", default="")),
             log_level=config("VIDFLEET_LOG_LEVEL", default="INFO").upper(),
             max_filesize=config("VIDFLEET_MAX_FILESIZE", cast=int, default=4 * 1024**3),
+            max_upload_bytes=config("VIDFLEET_MAX_UPLOAD_BYTES", cast=int, default=20 * 1024**2),
             download_memory_limit=config("VIDFLEET_DOWNLOAD_MEMORY_MB", cast=int, default=1024)
             * 1024**2,
             max_active_jobs=config("VIDFLEET_MAX_ACTIVE_JOBS", cast=int, default=20_000),
@@ -294,6 +307,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ("VIDFLEET_MAX_WEBSOCKETS_PER_CREDENTIAL", settings.max_websockets_per_credential),
         ("VIDFLEET_MAX_REPLAY_EVENTS", settings.max_replay_events),
         ("VIDFLEET_EVENTS_MAX_MB", settings.events_max_mb),
+        ("VIDFLEET_MAX_UPLOAD_BYTES", settings.max_upload_bytes),
         ("VIDFLEET_AUTH_FAILURES_PER_MINUTE", settings.auth_failures_per_minute),
     ):
         if value < 1:

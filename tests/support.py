@@ -75,6 +75,8 @@ def empty_the_stores(settings: Any) -> None:
     shutil.rmtree(settings.media_root, ignore_errors=True)
     shutil.rmtree(settings.tmp_dir, ignore_errors=True)
     shutil.rmtree(settings.stream_cache_dir, ignore_errors=True)
+    shutil.rmtree(settings.thumbnails_dir, ignore_errors=True)
+    shutil.rmtree(settings.artists_dir, ignore_errors=True)
 
 
 def make_video(
@@ -119,8 +121,9 @@ class MediaServer:
     ``/flaky/<name>.mp4`` 503 for the first ``flaky_failures`` requests of each path,
     ``/stall/<name>.mp4`` one chunk and then silence for ``stall_for`` seconds,
     ``/text/<name>.mp4`` (a file that is not media), ``/svg/<name>.mp4`` (an SVG with
-    a script, claiming to be video/mp4: FFmpeg can open it) and ``/playlist/<name>.html`` (a
-    page embedding three videos, which yt-dlp's generic extractor reads as a playlist)."""
+    a script, claiming to be video/mp4: FFmpeg can open it), ``/playlist/<name>.html`` (a
+    page embedding three videos, which yt-dlp's generic extractor reads as a playlist) and
+    ``/file/<name>``, the file ``files[name]`` (a test's own clip)."""
 
     video: Path
     port: int = 0
@@ -132,6 +135,7 @@ class MediaServer:
     hits: dict[str, int] = field(default_factory=dict)
     ranges: list[tuple[str, int]] = field(default_factory=list)  # (path, first byte)
     cookies: list[str] = field(default_factory=list)  # Cookie headers received
+    files: dict[str, Path] = field(default_factory=dict)  # served as /file/<name>
     server: ThreadingHTTPServer | None = None
 
     def url(self, path: str) -> str:
@@ -180,6 +184,8 @@ class MediaServer:
                     data = b"this is not a video\n" * 100
                 elif path.startswith("/svg/"):
                     data = SVG_WITH_SCRIPT
+                elif path.startswith("/file/") and path[6:] in owner.files:
+                    data = owner.files[path[6:]].read_bytes()
                 elif path.startswith(("/media/", "/slow/", "/crawl/", "/flaky/", "/stall/")):
                     data = owner.video.read_bytes()
                 else:

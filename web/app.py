@@ -26,7 +26,7 @@ from db import live
 from db.engine import ConnectionRunner, async_session_factory, make_async_engine
 from db.outbox import Courier, web_sender
 from db.settings import Settings, get_settings
-from web import health, hls, jobs, session, sessions, streams, system, videos
+from web import artists, health, hls, jobs, session, sessions, streams, system, thumbnails, videos
 from web.auth import AuthMiddleware, GuessLimiter
 from web.body_limit import BodyLimit
 from web.errors import exception_handlers
@@ -113,6 +113,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             *videos.routes,
             *jobs.routes,
             *streams.routes,
+            *thumbnails.routes,
+            *artists.routes,
             *hls.routes,
             *system.routes,
             *sessions.routes,
@@ -122,7 +124,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         middleware=[
             Middleware(SecurityHeaders),  # first, so even BodyLimit's refusals get them
             # Before anything that could read a body: none is read past the cap.
-            Middleware(BodyLimit),
+            Middleware(BodyLimit, uploads={artists.IMAGE_PATH: settings.max_upload_bytes}),
             Middleware(AuthMiddleware, settings=settings, limiter=limiter),
         ],
         exception_handlers=exception_handlers,

@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 
 SESSION_COOKIE = "vf_session"
 SESSION_MAX_AGE_S = 30 * 24 * 3600
-PROTECTED_PREFIXES = ("/api/", "/stream/", "/hls/", "/thumbnails/", "/ws")
+PROTECTED_PREFIXES = ("/api/", "/stream/", "/hls/", "/thumbnails/", "/artists/", "/ws")
 OPEN_PATHS = frozenset({"/api/session"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_TOKEN_LENGTH = 512

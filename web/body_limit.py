@@ -10,6 +10,9 @@ rest of an unread body would otherwise have to be read and thrown away.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+
 from starlette import status
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -26,24 +29,39 @@ class BodyLimit:
     Parameters:
       app: the ASGI app to protect.
       max_body: the largest body accepted, in bytes.
+      uploads: path pattern (a full match) -> the largest body a PUT or POST to such a
+        path may have instead (an upload's route).
     """
 
-    def __init__(self, app: ASGIApp, *, max_body: int = MAX_JSON_BODY) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_body: int = MAX_JSON_BODY, uploads: Mapping[str, int] = {}
+    ) -> None:
         self.app = app
         self.max_body = max_body
+        self.uploads = [(re.compile(pattern), limit) for pattern, limit in uploads.items()]
+
+    def _limit(self, scope: Scope) -> int:
+        if scope["method"] in ("PUT", "POST"):
+            for pattern, limit in self.uploads:
+                if pattern.fullmatch(scope["path"]):
+                    return limit
+        return self.max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # WebSocket messages are capped by --ws-max-size
             await self.app(scope, receive, send)
             return
+        max_body = self._limit(scope)
         lengths = {value for name, value in scope["headers"] if name.lower() == b"content-length"}
         if lengths:
             length = _parse_length(lengths)
             if length is None:
-                await self._refuse(scope, receive, send, status.HTTP_400_BAD_REQUEST)
+                await self._refuse(scope, receive, send, status.HTTP_400_BAD_REQUEST, max_body)
                 return
-            if length > self.max_body:
-                await self._refuse(scope, receive, send, status.HTTP_413_CONTENT_TOO_LARGE)
+            if length > max_body:
+                await self._refuse(
+                    scope, receive, send, status.HTTP_413_CONTENT_TOO_LARGE, max_body
+                )
                 return
         received = 0
         refused = False
@@ -53,10 +71,10 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body:
+                if received > max_body:
                     refused = True
                     raise ApiError(
-                        status.HTTP_413_CONTENT_TOO_LARGE, "too_large", self._too_large()
+                        status.HTTP_413_CONTENT_TOO_LARGE, "too_large", _too_large(max_body)
                     )
             return message
 
@@ -68,12 +86,12 @@ class BodyLimit:
 
         await self.app(scope, counted_receive, closing_send)
 
-    def _too_large(self) -> str:
-        return f"request body larger than {self.max_body} bytes"
-
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send, status_code: int) -> None:
+    @staticmethod
+    async def _refuse(
+        scope: Scope, receive: Receive, send: Send, status_code: int, max_body: int
+    ) -> None:
         if status_code == status.HTTP_413_CONTENT_TOO_LARGE:
-            response = error_response(status_code, "too_large", self._too_large())
+            response = error_response(status_code, "too_large", _too_large(max_body))
         else:
             response = error_response(status_code, "bad_request", "malformed Content-Length")
         response.headers["Connection"] = "close"
@@ -88,3 +106,7 @@ def _parse_length(values: set[bytes]) -> int | None:
     if not value.isdigit():
         return None
     return int(value) if len(value) <= MAX_LENGTH_DIGITS else 10**MAX_LENGTH_DIGITS
+
+
+def _too_large(max_body: int) -> str:
+    return f"request body larger than {max_body} bytes"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,8 +30,10 @@ MAX_NAME_LENGTH = 300
 MAX_ID = 2**31 - 1
 
 
-def video_to_dict(video: Video) -> dict[str, Any]:
-    return {
+def video_to_dict(video: Video, *, full: bool = False) -> dict[str, Any]:
+    """A video's JSON; ``full`` adds its whole probe (every stream)."""
+    widths = video.thumbnail_widths or []
+    data = {
         "id": video.id,
         "title": video.title,
         "artist": video.artist.name if video.artist else None,
@@ -48,7 +51,29 @@ def video_to_dict(video: Video) -> dict[str, Any]:
         "size": video.size,
         "created_at": iso(video.created_at),
         "stream_url": f"/stream/{video.id}",
+        # The analysis (actors/analyze.py): None until it ran.
+        "analyzed_at": iso(video.analyzed_at),
+        "quality": video.quality,
+        "thumbnail_widths": widths,
+        "thumbnail_url": thumbnail_url(video.id, widths, THUMBNAIL_WIDTH),
     }
+    if full:
+        data["probe"] = video.probe
+    return data
+
+
+#: The width of the thumbnail a video's JSON links to (others: change the name).
+THUMBNAIL_WIDTH = 320
+#: What ``?quality=`` may name: media.quality's labels.
+QUALITY_LABEL = re.compile(r"[a-z]{1,16}")
+
+
+def thumbnail_url(video_id: int, widths: list[int], width: int, ext: str = "webp") -> str | None:
+    """The URL of a video's thumbnail of ``width`` (the nearest it has), if it has any."""
+    if not widths:
+        return None
+    nearest = min(widths, key=lambda have: (abs(have - width), have))
+    return f"/thumbnails/{video_id}/{nearest}.{ext}"
 
 
 def _bad(code: str, message: str, field: str) -> ApiError:
@@ -151,13 +176,25 @@ async def request_download(request: Request) -> JSONResponse:
 
 
 async def list_videos(request: Request) -> JSONResponse:
+    """The library, newest first; ``?quality=LABEL`` and ``?min_score=N`` keep the
+    videos whose analysis found that label or at least that score."""
     limit = parse_limit(request)
     cursor = request.query_params.get("cursor")
     query = select(Video).options(selectinload(Video.artist)).order_by(Video.id.desc())
     if cursor is not None:
-        if not cursor.isdigit():
+        if not cursor.isdigit() or int(cursor) > MAX_ID:
             raise _bad("invalid_cursor", "unknown cursor", "cursor")
         query = query.where(Video.id < int(cursor))
+    label = request.query_params.get("quality")
+    if label is not None:
+        if not QUALITY_LABEL.fullmatch(label):
+            raise _bad("invalid_quality", "quality must be a quality label", "quality")
+        query = query.where(Video.quality_label == label)
+    min_score = request.query_params.get("min_score")
+    if min_score is not None:
+        if not (min_score.isdigit() and 0 <= int(min_score) <= 100):
+            raise _bad("invalid_min_score", "min_score must be a number from 0 to 100", "min_score")
+        query = query.where(Video.quality_score >= int(min_score))
     async with request.app.state.db() as session:
         rows = list((await session.scalars(query.limit(limit + 1))).all())
     page, more = rows[:limit], len(rows) > limit
@@ -180,7 +217,7 @@ async def load_video(request: Request) -> Video:
 
 
 async def get_video(request: Request) -> JSONResponse:
-    return JSONResponse(video_to_dict(await load_video(request)))
+    return JSONResponse(video_to_dict(await load_video(request), full=True))
 
 
 routes = [

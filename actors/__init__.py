@@ -6,6 +6,7 @@ Importing this package sets up the broker and declares every actor.
 from actors.analyze import analyze_video
 from actors.artist_images import make_artist_image
 from actors.broker import broker
+from actors.bulk_thumbnails import make_thumbnails
 from actors.download import download_video
 from actors.lifeline import lifeline_sweep
 from actors.retention import prune_job_history
@@ -15,6 +16,7 @@ __all__ = [
     "analyze_video",
     "make_artist_image",
     "broker",
+    "make_thumbnails",
     "download_video",
     "lifeline_sweep",
     "prune_job_history",

@@ -20,7 +20,7 @@ from sqlalchemy import select, update
 
 from actors import stores
 from actors.broker import broker as _broker  # noqa: F401  (set before any actor)
-from actors.job_context import current_job
+from actors.job_context import JobContext, current_job
 from actors.job_tracking import job_actor
 from db import job_service
 from db.models import Job, JobKind, Video, utcnow
@@ -46,17 +46,37 @@ ANALYZE_TIME_LIMIT_MS = 10 * 60_000
 def analyze_video(job_id: str) -> None:
     job = current_job()
     video_id = int(job.params["video_id"])
+    job.report(stage="analyzing", progress=0.1)
+    found = analyze_in_child(job, video_id)
+    if found is None:
+        raise MediaError(
+            f"video {video_id} is no longer in the library", code="not_found", retryable=False
+        )
+    quality = found["quality"]
+    job.result = {
+        "video_id": video_id,
+        "quality": quality.get("label"),
+        "score": quality.get("score"),
+        "thumbnails": found["thumbnails"]["widths"],
+    }
+
+
+def analyze_in_child(job: JobContext, video_id: int) -> dict[str, Any] | None:
+    """Analyse one library video in a child process and store what was found on its
+    row; None when the video is no longer in the library.
+
+    Raises:
+      MediaError: its file is gone or is not media (not retryable), or the child died
+        or timed out (retryable).
+    """
     with job.sessions() as session:
         video = session.get(Video, video_id)
         if video is None:
-            raise MediaError(
-                f"video {video_id} is no longer in the library", code="not_found", retryable=False
-            )
+            return None
         relative, probe = video.path, video.probe
         probed_at = (video.probed_size, video.probed_mtime_ns)
     path = _library_file(relative)
     stat = path.stat()
-    job.report(stage="analyzing", progress=0.1)
     found: dict[str, Any] = run_isolated(
         analyze,
         kwargs={
@@ -70,7 +90,6 @@ def analyze_video(job_id: str) -> None:
     )
     job.raise_if_cancelled()
     quality = found["quality"]
-    widths = found["thumbnails"]["widths"]
     with job.sessions() as session:
         session.execute(
             update(Video)
@@ -83,17 +102,12 @@ def analyze_video(job_id: str) -> None:
                 quality_label=quality.get("label"),
                 quality_score=quality.get("score"),
                 better_version=quality.get("better_version"),
-                thumbnail_widths=widths or None,
+                thumbnail_widths=found["thumbnails"]["widths"] or None,
                 analyzed_at=utcnow(),
             )
         )
         session.commit()
-    job.result = {
-        "video_id": video_id,
-        "quality": quality.get("label"),
-        "score": quality.get("score"),
-        "thumbnails": widths,
-    }
+    return found
 
 
 def _library_file(relative: str) -> Path:

@@ -34,6 +34,7 @@ from actors.retry_policy import (
     retry_when,
 )
 from actors.stores import DatabaseUnavailable
+from db import job_service
 from db.models import JobStatus
 from db.settings import get_settings
 from media.errors import Cancelled
@@ -191,6 +192,8 @@ class JobTracking(Middleware):
             outcome = ledger.requeue(job_id, attempt=attempt, error=describe_error(exception))
         if outcome is None:
             logger.warning("job %s attempt %d ended after it was taken over", job_id, attempt)
+        elif outcome["parent_id"] and outcome["status"] != JobStatus.queued:
+            roll_up_parent(outcome["parent_id"])
 
     def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         with self._lock:
@@ -208,6 +211,17 @@ class JobTracking(Middleware):
         self._stopping.set()
         if self._watcher is not None:
             self._watcher.stop()
+
+
+def roll_up_parent(parent_id: str) -> None:
+    """A part of a batch ended: its parent's progress (and maybe its end) follows. If
+    this fails, the lifeline settles the parent later."""
+    try:
+        with stores.engine().connect() as connection:
+            outbox = job_service.roll_up(connection, parent_id)
+        stores.courier().deliver(outbox)
+    except Exception:
+        logger.warning("could not update the batch %s", parent_id, exc_info=True)
 
 
 def job_actor(*, kind: str, **options: Any) -> Callable[[Callable[..., Any]], dramatiq.Actor]:

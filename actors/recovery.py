@@ -38,6 +38,7 @@ from actors import stores
 from actors.stores import Outage, database_unavailable, redis_unavailable
 from db import job_service, live
 from db.models import Job, JobStatus, utcnow
+from db.outbox import Outbox
 from db.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -95,11 +96,16 @@ def jobs_with_messages(
     return found
 
 
-def _stale(status: JobStatus, since: Any, cutoff: datetime, *columns: Any) -> list[Row[Any]]:
-    """Up to a batch of jobs in ``status`` whose ``since`` time is before ``cutoff``."""
+def _stale(
+    status: JobStatus, since: Any, cutoff: datetime, *columns: Any, not_kinds: Any = ()
+) -> list[Row[Any]]:
+    """Up to a batch of jobs in ``status`` whose ``since`` time is before ``cutoff``
+    (and whose kind is none of ``not_kinds``)."""
     with stores.sessions()() as session:
-        query = select(*columns).where(Job.status == status, since < cutoff).limit(BATCH)
-        return list(session.execute(query))
+        query = select(*columns).where(Job.status == status, since < cutoff)
+        if not_kinds:
+            query = query.where(Job.kind.not_in(not_kinds))
+        return list(session.execute(query.limit(BATCH)))
 
 
 def requeue_lost(older_than: timedelta = LOST_AFTER) -> int:
@@ -130,8 +136,9 @@ def recover_abandoned(heartbeat_timeout: float | None = None) -> int:
     timeout = heartbeat_timeout or get_settings().heartbeat_timeout
     cutoff = utcnow() - timedelta(seconds=timeout)
     running = _stale(
-        JobStatus.running, Job.started_at, cutoff, Job.id, Job.attempts, Job.max_attempts
-    )
+        JobStatus.running, Job.started_at, cutoff, Job.id, Job.attempts, Job.max_attempts,
+        not_kinds=job_service.PARENT_KINDS,  # no worker of their own: their parts beat
+    )  # fmt: skip
     if not running:
         return 0
     client = stores.redis_client()
@@ -145,6 +152,19 @@ def recover_abandoned(heartbeat_timeout: float | None = None) -> int:
         outbox = job_service.give_up_lost_workers(connection, dead)
     for job in outbox.publish:
         logger.warning("job %s lost its worker: now %s", job["id"], job["status"])
+    stores.courier().deliver(outbox)
+    return len(outbox.publish)
+
+
+def settle_parents() -> int:
+    """End the batches whose parts all ended but whose last roll-up was lost."""
+    with stores.engine().connect() as connection:
+        parents = job_service.unsettled_parents(connection)
+        outbox = Outbox()
+        for parent in parents:
+            outbox.add(job_service.roll_up(connection, parent))
+    for job in outbox.publish:
+        logger.warning("batch %s had all its parts done: now %s", job["id"], job["status"])
     stores.courier().deliver(outbox)
     return len(outbox.publish)
 
@@ -190,7 +210,7 @@ def _ride_out(step: Callable[[], int]) -> bool:
 def run_lifeline(*, scan: bool = True) -> None:
     """Both checks, each on its own: one that cannot reach a store does not keep the
     other from running. Without ``scan``, only the running jobs are checked."""
-    done = [_ride_out(recover_abandoned)]
+    done = [_ride_out(recover_abandoned), _ride_out(settle_parents)]
     if scan:
         done.append(_ride_out(requeue_lost))
     if all(done) and REDIS_OUTAGE.down:

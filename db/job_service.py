@@ -17,16 +17,19 @@ script (:data:`db.live.PUBLISH_MANY_SCRIPT`).
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Row, select
+from sqlalchemy import Connection, Row, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from db import jobs
 from db.job_requests import Submission, submit_job
-from db.models import ACTIVE, Job, JobKind, JobStatus
+from db.models import ACTIVE, FINISHED, Job, JobKind, JobStatus, utcnow
 from db.outbox import Outbox
 
 WORKER_LOST = {
@@ -71,10 +74,12 @@ def cancel(connection: Connection | Session, job_id: str) -> tuple[Cancellation,
     cancelled = [job for job in ended if job is not None]
     stopping = [target for target, job in zip(targets, ended, strict=True) if job is None]
     outbox = Outbox(
-        publish=cancelled,
-        stop=stopping,
+        publish=list(cancelled),
+        stop=list(stopping),
         dismiss=[job["id"] for job in cancelled if job["kind"] == JobKind.download],
     )
+    for parent in {job_id, *(job["parent_id"] for job in cancelled if job["parent_id"])}:
+        outbox.add(roll_up(connection, parent))  # a batch whose parts all ended ends
     return Cancellation(cancelled=cancelled, stopping=stopping), outbox
 
 
@@ -126,6 +131,167 @@ def give_up_lost_workers(connection: Connection, running: list[Row[Any]]) -> Out
         if outcome is not None:
             changed.append(outcome)
     connection.commit()
-    return Outbox(
+    outbox = Outbox(
         publish=changed, send=[job for job in changed if job["status"] == JobStatus.queued]
     )
+    for parent in {job["parent_id"] for job in changed if job["parent_id"]}:
+        outbox.add(roll_up(connection, parent))
+    return outbox
+
+
+# -- batches: a parent job whose children do the work (bulk thumbnails, later bulk work)
+
+#: Kinds of parents: ``running`` from their submission until their last child finished,
+#: with no worker and no heartbeat of their own (the lifeline leaves them alone).
+PARENT_KINDS = frozenset({JobKind.thumbnails})
+#: The most item failures a batch's summary lists (their count is always exact).
+SUMMARY_FAILURES = 100
+#: Items per part of a batch: a part takes seconds, so parts spread over the fleet.
+PART_SIZE = 20
+
+
+def parts(items: list[Any], size: int = PART_SIZE) -> list[list[Any]]:
+    """``items`` in parts of ``size`` (the last one may be smaller)."""
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+def submit_batch(
+    connection: Connection | Session,
+    *,
+    kind: str,
+    queue: str,
+    params: dict[str, Any],
+    owner: str | None,
+    max_attempts: int,
+    children: list[tuple[str, str, dict[str, Any]]],
+) -> tuple[dict[str, Any], Outbox]:
+    """A parent job (``running`` at once) and its ``children`` (kind, queue, params:
+    each queued), in one transaction; the parent and the children are published and the
+    children sent. A batch without children is ``succeeded`` at once, with an empty
+    summary."""
+    now = utcnow()
+    parent_id = str(uuid.uuid4())
+    common = {"owner": owner, "max_attempts": max_attempts, "created_at": now, "updated_at": now}
+    empty = not children
+    parent = {
+        **common,
+        "id": parent_id,
+        "kind": kind,
+        "queue": queue,
+        "params": params,
+        "attempts": 0,
+        "status": JobStatus.succeeded if empty else JobStatus.running,
+        "started_at": now,
+        "finished_at": now if empty else None,
+        "progress": 1.0 if empty else 0.0,
+        "result": _summary([]) if empty else None,
+    }
+    rows = [
+        {
+            **common,
+            "id": str(uuid.uuid4()),
+            "kind": child_kind,
+            "queue": child_queue,
+            "params": child_params,
+            "attempts": 0,
+            "status": JobStatus.queued,
+            "parent_id": parent_id,
+        }
+        for child_kind, child_queue, child_params in children
+    ]
+    created = connection.execute(insert(Job).returning(*jobs.PUBLIC_COLUMNS), [parent])
+    parent_job = jobs.job_to_dict(created.mappings().one())
+    child_jobs = []
+    if rows:
+        inserted = connection.execute(insert(Job).returning(*jobs.PUBLIC_COLUMNS), rows)
+        child_jobs = [jobs.job_to_dict(row) for row in inserted.mappings()]
+    connection.commit()
+    return parent_job, Outbox(publish=[parent_job, *child_jobs], send=child_jobs)
+
+
+def roll_up(connection: Connection | Session, parent_id: str) -> Outbox:
+    """Derive a parent's progress (its finished children over all) and, once none is
+    queued or running, its end: ``succeeded`` with the summary of its children's items
+    (``cancelled`` when every child was). Progress only grows, whichever of two
+    concurrent roll-ups commits last; the end is written once."""
+    counts: dict[str, int] = dict(
+        connection.execute(  # type: ignore[arg-type]
+            select(Job.status, func.count()).where(Job.parent_id == parent_id).group_by(Job.status)
+        ).all()
+    )
+    total = sum(counts.values())
+    if total == 0:
+        return Outbox()
+    finished = sum(count for status, count in counts.items() if status in FINISHED)
+    progress = finished / total
+    values: dict[str, Any] = {
+        "progress": progress,
+        "message": f"{finished} of {total} parts done",
+        "updated_at": utcnow(),
+    }
+    condition: ColumnElement[bool] = Job.progress.is_(None) | (Job.progress < progress)
+    if finished == total:
+        children = connection.execute(
+            select(Job.status, Job.result, Job.error, Job.params).where(Job.parent_id == parent_id)
+        ).all()
+        all_cancelled = counts.get(JobStatus.cancelled, 0) == total
+        values.update(
+            status=JobStatus.cancelled if all_cancelled else JobStatus.succeeded,
+            result=_summary(children),
+            finished_at=utcnow(),
+            stage=None,
+        )
+        condition = Job.status == JobStatus.running
+    changed = (
+        connection.execute(
+            update(Job)
+            .where(Job.id == parent_id, Job.status == JobStatus.running, condition)
+            .values(**values)
+            .returning(*jobs.PUBLIC_COLUMNS)
+        )
+        .mappings()
+        .first()
+    )
+    connection.commit()
+    return Outbox(publish=[jobs.job_to_dict(changed)]) if changed is not None else Outbox()
+
+
+def unsettled_parents(connection: Connection | Session, limit: int = 100) -> list[str]:
+    """Running parents none of whose children is active any more: a roll-up was lost
+    (its worker died between the child's end and the parent's update)."""
+    child = Job.__table__.alias("child")
+    active = select(child.c.id).where(child.c.parent_id == Job.id, child.c.status.in_(ACTIVE))
+    rows = connection.scalars(
+        select(Job.id)
+        .where(Job.status == JobStatus.running, Job.kind.in_(PARENT_KINDS), ~active.exists())
+        .limit(limit)
+    )
+    return list(rows)
+
+
+def _summary(children: Sequence[Row[Any]]) -> dict[str, Any]:
+    """A batch's result: items done, failed (with their reasons) and skipped, summed
+    over its children. A child that ended without a result (failed or cancelled as a
+    whole) counts all its items as failed, or skipped, with its error."""
+    done = skipped = failed_count = 0
+    failed: list[dict[str, Any]] = []
+    for status, result, error, params in children:
+        items = len(params.get("video_ids", []))
+        if status == JobStatus.succeeded and result:
+            done += int(result.get("done", 0))
+            skipped += int(result.get("skipped", 0))
+            failed_count += len(result.get("failed", []))
+            failed += result.get("failed", [])
+        elif status == JobStatus.cancelled:
+            skipped += items
+        else:
+            reason = (error or {}).get("message", "the part failed")
+            failed_count += items
+            failed += [{"video_id": item, "reason": reason} for item in params.get("video_ids", [])]
+    failed.sort(key=lambda failure: failure.get("video_id", 0))
+    return {
+        "done": done,
+        "failed": failed_count,
+        "skipped": skipped,
+        "failures": failed[:SUMMARY_FAILURES],
+    }

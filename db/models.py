@@ -58,6 +58,10 @@ class JobKind(enum.StrEnum):
     analyze = "analyze"
     #: An artist's image set from an uploaded picture (actors/artist_images.py).
     artist_image = "artist_image"
+    #: Bulk thumbnails: a parent (no actor) whose children are thumbnail_chunk jobs.
+    thumbnails = "thumbnails"
+    #: About 20 videos' analyses and thumbnails, one part of a bulk (actors/thumbnails.py).
+    thumbnail_chunk = "thumbnail_chunk"
 
 
 class Job(Base):

@@ -40,6 +40,7 @@ ACTOR_OF_KIND: dict[str, str] = {
     "download": "download_video",
     "analyze": "analyze_video",
     "artist_image": "make_artist_image",
+    "thumbnail_chunk": "make_thumbnails",
 }
 
 

@@ -26,7 +26,19 @@ from db import live
 from db.engine import ConnectionRunner, async_session_factory, make_async_engine
 from db.outbox import Courier, web_sender
 from db.settings import Settings, get_settings
-from web import artists, health, hls, jobs, session, sessions, streams, system, thumbnails, videos
+from web import (
+    artists,
+    bulk,
+    health,
+    hls,
+    jobs,
+    session,
+    sessions,
+    streams,
+    system,
+    thumbnails,
+    videos,
+)
 from web.auth import AuthMiddleware, GuessLimiter
 from web.body_limit import BodyLimit
 from web.errors import exception_handlers
@@ -111,6 +123,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             *health.routes,
             *session.routes,
             *videos.routes,
+            *bulk.routes,
             *jobs.routes,
             *streams.routes,
             *thumbnails.routes,

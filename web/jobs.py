@@ -49,15 +49,15 @@ def too_many_jobs(request: Request, whose: str) -> ApiError:
     )
 
 
-async def check_job_caps(request: Request, session: AsyncSession) -> str:
-    """The credential asking for a new job, once it may: a 429 when the fleet or this
-    credential already has as many queued and running jobs as the settings allow."""
+async def check_job_caps(request: Request, session: AsyncSession, new: int = 1) -> str:
+    """The credential asking for ``new`` jobs, once it may: a 429 when the fleet or
+    this credential would have more queued and running jobs than the settings allow."""
     settings = request.app.state.settings
     owner = job_owner(request)
     in_all, of_owner = (await session.execute(jobs.active_jobs_query(owner))).one()
-    if in_all >= settings.max_active_jobs:
+    if in_all + new > settings.max_active_jobs:
         raise too_many_jobs(request, "fleet")
-    if of_owner >= settings.max_active_jobs_per_credential:
+    if of_owner + new > settings.max_active_jobs_per_credential:
         raise too_many_jobs(request, "owner")
     return owner
 

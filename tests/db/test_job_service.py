@@ -172,3 +172,79 @@ def test_a_courier_without_redis_reports_the_failure_and_keeps_the_row(
     status = connection.execute(select(Job.status).where(Job.id == submission.job["id"]))
     assert status.scalar_one() == "queued"  # the truth is kept; the lifeline sends it
     courier.sender.broker.close()
+
+
+def batch(connection: Connection, parts: int) -> tuple[dict[str, Any], Outbox]:
+    return job_service.submit_batch(
+        connection,
+        kind="thumbnails",
+        queue="bulk",
+        params={"selection": "all"},
+        owner="admin",
+        max_attempts=3,
+        children=[
+            ("thumbnail_chunk", "media", {"video_ids": [10 * n + 1, 10 * n + 2]})
+            for n in range(parts)
+        ],
+    )
+
+
+def end_child(connection: Connection, job_id: str, status: JobStatus, **fields: Any) -> None:
+    set_status(connection, job_id, status, **fields)
+
+
+def test_a_batch_derives_its_progress_and_summary_from_its_parts(
+    connection: Connection, courier: Courier, redis_client: Any
+) -> None:
+    parent, outbox = batch(connection, 3)
+    assert parent["status"] == "running" and parent["progress"] == 0
+    assert courier.deliver(outbox).ok
+    assert [args[0] for args in queued_messages(redis_client, "media")] == [
+        job["id"] for job in outbox.send
+    ]
+    first, second, third = (job["id"] for job in outbox.send)
+    result = {"done": 1, "skipped": 0, "failed": [{"video_id": 2, "reason": "not media"}]}
+    end_child(connection, first, JobStatus.succeeded, result=result)
+    assert job_service.roll_up(connection, parent["id"]).publish[0]["progress"] == 1 / 3
+    # A roll-up that saw fewer parts done, committing late, does not move it back.
+    end_child(connection, second, JobStatus.failed, error={"message": "the part failed twice"})
+    late = job_service.roll_up(connection, parent["id"])
+    assert late.publish[0]["progress"] == 2 / 3
+    set_status(connection, second, JobStatus.running)  # as the stale roll-up saw it
+    assert not job_service.roll_up(connection, parent["id"])  # 1/3 < 2/3: no change
+    set_status(connection, second, JobStatus.failed)
+    assert job_service.unsettled_parents(connection) == []  # a part is still queued
+    end_child(connection, third, JobStatus.cancelled)
+
+    assert job_service.unsettled_parents(connection) == [parent["id"]]
+    (ended,) = job_service.roll_up(connection, parent["id"]).publish
+    assert ended["status"] == "succeeded" and ended["progress"] == 1 and ended["finished_at"]
+    assert ended["result"] == {
+        "done": 1,
+        "failed": 3,
+        "skipped": 2,
+        "failures": [
+            {"video_id": 2, "reason": "not media"},
+            {"video_id": 11, "reason": "the part failed twice"},
+            {"video_id": 12, "reason": "the part failed twice"},
+        ],
+    }
+    assert not job_service.roll_up(connection, parent["id"])  # ended once
+    assert job_service.unsettled_parents(connection) == []
+
+
+def test_cancelling_a_batch_cancels_its_queued_parts_and_ends_it(
+    connection: Connection, courier: Courier, redis_client: Any
+) -> None:
+    parent, _ = batch(connection, 2)
+    done, outbox = job_service.cancel(connection, parent["id"])
+    assert len(done.cancelled) == 2 and done.stopping == [parent["id"]]
+    ended = [job for job in outbox.publish if job["id"] == parent["id"]]
+    assert ended[-1]["status"] == "cancelled" and ended[-1]["result"]["skipped"] == 4
+    assert courier.deliver(outbox).ok
+
+
+def test_an_empty_batch_is_done_at_once(connection: Connection) -> None:
+    parent, outbox = batch(connection, 0)
+    assert parent["status"] == "succeeded" and parent["result"]["done"] == 0
+    assert outbox.send == [] and outbox.publish == [parent]

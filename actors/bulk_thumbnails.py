@@ -16,11 +16,15 @@ from typing import Any
 
 from actors.analyze import analyze_in_child
 from actors.broker import broker as _broker  # noqa: F401  (set before any actor)
-from actors.job_context import current_job
+from actors.job_context import JobContext, current_job
 from actors.job_tracking import job_actor
 from db.models import JobKind
 from db.queues import Queue
 from media.errors import MediaError
+
+#: Tries of one video whose process dies or times out: a file that crashes its decoder
+#: fails as an item (the poison-pill cap of a part), not the whole part.
+ITEM_TRIES = 2
 
 
 @job_actor(kind=JobKind.thumbnail_chunk, queue_name=Queue.media, time_limit=30 * 60_000)
@@ -33,17 +37,29 @@ def make_thumbnails(job_id: str) -> None:
         job.raise_if_cancelled()
         job.report(stage="thumbnails", progress=number / len(video_ids))
         try:
-            found = analyze_in_child(job, video_id)
+            found = _analyze_item(job, video_id)
         except MediaError as exc:
-            if exc.retryable and not job.cancelled():
-                raise  # a crash or a timeout: the part goes again (attempts count)
-            if exc.code in ("not_found", "cancelled"):
-                skipped += 1
-            else:
-                failed.append({"video_id": video_id, "reason": exc.message})
+            if exc.code == "cancelled":
+                raise
+            failed.append({"video_id": video_id, "reason": exc.message})
             continue
         done += found is not None
         skipped += found is None
     # Which worker process ran the part (a fleet's parts spread over its machines).
     worker = f"{socket.gethostname()}:{os.getpid()}"
     job.result = {"done": done, "skipped": skipped, "failed": failed, "worker": worker}
+
+
+def _analyze_item(job: JobContext, video_id: int) -> dict[str, Any] | None:
+    """One video's analysis, tried again once if its process died or timed out."""
+    for tries in range(1, ITEM_TRIES + 1):
+        try:
+            return analyze_in_child(job, video_id)
+        except MediaError as exc:
+            if not exc.retryable or job.cancelled():
+                raise
+            if tries == ITEM_TRIES:
+                raise MediaError(
+                    f"{exc.message}, on each of {tries} tries", code=exc.code, retryable=False
+                ) from exc
+    return None  # not reached: the last try returns or raises

@@ -123,8 +123,10 @@ def open_media(path: Path, *, timeout: float) -> Iterator[av.container.InputCont
     except av.error.ExitError:
         raise NotMedia(f"{path.name} could not be read within {timeout:g} s") from None
     except (av.error.FFmpegError, OSError) as exc:
+        # FFmpeg's reason without the file name it quotes: no server path in an error.
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
         raise NotMedia(
-            f"{path.name} is not an audio or video container FFmpeg can read: {exc}"
+            f"{path.name} is not an audio or video container FFmpeg can read: {reason}"
         ) from None
 
 

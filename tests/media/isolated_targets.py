@@ -146,3 +146,10 @@ def program_taking_a_gigabyte() -> int:
     import sys
 
     return subprocess.run([sys.executable, "-c", "bytearray(1024**3)"], check=False).returncode
+
+
+def crash_like_a_decoder(*args: object, **kwargs: object) -> None:
+    """A decoder that segfaults on its input (as a crafted file might make FFmpeg do)."""
+    import signal
+
+    os.kill(os.getpid(), signal.SIGSEGV)

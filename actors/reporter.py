@@ -123,8 +123,14 @@ class JobReporter:
         )
         self.client.evalsha(self._script_sha, len(keys), *keys, *args)
 
-    def progress(self, job: dict[str, Any]) -> None:
-        """Send a running job's progress unless one went out very recently."""
+    def progress(self, job: dict[str, Any], *, announced: threading.Event | None = None) -> None:
+        """Send a running job's progress unless one went out very recently.
+
+        ``announced``: set once the job's ``running`` event is out. Until then that event
+        is the one on its way, and a report is throttled behind it like one sent just
+        after it (which is also what keeps a progress event from overtaking it)."""
+        if announced is not None and not announced.is_set():
+            return
         now = time.monotonic()
         job_id = job["id"]
         with self._lock:

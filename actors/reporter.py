@@ -117,7 +117,7 @@ class JobReporter:
         # parsing of each reply cost more than Redis's running of the scripts. (EVALSHA
         # rather than a Script object, which asks Redis whether the script exists first.)
         if self._script_sha is None:
-            self._script_sha = str(self.client.script_load(live.PUBLISH_MANY_SCRIPT))
+            self._script_sha = str(self.client.script_load(live.PUBLISH_SCRIPT))
         keys, args = live.publish_many_arguments(
             changed, heartbeat_ttl=self.heartbeat_ttl, progress=progress
         )

@@ -10,8 +10,9 @@ OR ... RETURNING``. A second thread publishes each committed transaction's chang
 those of any committed while it was busy) and then wakes its waiters, while the writer
 commits the next; a claim that asked to learn of its event apart (``announced``) is
 woken by the writer at the commit instead, so its job starts while its event is on the
-way. An idle worker pays no added latency: a lone transition is committed at once. Each transition stays conditional on the job's status (and a finish on its
-attempt), so the guarantees of :mod:`db.jobs` hold row by row.
+way. An idle worker pays no added latency: a lone transition is committed at once.
+Each transition stays conditional on the job's status (and a finish on its attempt), so
+the guarantees of :mod:`db.jobs` hold row by row.
 
 When the database is unavailable (:func:`actors.stores.database_unavailable`: refused,
 dropped, timed out, locked past the busy timeout) the writer keeps the batch and tries

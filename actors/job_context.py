@@ -25,6 +25,8 @@ class JobContext:
     result: dict[str, Any] | None = None
     #: Set by the job watcher when someone asks the job to stop.
     cancel_requested: threading.Event = field(default_factory=threading.Event)
+    #: Set once the job's ``running`` event is out; its progress waits for it.
+    announced: threading.Event | None = None
 
     @property
     def id(self) -> str:
@@ -59,7 +61,7 @@ class JobContext:
         if message is not None:
             self.job["message"] = message
         self.job["live"] = live_fields
-        self.reporter.progress(self.job)
+        self.reporter.progress(self.job, announced=self.announced)
 
 
 _current = threading.local()

@@ -134,8 +134,14 @@ class JobTracking(Middleware):
             # download just sent back by SIGTERM): leave the job queued for another
             # worker rather than start it here.
             postpone(broker, message, "its worker is stopping", SHUTDOWN_REDELIVERY_MS)
+        # The claim returns at its commit, while its ``running`` event is on the way:
+        # the job's progress waits for ``announced``, its ack for its finish, which is
+        # announced after the claim.
+        announced = threading.Event()
         try:
-            snapshot = self.ledger.claim(job_id, message_id=message.options.get("redis_message_id"))
+            snapshot = self.ledger.claim(
+                job_id, message_id=message.options.get("redis_message_id"), announced=announced
+            )
         except DatabaseUnavailable as exc:
             # The ledger waited out what it could (see JobLedger.claim). Nothing was
             # written and no attempt counted: the message goes back to the queue, and
@@ -146,7 +152,7 @@ class JobTracking(Middleware):
         if snapshot is None:
             logger.info("dropping message %s: job %s is not queued", message.message_id, job_id)
             raise SkipMessage()
-        context = JobContext(job=snapshot, reporter=self.reporter)
+        context = JobContext(job=snapshot, reporter=self.reporter, announced=announced)
         with self._lock:
             self._running[message.message_id] = context
         self.watcher.ensure_running()

@@ -8,9 +8,11 @@ claims in one ``UPDATE ... WHERE id IN (...) RETURNING``, and the finishes that 
 (succeeded with no result, say) in one ``UPDATE ... WHERE (id = ... AND attempts = ...)
 OR ... RETURNING``. A second thread publishes each committed transaction's changes (with
 those of any committed while it was busy) and then wakes its waiters, while the writer
-commits the next. An idle worker pays no added latency: a lone transition is committed
-at once. Each transition stays conditional on the job's status (and a finish on its
-attempt), so the guarantees of :mod:`db.jobs` hold row by row.
+commits the next; a claim that asked to learn of its event apart (``announced``) is
+woken by the writer at the commit instead, so its job starts while its event is on the
+way. An idle worker pays no added latency: a lone transition is committed at once.
+Each transition stays conditional on the job's status (and a finish on its attempt), so
+the guarantees of :mod:`db.jobs` hold row by row.
 
 When the database is unavailable (:func:`actors.stores.database_unavailable`: refused,
 dropped, timed out, locked past the busy timeout) the writer keeps the batch and tries
@@ -94,6 +96,7 @@ class _Transition:
     status: JobStatus | None = None
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
+    announced: threading.Event | None = None  # a claim that resumes at its commit
     outcome: _Outcome = field(default_factory=_Outcome)
     submitted: float = field(default_factory=time.monotonic)
 
@@ -104,11 +107,13 @@ class JobLedger:
     Parameters:
       engine: the database of the ``jobs`` table.
       on_commit: called with the new public form of every job a transaction changed,
-        after the commit and before any of its waiters resumes (JobTracking publishes
-        them, so a job's state event always goes out before its progress events and
-        before its message is acked). It runs on a thread of its own, in the order the
-        transactions committed, while the writer commits the next; one call may carry
-        several transactions, those that committed while the previous call ran.
+        after the commit and before any of its waiters resumes, but for claims given an
+        ``announced`` event, which is set once the call returned (JobTracking publishes
+        the changes, so a job's state event always goes out before its message is acked,
+        and its progress waits for ``announced``). It runs on a thread of its own, in the
+        order the transactions committed, while the writer commits the next; one call
+        may carry several transactions, those that committed while the previous call
+        ran.
       max_batch: the most transitions one transaction takes.
       claim_patience: seconds a claim waits for an unavailable database.
       outage: how the writer backs off and logs a database outage.
@@ -144,8 +149,19 @@ class JobLedger:
         self._ending: dict[int, str] = {}  # finishes and requeues not settled yet
 
     # -- what worker threads call; each blocks until its transition is committed
-    def claim(self, job_id: str, *, message_id: str | None) -> dict[str, Any] | None:
+    def claim(
+        self,
+        job_id: str,
+        *,
+        message_id: str | None,
+        announced: threading.Event | None = None,
+    ) -> dict[str, Any] | None:
         """queued -> running; None when the job was not queued.
+
+        Without ``announced`` it returns once on_commit has announced the change; with
+        it, at the commit, and ``announced`` is set once the change is announced (at
+        once when nothing was changed). A job's finish is announced after its claim
+        either way: on_commit takes the transactions in commit order.
 
         Raises :class:`~actors.stores.DatabaseUnavailable` when the database has not
         answered for ``claim_patience`` seconds. Waiting longer would hold a worker
@@ -155,7 +171,9 @@ class JobLedger:
         here and then gives up: nothing was written, no attempt was counted, and
         JobTracking sends the message back to the queue to be tried later (see
         ``JobTracking.before_process_message``)."""
-        return self._submit(_Transition(job_id, "claim", message_id=message_id))
+        return self._submit(
+            _Transition(job_id, "claim", message_id=message_id, announced=announced)
+        )
 
     def finish(
         self,
@@ -263,6 +281,11 @@ class JobLedger:
             )
             if outcome is not None
         ]
+        # Claims that learn of their announcement apart start their jobs now: a job
+        # thread's wait for the publish is most of what a short job costs.
+        for transition, outcome in zip(batch, outcomes, strict=True):
+            if transition.announced is not None:
+                transition.outcome.set_result(outcome)
         if changed and self.on_commit is not None:
             # The publisher thread announces the batch and then wakes its waiters, while
             # this thread commits the next one: the two stores' round trips overlap.
@@ -309,8 +332,13 @@ class JobLedger:
 
     @staticmethod
     def _settle(batch: list[_Transition], outcomes: list[dict[str, Any] | None]) -> None:
+        """Wake the waiters of an announced transaction (claims that resumed at the
+        commit learn that their change is out)."""
         for transition, outcome in zip(batch, outcomes, strict=True):
-            transition.outcome.set_result(outcome)
+            if transition.announced is not None:
+                transition.announced.set()
+            else:
+                transition.outcome.set_result(outcome)
 
     def _wait_to_retry(self, batch: list[_Transition], error: Exception) -> list[_Transition]:
         time.sleep(self.outage.failed(error))  # the backoff itself, on the writer thread

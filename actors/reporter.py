@@ -117,14 +117,20 @@ class JobReporter:
         # parsing of each reply cost more than Redis's running of the scripts. (EVALSHA
         # rather than a Script object, which asks Redis whether the script exists first.)
         if self._script_sha is None:
-            self._script_sha = str(self.client.script_load(live.PUBLISH_MANY_SCRIPT))
+            self._script_sha = str(self.client.script_load(live.PUBLISH_SCRIPT))
         keys, args = live.publish_many_arguments(
             changed, heartbeat_ttl=self.heartbeat_ttl, progress=progress
         )
         self.client.evalsha(self._script_sha, len(keys), *keys, *args)
 
-    def progress(self, job: dict[str, Any]) -> None:
-        """Send a running job's progress unless one went out very recently."""
+    def progress(self, job: dict[str, Any], *, announced: threading.Event | None = None) -> None:
+        """Send a running job's progress unless one went out very recently.
+
+        ``announced``: set once the job's ``running`` event is out. Until then that event
+        is the one on its way, and a report is throttled behind it like one sent just
+        after it (which is also what keeps a progress event from overtaking it)."""
+        if announced is not None and not announced.is_set():
+            return
         now = time.monotonic()
         job_id = job["id"]
         with self._lock:

@@ -12,7 +12,7 @@ connection, so both run the same code: the web through its database runner or
 
 A running job's own transitions (claim, finish, requeue, progress) are its worker's:
 ``actors.ledger`` commits them and ``actors.reporter`` publishes them, with the same
-script (:data:`db.live.PUBLISH_MANY_SCRIPT`).
+script (:data:`db.live.PUBLISH_SCRIPT`).
 """
 
 from __future__ import annotations

@@ -152,12 +152,10 @@ class _DriverStatement:
         finally:
             cursor.close()
         return [
-            job_to_dict(
-                {
-                    name: value if process is None else process(value)
-                    for (name, process), value in zip(columns, row, strict=True)
-                }
-            )
+            {
+                name: value if convert is None else convert(value)
+                for (name, convert), value in zip(columns, row, strict=True)
+            }
             for row in rows
         ]
 
@@ -166,12 +164,25 @@ class _DriverStatement:
 def _public_columns(
     dialect: Dialect, type_codes: tuple[Any, ...]
 ) -> tuple[tuple[str, Callable[[Any], Any] | None], ...]:
-    """The names and result processors of :data:`PUBLIC_COLUMNS`; a processor may depend
-    on the type the driver reports (PostgreSQL's numeric types)."""
-    return tuple(
-        (column.key, column.type.dialect_impl(dialect).result_processor(dialect, type_code))
-        for column, type_code in zip(PUBLIC_COLUMNS, type_codes, strict=True)
-    )
+    """The names of :data:`PUBLIC_COLUMNS` and how each raw value becomes its public
+    form: the column's result processor (which may depend on the type the driver
+    reports: PostgreSQL's numeric types), then what :func:`job_to_dict` does to it, in
+    one pass over the row."""
+    columns = []
+    for column, type_code in zip(PUBLIC_COLUMNS, type_codes, strict=True):
+        process = column.type.dialect_impl(dialect).result_processor(dialect, type_code)
+        public = iso if column.key in TIME_FIELDS else str if column.key == "status" else None
+        columns.append((column.key, _then(process, public)))
+    return tuple(columns)
+
+
+def _then(
+    first: Callable[[Any], Any] | None, second: Callable[[Any], Any] | None
+) -> Callable[[Any], Any] | None:
+    """``second(first(value))``, either of them optional."""
+    if first is None or second is None:
+        return first or second
+    return lambda value: second(first(value))
 
 
 @lru_cache(maxsize=512)

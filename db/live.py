@@ -76,34 +76,53 @@ def auth_failures_key(client: str) -> str:
 PROGRESS_FIELD = "progress_of"  # on a progress event only: the job's id
 
 
+def job_json(job: dict[str, Any]) -> str:
+    """A job as its events carry it: compact JSON."""
+    return json.dumps(job, separators=(",", ":"), default=str)
+
+
 def encode_event(job: dict[str, Any], *, progress: bool = False) -> dict[str, str]:
     """A stream entry's fields. ``progress``: this event only reports how far a running
     job got (no state change), so a newer one of the same job supersedes it: a socket
     that falls behind may skip it (``web.hub``). State changes are never skipped."""
-    fields = {"job": json.dumps(job, separators=(",", ":"), default=str)}
+    fields = {"job": job_json(job)}
     if progress:
         fields[PROGRESS_FIELD] = str(job["id"])
     return fields
 
 
-# One round trip for a state change: the stream entry, the snapshot, and the heartbeat
-# (set while running; deleted, with any cancel request, when finished). A script rather
-# than a pipeline of commands: the client's per-command overhead is most of the cost.
-# A progress event carries the job's id in a field of its own (ARGV[6]), so the hub can
-# conflate it without decoding the job.
+# One round trip for any number of state changes (and progress events): per job, the
+# stream entry, the snapshot, and the heartbeat (set while running; deleted, with any
+# cancel request, when finished). A script rather than a pipeline of commands: the
+# client's per-command overhead is most of the cost, and so is its per-argument packing:
+# per job 3 keys and 3 arguments, the stream and its limits once per call. A progress
+# event carries the job's id in a field of its own, so the hub can conflate it without
+# decoding the job. The one way anything publishes job events: workers
+# (``actors.reporter``) and the jobs service's courier (``db.outbox``) alike.
+#
+# KEYS: the stream, then per job its snapshot, heartbeat and cancel keys. ARGV: per job
+# its event (:func:`job_json`), what to do with its heartbeat ('set',
+# 'del' or '') and its id if the event is a progress event (else ''); then the stream's
+# MAXLEN, the snapshot TTL and the heartbeat TTL. Returns the entries' ids.
 PUBLISH_SCRIPT = """
-local fields = {'job', ARGV[1]}
-if ARGV[6] and ARGV[6] ~= '' then
-  fields = {'job', ARGV[1], 'progress_of', ARGV[6]}
+local maxlen, snapshot_ttl, heartbeat_ttl = ARGV[#ARGV - 2], ARGV[#ARGV - 1], ARGV[#ARGV]
+local ids = {}
+for job = 1, (#ARGV - 3) / 3 do
+  local event, heartbeat, progress_of = ARGV[3 * job - 2], ARGV[3 * job - 1], ARGV[3 * job]
+  if progress_of ~= '' then
+    ids[job] = redis.call(
+      'XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'job', event, 'progress_of', progress_of)
+  else
+    ids[job] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'job', event)
+  end
+  redis.call('SET', KEYS[3 * job - 1], event, 'EX', snapshot_ttl)
+  if heartbeat == 'set' then
+    redis.call('SET', KEYS[3 * job], '1', 'EX', heartbeat_ttl)
+  elseif heartbeat == 'del' then
+    redis.call('DEL', KEYS[3 * job], KEYS[3 * job + 1])
+  end
 end
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(fields))
-redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[3])
-if ARGV[4] == 'set' then
-  redis.call('SET', KEYS[3], '1', 'EX', ARGV[5])
-elseif ARGV[4] == 'del' then
-  redis.call('DEL', KEYS[3], KEYS[4])
-end
-return id
+return ids
 """
 
 
@@ -114,58 +133,32 @@ def events_maxlen() -> int:
     return max(1_000, get_settings().events_max_mb * 1024**2 // EVENT_BYTES)
 
 
-def publish_arguments(
-    job: dict[str, Any], *, heartbeat_ttl: int = 0, progress: bool = False
-) -> tuple[list[str], list[str | int]]:
-    """KEYS and ARGV of :data:`PUBLISH_SCRIPT` for ``job``; a running job's heartbeat
-    lives ``heartbeat_ttl`` seconds; ``progress`` as in :func:`encode_event`."""
-    status = job.get("status")
-    heartbeat = "set" if status == "running" and heartbeat_ttl else ""
-    heartbeat = "del" if status in FINISHED else heartbeat
-    job_id = job["id"]
-    keys = [EVENTS_STREAM, snapshot_key(job_id), heartbeat_key(job_id), cancel_key(job_id)]
-    encoded = encode_event(job)["job"]
-    progress_of = str(job_id) if progress else ""
-    maxlen = events_maxlen()
-    return keys, [encoded, maxlen, SNAPSHOT_TTL_S, heartbeat, heartbeat_ttl, progress_of]
-
-
-# Several state changes in one script call: :data:`PUBLISH_SCRIPT` itself, run once per
-# job on that job's share of KEYS and ARGV. ARGV starts with the number of jobs and each
-# job's count of keys and of arguments. The one way anything publishes job events:
-# workers (``actors.reporter``) and the jobs service's courier (``db.outbox``) alike.
-PUBLISH_MANY_SCRIPT = (
-    "local function publish(KEYS, ARGV)\n"
-    + PUBLISH_SCRIPT
-    + """
-end
-local jobs = tonumber(ARGV[1])
-local ids, key, arg = {}, 0, 2 * jobs + 1
-for job = 1, jobs do
-  local key_count, arg_count = tonumber(ARGV[2 * job]), tonumber(ARGV[2 * job + 1])
-  ids[job] = publish(
-    {unpack(KEYS, key + 1, key + key_count)}, {unpack(ARGV, arg + 1, arg + arg_count)})
-  key, arg = key + key_count, arg + arg_count
-end
-return ids
-"""
-)
-
-
 def publish_many_arguments(
     jobs: list[dict[str, Any]], *, heartbeat_ttl: int = 0, progress: bool = False
 ) -> tuple[list[str], list[str | int]]:
-    """KEYS and ARGV of :data:`PUBLISH_MANY_SCRIPT` for ``jobs``, in their order
-    (arguments as in :func:`publish_arguments`)."""
-    keys: list[str] = []
-    counts: list[int] = []
+    """KEYS and ARGV of :data:`PUBLISH_SCRIPT` for ``jobs``, in their order. A running
+    job's heartbeat lives ``heartbeat_ttl`` seconds (none is set without one);
+    ``progress`` as in :func:`encode_event`."""
+    keys: list[str] = [EVENTS_STREAM]
     args: list[str | int] = []
     for job in jobs:
-        job_keys, job_args = publish_arguments(job, heartbeat_ttl=heartbeat_ttl, progress=progress)
-        keys += job_keys
-        args += job_args
-        counts += (len(job_keys), len(job_args))
-    return keys, [len(jobs), *counts, *args]
+        status = job.get("status")
+        job_id = job["id"]
+        if status in FINISHED:
+            heartbeat = "del"
+        else:
+            heartbeat = "set" if status == "running" and heartbeat_ttl else ""
+        keys += (snapshot_key(job_id), heartbeat_key(job_id), cancel_key(job_id))
+        args += (job_json(job), heartbeat, str(job_id) if progress else "")
+    args += (events_maxlen(), SNAPSHOT_TTL_S, heartbeat_ttl)
+    return keys, args
+
+
+def publish_arguments(
+    job: dict[str, Any], *, heartbeat_ttl: int = 0, progress: bool = False
+) -> tuple[list[str], list[str | int]]:
+    """KEYS and ARGV of :data:`PUBLISH_SCRIPT` for one job (its event is ARGV's first)."""
+    return publish_many_arguments([job], heartbeat_ttl=heartbeat_ttl, progress=progress)
 
 
 def decode_event(stream_id: str, fields: dict[str, str]) -> dict[str, Any]:

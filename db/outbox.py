@@ -192,7 +192,7 @@ class Courier:
     ) -> None:
         self.client = client
         self.sender = sender
-        self.publish_script = client.register_script(live.PUBLISH_MANY_SCRIPT)
+        self.publish_script = client.register_script(live.PUBLISH_SCRIPT)
         self.dispatch_script = client.register_script(sender.script)
         self.maxstack_script = client.register_script(sender.maxstack_script)
         self.dismiss_script = client.register_script(DISMISS_SCRIPT)

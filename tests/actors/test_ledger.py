@@ -190,6 +190,54 @@ def test_a_transition_returns_after_its_change_is_published_and_a_failed_publish
     assert published[-1] == (third, "running")
 
 
+def test_a_claim_given_announced_returns_at_its_commit_and_its_finish_goes_out_after_it(
+    engine: Engine,
+) -> None:
+    from actors.ledger import JobLedger
+    from db.engine import session_factory
+
+    with session_factory(engine).begin() as session:
+        row = Job(kind="download", queue="interactive", params={})
+        session.add(row)
+    job_id = row.id
+    published: list[tuple[str, str]] = []
+    publishing = threading.Event()
+    release = threading.Event()
+
+    def publish(changed: list[dict[str, Any]]) -> None:
+        publishing.set()
+        assert release.wait(10)
+        published.extend((job["id"], job["status"]) for job in changed)
+
+    ledger = JobLedger(engine, on_commit=publish)
+    announced = threading.Event()
+    claimed = ledger.claim(job_id, message_id="m-1", announced=announced)
+    # Committed, and back while its event is still on the way.
+    assert claimed is not None and claimed["status"] == "running"
+    assert publishing.wait(10) and not announced.is_set() and published == []
+    finished: list[dict[str, Any] | None] = []
+    finisher = threading.Thread(
+        target=lambda: finished.append(ledger.finish(job_id, JobStatus.succeeded, attempt=1))
+    )
+    finisher.start()
+    release.set()
+    assert announced.wait(10)
+    finisher.join(10)
+    # The finish waited for its own event, which went out after the claim's.
+    assert finished and finished[0] is not None
+    assert published == [(job_id, "running"), (job_id, "succeeded")]
+
+
+def test_a_claim_that_changes_nothing_is_announced_at_once(engine: Engine) -> None:
+    from actors.ledger import JobLedger
+
+    ledger = JobLedger(engine, on_commit=lambda changed: None)
+    announced = threading.Event()
+    missing = "8f14e45f-ceea-467a-9a4f-1f7b2c4e0c11"
+    assert ledger.claim(missing, message_id=None, announced=announced) is None
+    assert announced.is_set()
+
+
 def test_transactions_committed_while_a_publish_was_out_go_out_together_in_commit_order(
     engine: Engine,
 ) -> None:

@@ -53,3 +53,26 @@ def test_the_reporter_loads_its_script_again_when_redis_forgot_it(
     reporter.publish(job("second", "running"))
     entries = redis_client.xrange(live.EVENTS_STREAM)
     assert [json.loads(fields["job"])["id"] for _, fields in entries] == ["first", "second"]
+
+
+def test_progress_waits_for_its_running_event_to_be_announced(
+    redis_client: Any, settings: Any
+) -> None:
+    import threading
+
+    from actors import stores
+    from actors.reporter import JobReporter
+    from db import live
+
+    reporter = JobReporter(
+        client=redis_client, engine=stores.engine(), stream_interval=0, db_interval=3600
+    )
+    announced = threading.Event()
+    running = job("starts", "running")
+    reporter.progress({**running, "progress": 0.1}, announced=announced)
+    assert redis_client.xlen(live.EVENTS_STREAM) == 0
+    reporter.publish(running)
+    announced.set()
+    reporter.progress({**running, "progress": 0.2}, announced=announced)
+    entries = redis_client.xrange(live.EVENTS_STREAM)
+    assert [json.loads(fields["job"])["progress"] for _, fields in entries] == [None, 0.2]

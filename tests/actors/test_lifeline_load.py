@@ -81,7 +81,7 @@ def test_heartbeats_stay_on_time_while_the_lifeline_scans_ten_thousand_queued_me
         scanning = False
         scanner.join(60)
         release.set()
-    assert max(scans) > 0.05, scans  # the scans were real work
+    assert max(scans) > 0.02, scans  # the scans were real work
     assert max(ages) < settings.heartbeat_timeout / 3, (max(ages), scans)
     with stores.sessions()() as session:
         queued = session.query(Job).filter(Job.status == JobStatus.queued).count()

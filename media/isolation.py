@@ -315,49 +315,54 @@ _server_lock = threading.Lock()
 def _start_child(modules: list[str]) -> tuple[Connection, IsolatedChild]:
     """A new child, waiting for its work on the returned connection.
 
+    A server that does not answer is replaced and asked once more, on a new pipe: the
+    old one may still fork a child on the first pipe, which then finds it closed and
+    exits, instead of answering in the place of the second.
+
     Raises:
       MediaError: no child could be started (retryable).
     """
-    here, there = multiprocessing.Pipe()
-    try:
-        with _server_lock, there:
-            _fork(modules, there)
-        # The child's first word, sent before it waits for the work.
-        if not here.poll(FORK_TIMEOUT_S):
-            raise ForkServerDied("the new child did not report")
-        kind, pid = here.recv()
-    except (ForkServerDied, EOFError, OSError) as exc:
-        here.close()
-        raise MediaError(
-            f"could not start a media process: {exc}", code="process_died", retryable=True
-        ) from exc
-    except BaseException:
-        # Raised into this thread (a time limit, a shutdown) after the fork: the child,
-        # ours by now, is stopped and reaped, or sees EOF and exits by itself.
-        if here.poll(POLL_S):
-            with contextlib.suppress(BaseException):
-                stop_group(IsolatedChild(here.recv()[1]))
-        here.close()
-        raise
-    assert kind == "pid"
-    return here, IsolatedChild(pid)
+    for attempt in (1, 2):
+        here, there = multiprocessing.Pipe()
+        try:
+            with _server_lock, there:
+                _fork(modules, there)
+            # The child's first word, sent before it waits for the work.
+            if not here.poll(FORK_TIMEOUT_S):
+                raise ForkServerDied("the new child did not report")
+            kind, pid = here.recv()
+        except (ForkServerDied, EOFError, OSError) as exc:
+            here.close()
+            if attempt == 1 and isinstance(exc, ForkServerDied):
+                continue
+            raise MediaError(
+                f"could not start a media process: {exc}", code="process_died", retryable=True
+            ) from exc
+        except BaseException:
+            # Raised into this thread (a time limit, a shutdown) after the fork: the
+            # child, ours by now, is stopped and reaped, or sees EOF and exits by itself.
+            if here.poll(POLL_S):
+                with contextlib.suppress(BaseException):
+                    stop_group(IsolatedChild(here.recv()[1]))
+            here.close()
+            raise
+        assert kind == "pid"
+        return here, IsolatedChild(pid)
+    raise AssertionError("unreachable: the second attempt returns or raises")
 
 
 def _fork(modules: list[str], there: Connection) -> None:
     # Called with _server_lock held: one request at a time on the server's socket.
     global _server
-    for attempt in (1, 2):
-        server = _running_server()
-        try:
-            server.fork(modules, there)
-            break
-        except BaseException:
-            # Half a request (a timeout, an exception raised into this thread) would
-            # leave an answer for the next one to read: never reuse that server.
-            server.stop()
-            _server = None
-            if attempt == 2:
-                raise
+    server = _running_server()
+    try:
+        server.fork(modules, there)
+    except BaseException:
+        # Half a request (a timeout, an exception raised into this thread) would leave
+        # an answer for the next one to read: never reuse that server.
+        server.stop()
+        _server = None
+        raise
     if not _warm:
         server.stop()
         _server = None

@@ -120,8 +120,8 @@ def test_a_download_sent_after_redis_lost_its_scripts_is_run_by_a_worker(
     job = api.post("/api/videos/download", json={"url": media_server.url("/media/flushed.mp4")})
     assert job.status_code == 202, job.text
     assert wait_for_job(api, job.json()["id"])["status"] == "succeeded"
-    events = redis_client.xrange("vf:events")
-    states = [json.loads(fields["job"])["status"] for _, fields in events]
+    events = [json.loads(fields["job"]) for _, fields in redis_client.xrange("vf:events")]
+    states = [event["status"] for event in events if event["id"] == job.json()["id"]]
     assert states[0] == "queued" and states[-1] == "succeeded"
     assert [r for r in caplog.records if r.name == "db.outbox"] == []
 

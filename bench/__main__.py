@@ -1,7 +1,7 @@
 """``python -m bench`` (``make bench``): sets up a throwaway Redis, SQLite database and
 environment, runs the HTTP latency, job pipeline, egress guard, isolation, WebSocket
-fan-out, direct play, streaming (TTFB, backends, capacity), job history and backlog
-benchmarks in it and prints their tables; ``--quick`` runs a short version, ``--only``
+fan-out, direct play, streaming (TTFB, backends, capacity), job history, backlog and
+media benchmarks in it and prints their tables; ``--quick`` runs a short version, ``--only``
 one of them.
 """
 
@@ -33,6 +33,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             "streams",
             "history",
             "backlog",
+            "media",
         ),
         help="run just one of the benchmarks",
     )
@@ -93,6 +94,11 @@ def main(argv: list[str] | None = None) -> int:
 
             print()
             print(run_backlog(quick=args.quick).render(), flush=True)
+        if args.only in (None, "media"):
+            from bench.media import run_media
+
+            print()
+            print(run_media(quick=args.quick), flush=True)
     print(f"\ndone in {time.monotonic() - started:.0f}s")
     return 0
 

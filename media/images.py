@@ -6,23 +6,24 @@ every other format Pillow knows (and its parsers' bugs) stays out of reach. A pi
 of more than :data:`MAX_PIXELS` is refused from its header, before a pixel is decoded
 (Pillow's own decompression-bomb check would only warn below twice its limit). The
 EXIF orientation is applied and nothing of the source's metadata is written (no EXIF,
-no XMP, no ICC profile: the sizes are sRGB). Sizes are never upscaled; each file is
-written to a temporary name and renamed, so a half-written size is never visible.
+no XMP, no ICC profile: the sizes are sRGB). The sizes are written as a video's
+thumbnails are (:func:`media.thumbnails.write_thumbnails`): each from the next larger
+one, never upscaled, each file to a temporary name and renamed, so a half-written size
+is never visible.
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
-import os
-import tempfile
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from media.errors import MediaError
+from media.thumbnails import write_thumbnails
 
 #: Pillow's format names of the decoders we let run.
 FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "AVIF")
@@ -83,11 +84,17 @@ def inspect_image(data: bytes) -> ImageFacts:
     return facts
 
 
-def make_image_set(source: str, out_dir: str, widths: tuple[int, ...] = ARTIST_WIDTHS) -> dict:
-    """Write ``<out_dir>/<width>.<ext>`` for every width and output format, from the
-    picture at ``source``; returns ``{"widths": [...], "formats": [...], "width": w,
-    "height": h}`` (the upright source's size). Paths as ``str``: it runs in a child
-    process (:func:`media.isolation.run_isolated`).
+def make_image_set(
+    source: str,
+    out_dir: str,
+    widths: tuple[int, ...] = ARTIST_WIDTHS,
+    outputs: Sequence[str] = OUTPUTS,
+) -> dict:
+    """Write ``<out_dir>/<width>.<ext>`` for every width and each of ``outputs`` (keys
+    of :data:`SAVE_OPTIONS`), from the picture at ``source``; returns ``{"widths":
+    [...], "formats": [...], "width": w, "height": h}`` (the upright picture as decoded,
+    which for a JPEG may be a reduced scale of it, never below the widest size). Paths
+    as ``str``: it runs in a child process (:func:`media.isolation.run_isolated`).
 
     Raises:
       BadImage: as :func:`inspect_image`, or the picture does not decode.
@@ -107,19 +114,9 @@ def make_image_set(source: str, out_dir: str, widths: tuple[int, ...] = ARTIST_W
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise BadImage(f"the picture does not decode: {exc}") from None
     image = _rgb(image)
-    made: list[int] = []
-    for width in sorted(widths):
-        target = min(width, image.width)
-        height = max(1, round(image.height * target / image.width))
-        sized = (
-            image
-            if target == image.width
-            else image.resize((target, height), Image.Resampling.LANCZOS)
-        )
-        for ext in OUTPUTS:
-            _write_atomically(sized, folder / f"{width}.{ext}", SAVE_OPTIONS[ext])
-        made.append(width)
-    return {"widths": made, "formats": list(OUTPUTS), "width": image.width, "height": image.height}
+    formats = {ext: SAVE_OPTIONS[ext] for ext in outputs}
+    made = write_thumbnails(image, folder, widths=widths, formats=formats)
+    return {"widths": made, "formats": list(outputs), "width": image.width, "height": image.height}
 
 
 def _rgb(image: Image.Image) -> Image.Image:
@@ -130,15 +127,3 @@ def _rgb(image: Image.Image) -> Image.Image:
         white.paste(rgba, mask=rgba.getchannel("A"))
         return white
     return image.convert("RGB")
-
-
-def _write_atomically(image: Image.Image, path: Path, options: dict[str, object]) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            image.save(out, **options)  # type: ignore[arg-type]
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise

@@ -19,11 +19,12 @@ import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from media.keyframes import Keyframe
+if TYPE_CHECKING:  # only a type here: the web (artist images) imports no decoder
+    from media.keyframes import Keyframe
 
 THUMBNAIL_WIDTHS = (160, 320, 640, 1280)
 #: File extension -> Pillow's save arguments.

@@ -6,8 +6,14 @@ is declared up front so a worker consumes a message whatever queue it was sent t
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterable, Iterator
+
 import dramatiq
-from dramatiq.brokers.redis import RedisBroker
+import redis
+from dramatiq.broker import MessageProxy
+from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
+from dramatiq.errors import ConnectionClosed
 from dramatiq.middleware import (
     AgeLimit,
     Callbacks,
@@ -32,9 +38,56 @@ from db.settings import Settings, get_settings
 RETRY_MAX_BACKOFF_MS = 5 * 60_000
 
 
+class _Consumer(_RedisConsumer):
+    """Dramatiq's Redis consumer, with a Redis that times out treated as the lost
+    connection it is.
+
+    Dramatiq turns only ``redis.ConnectionError`` into its ``ConnectionClosed``. A
+    ``redis.TimeoutError`` (Redis stalled past the socket timeout) took another way: the
+    consumer thread logged an unexpected error and closed the consumer, whose give-back
+    of its delayed messages timed out again, uncaught, and the thread ended for good;
+    that worker stopped consuming the queue until it restarted (seen with a delay-queue
+    consumer after a 12 s stall). As ``ConnectionClosed`` it is logged and the consumer
+    is built again a second later; what it held stays in its ack set, where
+    :mod:`actors.orphans` finds it.
+    """
+
+    def __next__(self) -> MessageProxy | None:
+        with _lost_on_timeout():
+            return super().__next__()
+
+    def ack(self, message: MessageProxy) -> None:
+        with _lost_on_timeout():
+            super().ack(message)
+
+    def nack(self, message: MessageProxy) -> None:
+        with _lost_on_timeout():
+            super().nack(message)
+
+    def requeue(self, messages: Iterable[MessageProxy]) -> None:
+        with _lost_on_timeout():
+            super().requeue(messages)
+
+
+@contextlib.contextmanager
+def _lost_on_timeout() -> Iterator[None]:
+    try:
+        yield
+    except (redis.TimeoutError, redis.ConnectionError) as exc:
+        raise ConnectionClosed(exc) from None
+
+
+class FleetBroker(RedisBroker):
+    """The Redis broker whose consumers ride out a Redis that times out (:class:`_Consumer`)."""
+
+    @property
+    def consumer_class(self) -> type[_RedisConsumer]:
+        return _Consumer
+
+
 def make_broker(settings: Settings) -> RedisBroker:
     tracking = JobTracking()
-    broker = RedisBroker(
+    broker = FleetBroker(
         # Bounded, so an enqueue or a fetch cannot hang on a dead Redis; Dramatiq's
         # Redis consumer polls with a script, it never blocks on the socket. (A pool of
         # our own: given ``url``, RedisBroker builds its pool from the URL alone and

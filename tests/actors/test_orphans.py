@@ -174,7 +174,8 @@ def test_a_job_whose_fetch_reply_is_lost_while_redis_is_stalled_still_succeeds(
     try:
         wait_for(
             lambda: any(
-                r.name.endswith(f"ConsumerThread({job['queue']})") and r.exc_info
+                r.name.endswith(f"ConsumerThread({job['queue']})")
+                and r.levelno == logging.CRITICAL  # "Consumer encountered a connection error"
                 for r in caplog.records
             ),
             what="the consumer's fetch to time out",
@@ -277,3 +278,51 @@ def test_a_redis_error_during_the_check_does_not_stop_the_worker(
     # One warning for the outage, one for the round that failed; no more.
     outage, failed_round = logged(caplog, logging.WARNING)
     assert "Redis is unavailable" in outage and "failed a round" in failed_round
+
+
+stalled_notes: list[str] = []
+
+
+@dramatiq.actor(queue_name="bulk", max_retries=0)
+def note_after_a_delay(text: str) -> None:
+    stalled_notes.append(text)
+
+
+def test_consumers_outlive_a_redis_that_times_out_and_their_delayed_messages_still_run(
+    worker: Any, recovery: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every command of the consumers times out for a while (as with Redis stopped past
+    the socket timeout), while a delay-queue consumer holds a delayed message: no consumer
+    thread ends, and the message runs once Redis answers (given back from the ack set)."""
+    import redis
+
+    from actors import broker
+
+    stalled_notes.clear()
+    note_after_a_delay.send_with_options(args=("delayed",), delay=1_000)
+    wait_for(
+        lambda: any(t.delay_queue.qsize() for t in worker.consumers.values()),
+        what="the delay-queue consumer to hold the message",
+    )
+
+    def timed_out(*args: Any) -> Any:
+        raise redis.TimeoutError("Timeout reading from socket")
+
+    commands = ("do_fetch", "do_requeue", "do_ack", "do_nack", "do_enqueue")
+    for command in commands:
+        setattr(broker, command, timed_out)
+    try:
+        # Long enough for the delayed message to fall due and every consumer to meet it.
+        wait_for(
+            lambda: (
+                sum(r.levelno == logging.CRITICAL for r in caplog.records) >= len(worker.consumers)
+            ),
+            timeout=20,
+            what="every consumer to meet the timeouts",
+        )
+    finally:
+        for command in commands:
+            delattr(broker, command)
+    assert all(thread.is_alive() for thread in worker.consumers.values())
+    assert not [m for m in caplog.messages if "unexpected error" in m]  # a lost connection
+    wait_for(lambda: stalled_notes == ["delayed"], timeout=20, what="the delayed message to run")

@@ -87,11 +87,15 @@ def retry(
     connection: Connection | Session, job_id: str, *, owner: str | None
 ) -> tuple[dict[str, Any] | None, Outbox]:
     """A new queued job with ``retry_of`` set, published and sent; None when the job is
-    not failed or cancelled (the old one stays in history as it is).
+    not failed or cancelled, or is a batch's parent (its parts are retried one by one;
+    the old job stays in history as it is).
 
     Raises:
       AlreadyActive: another active job holds the same work.
     """
+    kind = connection.scalar(select(Job.kind).where(Job.id == job_id))
+    if kind in PARENT_KINDS:
+        return None, Outbox()
     try:
         job = jobs.new_retry(connection, job_id, owner=owner)
         connection.commit()

@@ -189,7 +189,7 @@ async def retry_job(request: Request) -> JSONResponse:
         raise ApiError(
             status.HTTP_409_CONFLICT,
             "not_retryable",
-            "only failed or cancelled jobs can be retried",
+            "only failed or cancelled jobs can be retried, and of a batch only its parts",
         )
     await request.app.state.courier.deliver_async(outbox)
     return JSONResponse(

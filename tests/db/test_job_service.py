@@ -244,6 +244,16 @@ def test_cancelling_a_batch_cancels_its_queued_parts_and_ends_it(
     assert courier.deliver(outbox).ok
 
 
+def test_a_batch_parent_is_not_retried_but_its_parts_are(connection: Connection) -> None:
+    parent, outbox = batch(connection, 1)
+    (part,) = outbox.send
+    set_status(connection, parent["id"], JobStatus.failed)
+    set_status(connection, part["id"], JobStatus.failed)
+    assert job_service.retry(connection, parent["id"], owner="admin") == (None, Outbox())
+    again, sent = job_service.retry(connection, part["id"], owner="admin")
+    assert again is not None and again["parent_id"] == parent["id"] and sent.send == [again]
+
+
 def test_an_empty_batch_is_done_at_once(connection: Connection) -> None:
     parent, outbox = batch(connection, 0)
     assert parent["status"] == "succeeded" and parent["result"]["done"] == 0

@@ -40,12 +40,18 @@ def make_artist_image(job_id: str) -> None:
         raise MediaError("the uploaded picture is gone", code="file_missing", retryable=False)
     version = upload.removeprefix("upload-")
     job.report(stage="resizing", progress=0.1)
-    made: dict[str, Any] = run_isolated(
-        make_image_set,
-        kwargs={"source": str(source), "out_dir": str(folder / version)},
-        should_cancel=job.cancelled,
-        memory_limit=settings.download_memory_limit,
-    )
+    try:
+        made: dict[str, Any] = run_isolated(
+            make_image_set,
+            kwargs={"source": str(source), "out_dir": str(folder / version)},
+            should_cancel=job.cancelled,
+            memory_limit=settings.download_memory_limit,
+        )
+    except MediaError as exc:
+        if not exc.retryable:  # nothing will read the picture or its partial set again
+            source.unlink(missing_ok=True)
+            shutil.rmtree(folder / version, ignore_errors=True)
+        raise
     with job.sessions() as session:
         won = session.execute(
             update(Artist)

@@ -144,3 +144,19 @@ def test_uploads_are_capped_admin_only_and_the_images_need_a_credential(
     assert api.get(f"/artists/{artist_id}/image/128.webp").status_code == 404  # no set yet
     assert api.put("/api/artists/424242/image", content=sideways_jpeg()).status_code == 404
     assert api.get("/api/artists/99999999999").status_code == 404
+
+
+def test_a_picture_that_passes_its_header_check_but_does_not_decode_fails_its_job_cleanly(
+    api: httpx.Client, worker: Any, settings: Any
+) -> None:
+    artist_id = artist()
+    noise = io.BytesIO()
+    Image.effect_noise((600, 400), 60).convert("RGB").save(noise, format="JPEG")
+    truncated = noise.getvalue()[: len(noise.getvalue()) * 2 // 3]  # header whole, data not
+    response = api.put(f"/api/artists/{artist_id}/image", content=truncated)
+    assert response.status_code == 202, response.text
+    done = wait_for_job(api, response.json()["id"])
+    assert done["status"] == "failed" and done["error"]["type"] == "invalid_image", done
+    assert done["attempts"] == 1
+    assert list((settings.artists_dir / str(artist_id)).iterdir()) == []  # nothing left
+    assert api.get(f"/api/artists/{artist_id}").json()["image_url"] is None

@@ -37,7 +37,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ),
         help="run just one of the benchmarks",
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--ws-clients",
+        type=int,
+        nargs="+",
+        default=[1],
+        metavar="N",
+        help="split the WebSocket bench's 1,000 sockets over N Node.js client processes "
+        "(default 1); several values run each rate with each split, servers taking turns",
+    )
+    args = parser.parse_args(argv)
+    if min(args.ws_clients) < 1:
+        parser.error("--ws-clients: at least 1 client process")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
             from bench.ws_fanout import run_ws
 
             print()
-            print(run_ws(env, quick=args.quick).render(), flush=True)
+            ws = run_ws(env, quick=args.quick, client_processes=tuple(args.ws_clients))
+            print(ws.render(), flush=True)
         if args.only in (None, "stream"):
             from bench.streaming import run_stream
 

@@ -444,7 +444,7 @@ def percentile(histogram: Counter[int], p: float, bucket_ms: float) -> float | N
     for bucket in sorted(histogram):
         seen += histogram[bucket]
         if seen >= rank:
-            return (bucket + 1) * bucket_ms
+            return round((bucket + 1) * bucket_ms, 1)
     return None
 
 
@@ -668,8 +668,8 @@ def run_server_trials(
             )
             print(
                 f"  {server.name} @ {rate}/s, {client_processes} client processes: "
-                f"{trial.delivered_per_s:,.0f} delivered/s, p50 {stats['p50_ms']:.1f} ms, "
-                f"p99 {stats['p99_ms']:.1f} ms, client CPU "
+                f"{trial.delivered_per_s:,.0f} delivered/s, p50 {stats['p50_ms']} ms, "
+                f"p99 {stats['p99_ms']} ms, client CPU "
                 + " ".join(f"{c:.0f}%" for c in client_cpu),
                 file=sys.stderr,
                 flush=True,

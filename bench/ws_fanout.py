@@ -224,6 +224,39 @@ class SocketQueues(threading.Thread):
         return sum(c for c, _ in self.samples) / n, sum(s for _, s in self.samples) / n
 
 
+class ServerProfile:
+    """``py-spy record`` of a server's processes (``--subprocesses``: a
+    ``WEB_CONCURRENCY=2`` supervisor's workers too) while a trial publishes, written as
+    collapsed stacks (``--format raw``) to ``<directory>/<label>.txt``; idle threads
+    are left out, so the samples are where its CPU went. ``py-spy`` comes from PyPI
+    (``pip install py-spy``); it samples from outside the server, at ``RATE_HZ``."""
+
+    RATE_HZ = 100
+
+    def __init__(self, directory: Path, label: str, pid: int, seconds: float) -> None:
+        py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        if not Path(py_spy).exists():
+            raise RuntimeError("--ws-profile needs py-spy: pip install py-spy")
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / f"{label}.txt"
+        self.process = subprocess.Popen(
+            [
+                py_spy, "record", "--pid", str(pid), "--subprocesses",
+                "--rate", str(self.RATE_HZ), "--duration", str(math.ceil(seconds)),
+                "--format", "raw", "--output", str(self.path), "--nonblocking",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def wait(self) -> None:
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
 class VidfleetServer(ChildServer):
     """The app under uvicorn (uvloop, httptools, the ``websockets`` implementation) as the
     Procfile runs it: permessage-deflate only where ``VIDFLEET_WS_COMPRESSION`` turns it
@@ -600,6 +633,7 @@ def run_server_trials(
     token: str,
     rates: tuple[int, ...],
     client_processes: int = 1,
+    profile: Path | None = None,
     **client_options: Any,
 ) -> list[Trial]:
     trials = []
@@ -633,10 +667,16 @@ def run_server_trials(
             wait_clients = sum(run_queue_wait_seconds(pid) for pid in fleet.pids)
             busy, total = machine_busy()
             queues = SocketQueues(server.port)
+            label = f"{server.name}-{rate}-{client_processes}".replace(" ", "_")
+            sampler = None
+            if profile is not None and not isinstance(server, AnchorServer):
+                sampler = ServerProfile(profile, label, server.pid, plan.seconds)
             wall = time.monotonic()
             queues.start()
             published = server.publish(rate, plan.seconds, trial_id)
             client_unread, server_unacked = queues.means()
+            if sampler is not None:
+                sampler.wait()
             time.sleep(plan.drain)
             stats = fleet.stats()
             wall = time.monotonic() - wall
@@ -692,7 +732,13 @@ def versions() -> str:
     return f"versions: {py}; Node {node.stdout.strip()}, {js}"
 
 
-def run_ws(env: BenchEnv, *, quick: bool, client_processes: tuple[int, ...] = (1,)) -> WsResult:
+def run_ws(
+    env: BenchEnv,
+    *,
+    quick: bool,
+    client_processes: tuple[int, ...] = (1,),
+    profile: Path | None = None,
+) -> WsResult:
     try:
         import flask_socketio  # noqa: F401
         import gevent  # noqa: F401
@@ -732,7 +778,13 @@ def run_ws(env: BenchEnv, *, quick: bool, client_processes: tuple[int, ...] = (1
                 try:
                     server.start()
                     result.trials += run_server_trials(
-                        server, plan, env.admin_token, (rate,), processes, **client_options
+                        server,
+                        plan,
+                        env.admin_token,
+                        (rate,),
+                        processes,
+                        profile,
+                        **client_options,
                     )
                 finally:
                     server.stop()

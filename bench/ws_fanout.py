@@ -1,6 +1,7 @@
-"""Benchmark 4, WebSocket fan-out: 1,000 clients in ONE Node.js process
-(``bench/ws_client/client.js``: npm ``ws`` for vidfleet, ``socket.io-client`` for the
-anchor, both offering permessage-deflate as a browser does) receive job events
+"""Benchmark 4, WebSocket fan-out: 1,000 clients in one Node.js process, or split over N
+(``--ws-clients``; their latency histograms are merged) (``bench/ws_client/client.js``:
+npm ``ws`` for vidfleet, ``socket.io-client`` for the anchor, both offering
+permessage-deflate as a browser does) receive job events
 published at a fixed offered rate (20, 100, 300 events/s), from
 
 - **vidfleet**: ``uvicorn --factory web.app:create_app`` in a child process (one

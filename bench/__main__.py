@@ -14,6 +14,7 @@ import platform
 import sys
 import time
 from datetime import date
+from pathlib import Path
 
 from bench.env import bench_env
 
@@ -37,7 +38,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ),
         help="run just one of the benchmarks",
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--ws-clients",
+        type=int,
+        nargs="+",
+        default=[1],
+        metavar="N",
+        help="split the WebSocket bench's 1,000 sockets over N Node.js client processes "
+        "(default 1); several values run each rate with each split, servers taking turns",
+    )
+    parser.add_argument(
+        "--ws-profile",
+        type=Path,
+        metavar="DIR",
+        help="sample vidfleet's server with py-spy during each WebSocket trial (collapsed "
+        "stacks in DIR; needs pip install py-spy)",
+    )
+    args = parser.parse_args(argv)
+    if min(args.ws_clients) < 1:
+        parser.error("--ws-clients: at least 1 client process")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,7 +93,13 @@ def main(argv: list[str] | None = None) -> int:
             from bench.ws_fanout import run_ws
 
             print()
-            print(run_ws(env, quick=args.quick).render(), flush=True)
+            ws = run_ws(
+                env,
+                quick=args.quick,
+                client_processes=tuple(args.ws_clients),
+                profile=args.ws_profile,
+            )
+            print(ws.render(), flush=True)
         if args.only in (None, "stream"):
             from bench.streaming import run_stream
 

@@ -1,6 +1,7 @@
-"""Benchmark 4, WebSocket fan-out: 1,000 clients in ONE Node.js process
-(``bench/ws_client/client.js``: npm ``ws`` for vidfleet, ``socket.io-client`` for the
-anchor, both offering permessage-deflate as a browser does) receive job events
+"""Benchmark 4, WebSocket fan-out: 1,000 clients in one Node.js process, or split over N
+(``--ws-clients``; their latency histograms are merged) (``bench/ws_client/client.js``:
+npm ``ws`` for vidfleet, ``socket.io-client`` for the anchor, both offering
+permessage-deflate as a browser does) receive job events
 published at a fixed offered rate (20, 100, 300 events/s), from
 
 - **vidfleet**: ``uvicorn --factory web.app:create_app`` in a child process (one
@@ -30,12 +31,15 @@ bench/README.md).
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +53,7 @@ CLIENT_DIR = Path(__file__).resolve().parent / "ws_client"
 CLIENTS = 1_000
 RATES = (20, 100, 300)
 CONNECT_TIMEOUT_S = 120.0
+PARALLEL = 50  # handshakes in flight at once, over all client processes
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -157,6 +162,102 @@ def machine_busy() -> tuple[float, float]:
     return total - values[3] - values[4], total
 
 
+def run_queue_wait_seconds(pid: int) -> float:
+    """How long every thread of ``pid`` and its descendants (now alive) was ready to run
+    but waited for a CPU, in seconds (``/proc/<pid>/task/<tid>/schedstat``): what
+    sharing the cores with the other processes cost it."""
+    total = 0
+    for p in [pid, *_children(pid)]:
+        try:
+            tasks = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{p}/task/{task}/schedstat") as f:
+                    total += int(f.read().split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    return total / 1e9
+
+
+class SocketQueues(threading.Thread):
+    """Samples ``/proc/net/tcp`` once a second while a trial publishes: the bytes the
+    client has not read yet (receive queues of the sockets connected to ``port``) and the
+    bytes the server's sockets have not got acknowledged (their send queues), summed over
+    all sockets; ``means()`` averages the samples. What waits there is latency no
+    server-side figure shows."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(daemon=True)
+        self.port = port
+        self.samples: list[tuple[int, int]] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(1.0):
+            self.samples.append(self.sample())
+
+    def sample(self) -> tuple[int, int]:
+        client_unread = server_unacked = 0
+        with open("/proc/net/tcp") as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                if fields[3] != "01":  # ESTABLISHED
+                    continue
+                local_port = int(fields[1].rsplit(":", 1)[1], 16)
+                remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+                tx_queue, rx_queue = (int(q, 16) for q in fields[4].split(":"))
+                if remote_port == self.port:
+                    client_unread += rx_queue
+                elif local_port == self.port:
+                    server_unacked += tx_queue
+        return client_unread, server_unacked
+
+    def means(self) -> tuple[float, float]:
+        """Mean (client unread, server unacknowledged) bytes over the samples."""
+        self.done.set()
+        self.join()
+        if not self.samples:
+            return 0.0, 0.0
+        n = len(self.samples)
+        return sum(c for c, _ in self.samples) / n, sum(s for _, s in self.samples) / n
+
+
+class ServerProfile:
+    """``py-spy record`` of a server's processes (``--subprocesses``: a
+    ``WEB_CONCURRENCY=2`` supervisor's workers too) while a trial publishes, written as
+    collapsed stacks (``--format raw``) to ``<directory>/<label>.txt``; idle threads
+    are left out, so the samples are where its CPU went. ``py-spy`` comes from PyPI
+    (``pip install py-spy``); it samples from outside the server, at ``RATE_HZ``."""
+
+    RATE_HZ = 100
+
+    def __init__(self, directory: Path, label: str, pid: int, seconds: float) -> None:
+        py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        if not Path(py_spy).exists():
+            raise RuntimeError("--ws-profile needs py-spy: pip install py-spy")
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / f"{label}.txt"
+        self.process = subprocess.Popen(
+            [
+                py_spy, "record", "--pid", str(pid), "--subprocesses",
+                "--rate", str(self.RATE_HZ), "--duration", str(math.ceil(seconds)),
+                "--format", "raw", "--output", str(self.path), "--nonblocking",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def wait(self) -> None:
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
 class VidfleetServer(ChildServer):
     """The app under uvicorn (uvloop, httptools, the ``websockets`` implementation) as the
     Procfile runs it: permessage-deflate only where ``VIDFLEET_WS_COMPRESSION`` turns it
@@ -254,13 +355,12 @@ class NodeClient:
             stdout=subprocess.PIPE,
             text=True,
         )
-        self.ready = self._read("ready", CONNECT_TIMEOUT_S)
 
     @property
     def pid(self) -> int:
         return self.process.pid
 
-    def _read(self, key: str, timeout: float) -> dict[str, Any]:
+    def read(self, key: str, timeout: float) -> dict[str, Any]:
         assert self.process.stdout is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -274,20 +374,112 @@ class NodeClient:
                 return dict(message[key]) if isinstance(message[key], dict) else message
         raise RuntimeError(f"the Node client sent no {key!r} in {timeout:.0f} s")
 
-    def command(self, command: str, reply: str | None) -> dict[str, Any]:
+    def send(self, command: str) -> None:
         assert self.process.stdin is not None
         self.process.stdin.write(command + "\n")
         self.process.stdin.flush()
-        return self._read(reply, 60) if reply else {}
 
     def close(self) -> None:
         if self.process.poll() is None:
             try:
-                self.command("quit", None)
+                self.send("quit")
                 self.process.wait(10)
             except (OSError, subprocess.TimeoutExpired):
                 self.process.kill()
                 self.process.wait()
+
+
+class ClientFleet:
+    """The bench's sockets split as evenly as can be over ``processes`` Node.js client
+    processes, driven together: a command goes to all of them before any answer is read,
+    and their stats are merged (counters summed, latency histograms added, so p50/p99 are
+    over every event any of them received, not an average of theirs).
+
+    Each process opens its share with ``PARALLEL / processes`` handshakes in flight, so
+    the server sees about as many connection attempts at once whatever the split."""
+
+    def __init__(
+        self,
+        mode: str,
+        url: str,
+        clients: int,
+        token: str | None,
+        processes: int,
+        **options: Any,
+    ) -> None:
+        shares = [clients // processes + (i < clients % processes) for i in range(processes)]
+        parallel = max(1, PARALLEL // processes)
+        self.members: list[NodeClient] = []
+        try:
+            for share in shares:
+                self.members.append(
+                    NodeClient(mode, url, share, token, parallel=parallel, **options)
+                )
+            readies = [m.read("ready", CONNECT_TIMEOUT_S) for m in self.members]
+        except BaseException:
+            self.close()
+            raise
+        self.ready = merge_counts(readies)
+        self.ready["connect_ms"] = max(r["connect_ms"] for r in readies)
+
+    @property
+    def pids(self) -> list[int]:
+        return [m.pid for m in self.members]
+
+    def command(self, command: str, reply: str) -> list[dict[str, Any]]:
+        for member in self.members:
+            member.send(command)
+        return [member.read(reply, 60) for member in self.members]
+
+    def stats(self) -> dict[str, Any]:
+        """``stop`` on every process: the merged counters, histogram and percentiles, and
+        each process's event-loop utilization."""
+        each = self.command("stop", "stats")
+        merged = merge_counts(each, skip=("histogram", "loop_utilization", "bucket_ms"))
+        histogram: Counter[int] = Counter()
+        for stats in each:
+            histogram.update({int(b): int(n) for b, n in stats["histogram"]})
+        bucket_ms = float(each[0]["bucket_ms"])
+        merged["p50_ms"] = percentile(histogram, 50, bucket_ms)
+        merged["p99_ms"] = percentile(histogram, 99, bucket_ms)
+        merged["max_ms"] = max(float(s["max_ms"]) for s in each)
+        merged["state_max_ms"] = max(float(s["state_max_ms"]) for s in each)
+        merged["loop_utilization"] = [float(s["loop_utilization"]) for s in each]
+        return merged
+
+    def close(self) -> None:
+        for member in self.members:
+            member.close()
+
+
+def merge_counts(reports: list[dict[str, Any]], skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Numbers summed and ``{name: count}`` tables added up, key by key."""
+    merged: dict[str, Any] = {}
+    for report in reports:
+        for key, value in report.items():
+            if key in skip:
+                continue
+            if isinstance(value, dict):
+                table = merged.setdefault(key, {})
+                for name, count in value.items():
+                    table[name] = table.get(name, 0) + count
+            elif isinstance(value, int | float):
+                merged[key] = merged.get(key, 0) + value
+    return merged
+
+
+def percentile(histogram: Counter[int], p: float, bucket_ms: float) -> float | None:
+    """The upper edge of the bucket that holds the ``p``-th percentile event."""
+    total = sum(histogram.values())
+    if total == 0:
+        return None
+    rank = max(1, math.ceil(p / 100 * total))
+    seen = 0
+    for bucket in sorted(histogram):
+        seen += histogram[bucket]
+        if seen >= rank:
+            return round((bucket + 1) * bucket_ms, 1)
+    return None
 
 
 def node_binary() -> str:
@@ -324,10 +516,21 @@ class Trial:
     ready: dict[str, Any]
     stats: dict[str, Any]
     server_cpu: float  # % of one core
-    client_cpu: float
+    client_cpu: float  # all client processes
+    client_processes: int = 1
+    client_cpu_max: float = 0.0  # the busiest client process
     anchor: bool = False
     deflate: bool = True
     machine_cpu: float = 0.0  # % of all cores busy, by anything
+    server_wait: float = 0.0  # % of the wall time the server's threads waited for a CPU
+    client_wait: float = 0.0  # the same, summed over the client processes
+    client_unread: float = 0.0  # mean bytes in the client's receive queues
+    server_unacked: float = 0.0  # mean bytes in the server's send queues
+
+    @property
+    def loop_max(self) -> float:
+        """The busiest client process's event-loop utilization (1 = never idle)."""
+        return max(self.stats.get("loop_utilization") or [0.0])
 
     @property
     def delivered_per_s(self) -> float:
@@ -355,10 +558,10 @@ class WsResult:
     versions: str = ""
 
     def render(self) -> str:
-        anchors = {(t.rate, t.deflate): t for t in self.trials if t.anchor}
+        anchors = {(t.rate, t.deflate, t.client_processes): t for t in self.trials if t.anchor}
         rows = []
         for t in self.trials:
-            a = anchors.get((t.rate, t.deflate))
+            a = anchors.get((t.rate, t.deflate, t.client_processes))
 
             def ratio(value: float | None, base: float | None) -> str:
                 if value is None or not base:
@@ -370,6 +573,7 @@ class WsResult:
                 [
                     t.server + ("" if t.deflate else ", no deflate"),
                     str(t.rate),
+                    str(t.client_processes),
                     f"{t.ready['open']}/{t.clients}",
                     str(t.stats["open"]),
                     f"{t.delivered_per_s:,.0f}",
@@ -380,7 +584,13 @@ class WsResult:
                     "-" if p99 is None else f"{p99:.1f}",
                     str(t.closes_1013),
                     f"{t.server_cpu:.0f}%",
+                    f"{t.server_wait:.0f}%",
                     f"{t.client_cpu:.0f}%",
+                    f"{t.client_cpu_max:.0f}%",
+                    f"{t.loop_max * 100:.0f}%",
+                    f"{t.client_wait:.0f}%",
+                    f"{t.client_unread / 1e6:.0f}",
+                    f"{t.server_unacked / 1e6:.0f}",
                     f"{t.machine_cpu:.0f}%",
                     ratio(t.delivered_per_s, a.delivered_per_s if a else None),
                     ratio(p50, a.stats["p50_ms"] if a else None),
@@ -389,16 +599,18 @@ class WsResult:
                 ]
             )
         header = [
-            "server", "ev/s in", "open", "end", "delivered/s", "frames/s", "deliv", "state",
-            "p50 ms",
-            "p99 ms", "1013", "srv CPU", "cli CPU", "all", "deliv/anch", "p50/anch", "p99/anch",
-            "CPU/anch",
+            "server", "ev/s in", "N cli", "open", "end", "delivered/s", "frames/s", "deliv",
+            "state", "p50 ms", "p99 ms", "1013", "srv CPU", "srv wait", "cli CPU", "cli max",
+            "loop max", "cli wait", "unread MB", "unacked MB", "all", "deliv/anch",
+            "p50/anch", "p99/anch", "CPU/anch",
         ]  # fmt: skip
         intro = (
-            f"WebSocket fan-out: {self.plan.clients} clients in one Node.js process, "
-            f"{self.plan.seconds:.0f} s per trial (+{self.plan.drain:.0f} s drain), "
-            "permessage-deflate offered; CPU in % of one core, all = the machine's "
-            f"{os.cpu_count()} cores busy"
+            f"WebSocket fan-out: {self.plan.clients} clients split over N Node.js processes "
+            f"(N cli), {self.plan.seconds:.0f} s per trial (+{self.plan.drain:.0f} s drain), "
+            "permessage-deflate offered; CPU and wait (ready to run, no CPU free) in % of "
+            "one core, cli max = the busiest client process, loop max = its event loop's "
+            "utilization; unread/unacked = mean MB in the client's receive / the server's "
+            f"send queues while publishing; all = the machine's {os.cpu_count()} cores busy"
         )
         notes = []
         for t in self.trials:
@@ -421,39 +633,60 @@ def run_server_trials(
     plan: WsPlan,
     token: str,
     rates: tuple[int, ...],
+    client_processes: int = 1,
+    profile: Path | None = None,
     **client_options: Any,
 ) -> list[Trial]:
     trials = []
     deflate = client_options.get("deflate", True) is not False
-    client = NodeClient(
+    fleet = ClientFleet(
         server.mode,
         server.client_url(),
         plan.clients,
         token if server.mode == "ws" else None,
+        client_processes,
         **client_options,
     )
     try:
-        ready = client.ready
+        ready = fleet.ready
         print(
             f"  {server.name}: {ready['open']}/{plan.clients} sockets open in "
-            f"{ready['connect_ms'] / 1000:.1f} s, extensions {ready['extensions']}"
+            f"{ready['connect_ms'] / 1000:.1f} s over {client_processes} client processes, "
+            f"extensions {ready['extensions']}"
             + (f", errors {ready['errors']}" if ready["errors"] else ""),
             file=sys.stderr,
             flush=True,
         )
         time.sleep(0.5)  # the subscribe messages land
         for rate in rates:
-            start_ready = {"open": client.command("stop", "stats")["open"]}
+            start_ready = {"open": fleet.stats()["open"]}
             trial_id = f"{server.mode}{server.port}-{rate}"
-            client.command(f"start {trial_id}", "started")
-            cpu_server, cpu_client = cpu_seconds(server.pid), cpu_seconds(client.pid)
+            fleet.command(f"start {trial_id}", "started")
+            cpu_server = cpu_seconds(server.pid)
+            cpu_clients = [cpu_seconds(pid) for pid in fleet.pids]
+            wait_server = run_queue_wait_seconds(server.pid)
+            wait_clients = sum(run_queue_wait_seconds(pid) for pid in fleet.pids)
             busy, total = machine_busy()
+            queues = SocketQueues(server.port)
+            label = f"{server.name}-{rate}-{client_processes}".replace(" ", "_")
+            sampler = None
+            if profile is not None and not isinstance(server, AnchorServer):
+                sampler = ServerProfile(profile, label, server.pid, plan.seconds)
             wall = time.monotonic()
+            queues.start()
             published = server.publish(rate, plan.seconds, trial_id)
+            client_unread, server_unacked = queues.means()
+            if sampler is not None:
+                sampler.wait()
             time.sleep(plan.drain)
-            stats = client.command("stop", "stats")
+            stats = fleet.stats()
             wall = time.monotonic() - wall
             busy_after, total_after = machine_busy()
+            client_cpu = [
+                (cpu_seconds(pid) - before) / wall * 100
+                for pid, before in zip(fleet.pids, cpu_clients, strict=True)
+            ]
+            waited_clients = sum(run_queue_wait_seconds(pid) for pid in fleet.pids)
             trial = Trial(
                 server=server.name,
                 rate=rate,
@@ -463,20 +696,28 @@ def run_server_trials(
                 ready=start_ready,
                 stats=stats,
                 server_cpu=(cpu_seconds(server.pid) - cpu_server) / wall * 100,
-                client_cpu=(cpu_seconds(client.pid) - cpu_client) / wall * 100,
+                client_cpu=sum(client_cpu),
+                client_processes=client_processes,
+                client_cpu_max=max(client_cpu),
                 anchor=isinstance(server, AnchorServer),
                 deflate=deflate,
                 machine_cpu=(busy_after - busy) / max(1.0, total_after - total) * 100,
+                server_wait=(run_queue_wait_seconds(server.pid) - wait_server) / wall * 100,
+                client_wait=(waited_clients - wait_clients) / wall * 100,
+                client_unread=client_unread,
+                server_unacked=server_unacked,
             )
             print(
-                f"  {server.name} @ {rate}/s: {trial.delivered_per_s:,.0f} delivered/s, "
-                f"p99 {stats['p99_ms']} ms",
+                f"  {server.name} @ {rate}/s, {client_processes} client processes: "
+                f"{trial.delivered_per_s:,.0f} delivered/s, p50 {stats['p50_ms']} ms, "
+                f"p99 {stats['p99_ms']} ms, client CPU "
+                + " ".join(f"{c:.0f}%" for c in client_cpu),
                 file=sys.stderr,
                 flush=True,
             )
             trials.append(trial)
     finally:
-        client.close()
+        fleet.close()
     return trials
 
 
@@ -492,7 +733,13 @@ def versions() -> str:
     return f"versions: {py}; Node {node.stdout.strip()}, {js}"
 
 
-def run_ws(env: BenchEnv, *, quick: bool) -> WsResult:
+def run_ws(
+    env: BenchEnv,
+    *,
+    quick: bool,
+    client_processes: tuple[int, ...] = (1,),
+    profile: Path | None = None,
+) -> WsResult:
     try:
         import flask_socketio  # noqa: F401
         import gevent  # noqa: F401
@@ -526,13 +773,20 @@ def run_ws(env: BenchEnv, *, quick: bool) -> WsResult:
         (vidfleet(1), {"deflate": False}),
     ]
     for rate in plan.rates:
-        for make, client_options in runs + (plain if rate in plan.plain_rates else []):
-            server = make()
-            try:
-                server.start()
-                result.trials += run_server_trials(
-                    server, plan, env.admin_token, (rate,), **client_options
-                )
-            finally:
-                server.stop()
+        for processes in client_processes:
+            for make, client_options in runs + (plain if rate in plan.plain_rates else []):
+                server = make()
+                try:
+                    server.start()
+                    result.trials += run_server_trials(
+                        server,
+                        plan,
+                        env.admin_token,
+                        (rate,),
+                        processes,
+                        profile,
+                        **client_options,
+                    )
+                finally:
+                    server.stop()
     return result

@@ -1,12 +1,15 @@
 // N WebSocket (vidfleet /ws, npm `ws`) or Socket.IO (npm `socket.io-client`) clients in
-// one Node.js process, for bench/ws_fanout.py.
+// one Node.js process, for bench/ws_fanout.py (which may start several such processes
+// and merge their histograms).
 //
 // argv[2]: JSON {"mode": "ws"|"sio", "url", "clients", "token"?, "parallel"?}
 // stdout: one JSON line per report; stdin: one command per line:
 //   (on its own, once every socket is open or failed) {"ready": ...}
 //   "start T"  forget what was counted so far and count trial T's events from now (events
 //            of other trials, late arrivals of an earlier one, count as "stale")
-//   "stop"   print {"stats": ...} for what arrived since "start"
+//   "stop"   print {"stats": ...} for what arrived since "start": counters, the latency
+//            histogram as [[bucket, count], ...] for its non-empty 0.1 ms buckets, and
+//            the event loop's utilization since "start" (1 = never idle: saturated)
 //   "quit"   close every socket and exit
 // Each event is {"type": "job", "id", "job": {..., "params": {"t": created ms, "seq", "trial",
 // "state": true for a state change (never conflated), false for a progress report}}};
@@ -70,15 +73,10 @@ function record(i, event, at) {
   events++;
 }
 
-function percentile(p) {
-  if (events === 0) return null;
-  const rank = Math.max(1, Math.ceil((p / 100) * events));
-  let seen = 0;
-  for (let b = 0; b < BUCKETS; b++) {
-    seen += histogram[b];
-    if (seen >= rank) return (b + 1) * BUCKET_MS; // upper edge of the bucket
-  }
-  return null;
+function sparseHistogram() {
+  const filled = [];
+  for (let b = 0; b < BUCKETS; b++) if (histogram[b] > 0) filled.push([b, histogram[b]]);
+  return filled;
 }
 
 function reset() {
@@ -220,12 +218,14 @@ async function main() {
   await Promise.all(Array.from({ length: Math.min(PARALLEL, N) }, worker));
   emit({ ready: { opened, failed, open, errors, extensions, connect_ms: now() - started } });
 
+  let loopSince = performance.eventLoopUtilization();
   const rl = readline.createInterface({ input: process.stdin });
   rl.on('line', (line) => {
     const command = line.trim();
     if (command.startsWith('start')) {
       reset();
       trial = command.split(' ')[1];
+      loopSince = performance.eventLoopUtilization();
       emit({ started: true });
     } else if (command === 'stop') {
       emit({
@@ -238,8 +238,9 @@ async function main() {
           bytes,
           duplicates,
           stale,
-          p50_ms: percentile(50),
-          p99_ms: percentile(99),
+          bucket_ms: BUCKET_MS,
+          histogram: sparseHistogram(),
+          loop_utilization: performance.eventLoopUtilization(loopSince).utilization,
           max_ms: maxLatency,
           state_events: stateEvents,
           state_max_ms: stateMaxLatency,

@@ -59,24 +59,27 @@ class JobWatcher:
         self._stop = threading.Event()
 
     def ensure_running(self) -> None:
-        """Start the thread unless it runs (cheap: every message asks)."""
-        thread = self._thread
-        if thread is not None and thread.is_alive():
-            return
+        """Start the thread unless one runs that is not stopping (cheap: every message
+        asks). A stop event per thread: a worker started again right after a stop gets a
+        new thread at once, not the old one that is about to end (its jobs would have
+        had no heartbeat until the next message came)."""
+        thread, stop = self._thread, self._stop
+        if thread is not None and thread.is_alive() and not stop.is_set():
+            return  # the case of every message but the first
         with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._stop.clear()
+            if self._thread is None or not self._thread.is_alive() or self._stop.is_set():
+                self._stop = threading.Event()
                 self._thread = threading.Thread(
-                    target=self._watch, name="vidfleet-job-watcher", daemon=True
+                    target=self._watch, args=(self._stop,), name="vidfleet-job-watcher", daemon=True
                 )
                 self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
 
-    def _watch(self) -> None:
+    def _watch(self, stop: threading.Event) -> None:
         last_beat = time.monotonic()
-        while not self._stop.wait(WATCH_EVERY_S):
+        while not stop.wait(WATCH_EVERY_S):
             try:
                 if self.watch_once(beat=time.monotonic() - last_beat >= self.beat_every):
                     last_beat = time.monotonic()

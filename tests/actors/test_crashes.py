@@ -16,7 +16,14 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from tests.support import alive, descendants, stop_process_group, wait_for, wait_for_job
+from tests.support import (
+    alive,
+    child_processes,
+    descendants,
+    stop_process_group,
+    wait_for,
+    wait_for_job,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 # The workers' logs, for when a crash test fails.
@@ -104,7 +111,17 @@ def test_a_job_that_kills_its_worker_every_time_fails_after_max_attempts(
     enqueue_job(swallow_poison, job.id, "bulk")
     for attempt in range(1, settings.max_attempts + 1):
         with worker_process("tests.poison") as worker:
-            worker.wait(60)  # the pill kills the worker process; dramatiq then exits
+
+            def pill_taken(attempt: int = attempt) -> bool:
+                # The pill kills the worker process: its claim is in, and dramatiq's main
+                # process has no live worker left. It then exits, once its log pipes close
+                # (a child of the dead worker may hold them a while); it is stopped below.
+                if worker.poll() is not None:
+                    return True
+                taken = api.get(f"/api/jobs/{job.id}").json()["attempts"] == attempt
+                return taken and not child_processes(worker.pid)
+
+            wait_for(pill_taken, timeout=60, what=f"attempt {attempt} to kill its worker")
         current = api.get(f"/api/jobs/{job.id}").json()
         assert current["status"] == "running" and current["attempts"] == attempt
         # The scheduler's lifeline, run here: once the heartbeat expired, the job goes

@@ -35,7 +35,7 @@ from web.errors import ApiError, not_found
 from web.jobs import check_job_caps, parse_limit
 from web.streams import MEDIA_HEADERS
 from web.thumbnails import CACHE_CONTROL, not_modified
-from web.videos import MAX_ID
+from web.videos import MAX_ID, nearest_width
 
 IMAGE_PATH = r"/api/artists/[0-9]+/image"
 NAME = re.compile(r"(?P<width>[0-9]{1,4})\.(?P<ext>webp|jpg|avif)")
@@ -48,15 +48,12 @@ def artist_to_dict(artist: Artist) -> dict[str, Any]:
     widths = artist.image_widths or []
     formats = artist.image_formats or []
     base = f"/artists/{artist.id}/image"
+    nearest = nearest_width(widths, IMAGE_WIDTH)
     return {
         "id": artist.id,
         "name": artist.name,
         "created_at": iso(artist.created_at),
-        "image_url": (
-            f"{base}/{min(widths, key=lambda w: (abs(w - IMAGE_WIDTH), w))}.webp"
-            if widths
-            else None
-        ),
+        "image_url": None if nearest is None else f"{base}/{nearest}.webp",
         "images": {
             str(width): {ext: f"{base}/{width}.{ext}" for ext in formats} for width in widths
         },

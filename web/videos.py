@@ -68,12 +68,16 @@ THUMBNAIL_WIDTH = 320
 QUALITY_LABEL = re.compile(r"[a-z]{1,16}")
 
 
+def nearest_width(widths: list[int], width: int) -> int | None:
+    """Of the ``widths`` an image set has, the one nearest ``width`` (the smaller of two
+    as near); None for an empty set."""
+    return min(widths, key=lambda have: (abs(have - width), have)) if widths else None
+
+
 def thumbnail_url(video_id: int, widths: list[int], width: int, ext: str = "webp") -> str | None:
     """The URL of a video's thumbnail of ``width`` (the nearest it has), if it has any."""
-    if not widths:
-        return None
-    nearest = min(widths, key=lambda have: (abs(have - width), have))
-    return f"/thumbnails/{video_id}/{nearest}.{ext}"
+    nearest = nearest_width(widths, width)
+    return None if nearest is None else f"/thumbnails/{video_id}/{nearest}.{ext}"
 
 
 def _bad(code: str, message: str, field: str) -> ApiError:

@@ -61,15 +61,7 @@ def try_egress(port: int, unix_path: str) -> dict[str, str]:
             [ffmpeg_path(), "-version"], check=True, capture_output=True
         ),
     }
-    outcome = {}
-    for name, attempt in attempts.items():
-        try:
-            attempt()
-        except Exception as exc:
-            outcome[name] = type(exc).__name__
-        else:
-            outcome[name] = "ok"
-    return outcome
+    return _outcomes(attempts)
 
 
 def _connect_by_name(port: int) -> None:
@@ -124,15 +116,7 @@ def try_shell_and_loopback(port: int) -> dict[str, str]:
         "shell": lambda: subprocess.run(["sh", "-c", "true"], check=True),
         "os_system": lambda: os.system("true"),
     }
-    outcome = {}
-    for name, attempt in attempts.items():
-        try:
-            attempt()
-        except Exception as exc:
-            outcome[name] = type(exc).__name__
-        else:
-            outcome[name] = "ok"
-    return outcome
+    return _outcomes(attempts)
 
 
 def hoard_memory(megabytes: int) -> int:
@@ -153,3 +137,16 @@ def crash_like_a_decoder(*args: object, **kwargs: object) -> None:
     import signal
 
     os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def _outcomes(attempts: dict[str, Callable[[], object]]) -> dict[str, str]:
+    """Each attempt's outcome: "ok" or the name of the error it raised."""
+    outcome = {}
+    for name, attempt in attempts.items():
+        try:
+            attempt()
+        except Exception as exc:
+            outcome[name] = type(exc).__name__
+        else:
+            outcome[name] = "ok"
+    return outcome

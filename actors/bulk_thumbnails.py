@@ -1,7 +1,8 @@
-"""One part of a bulk thumbnail run (``POST /api/videos/bulk/thumbnails``): about 20
-videos' analyses (probe, quality, thumbnails: the same work as after a download), each
-in a process of its own. One bad file fails its item, not its part; the part's result
-lists what it did, and its parent batch sums its parts (:func:`db.job_service.roll_up`).
+"""One part of a bulk analysis (``POST /api/videos/bulk/thumbnails`` and
+``/bulk/analyze``, the nightly sweeps): about 20 videos' analyses (probe, quality,
+thumbnails: the same work as after a download), each in a process of its own. One bad
+file fails its item, not its part (:func:`actors.batch_part.run_part`); its parent
+batch sums its parts (:func:`db.job_service.roll_up`).
 
 Parts are jobs on the ``media`` queue, so every worker machine takes some; inside a
 worker each thread runs one part, and each item's decoding and encoding runs in its own
@@ -10,11 +11,10 @@ child process, so a worker uses as many cores as it has threads.
 
 from __future__ import annotations
 
-import os
-import socket
 from typing import Any
 
 from actors.analyze import analyze_in_child
+from actors.batch_part import run_part
 from actors.broker import broker as _broker  # noqa: F401  (set before any actor)
 from actors.job_context import JobContext, current_job
 from actors.job_tracking import job_actor
@@ -30,24 +30,7 @@ ITEM_TRIES = 2
 @job_actor(kind=JobKind.thumbnail_chunk, queue_name=Queue.media, time_limit=30 * 60_000)
 def make_thumbnails(job_id: str) -> None:
     job = current_job()
-    video_ids = [int(video_id) for video_id in job.params["video_ids"]]
-    done, skipped = 0, 0
-    failed: list[dict[str, Any]] = []
-    for number, video_id in enumerate(video_ids):
-        job.raise_if_cancelled()
-        job.report(stage="thumbnails", progress=number / len(video_ids))
-        try:
-            found = _analyze_item(job, video_id)
-        except MediaError as exc:
-            if exc.code == "cancelled":
-                raise
-            failed.append({"video_id": video_id, "reason": exc.message})
-            continue
-        done += found is not None
-        skipped += found is None
-    # Which worker process ran the part (a fleet's parts spread over its machines).
-    worker = f"{socket.gethostname()}:{os.getpid()}"
-    job.result = {"done": done, "skipped": skipped, "failed": failed, "worker": worker}
+    run_part(job, lambda video_id: _analyze_item(job, int(video_id)) is not None, stage="analyzing")
 
 
 def _analyze_item(job: JobContext, video_id: int) -> dict[str, Any] | None:

@@ -187,8 +187,13 @@ class JobTracking(Middleware):
                 job_id, attempt=attempt, error=None, refund=True, note=exception.reason
             )
         elif isinstance(exception, Cancelled):
+            # A part of a batch says how far it got (actors.batch_part).
             outcome = ledger.finish(
-                job_id, JobStatus.cancelled, attempt=attempt, error=describe_error(exception)
+                job_id,
+                JobStatus.cancelled,
+                attempt=attempt,
+                result=context.result,
+                error=describe_error(exception),
             )
         elif message.failed or attempt >= context.job["max_attempts"]:
             outcome = ledger.finish(

@@ -273,29 +273,45 @@ def unsettled_parents(connection: Connection | Session, limit: int = 100) -> lis
     return list(rows)
 
 
+def batch_items(params: dict[str, Any]) -> list[Any]:
+    """The items of one part of a batch (ids of videos, artists...). Parts queued
+    before items had a name of their own carry ``video_ids``."""
+    return list(params.get("items", params.get("video_ids", [])))
+
+
+def _item_order(failure: dict[str, Any]) -> tuple[bool, str]:
+    # Item ids are ints (videos, artists) or strings: numbers first, each in order.
+    item = failure.get("id")
+    return not isinstance(item, int), str(item).zfill(20)
+
+
 def _summary(children: Sequence[Row[Any]]) -> dict[str, Any]:
-    """A batch's result: items done, failed (with their reasons) and skipped, summed
-    over its children. A child that ended without a result (failed or cancelled as a
-    whole) counts all its items as failed, or skipped, with its error."""
-    done = skipped = failed_count = 0
+    """A batch's result, summed over its parts: items ``done``, ``failed`` (the first
+    :data:`SUMMARY_FAILURES` as ``{id, reason}``; ``failed_count`` is exact),
+    ``skipped`` (nothing to do) and ``cancelled`` (not done because the batch was
+    cancelled). A part that failed as a whole counts its items as failed with its
+    error; one cancelled before it started counts them as cancelled."""
+    done = skipped = cancelled = failed_count = 0
     failed: list[dict[str, Any]] = []
     for status, result, error, params in children:
-        items = len(params.get("video_ids", []))
-        if status == JobStatus.succeeded and result:
+        items = batch_items(params)
+        if result and status in (JobStatus.succeeded, JobStatus.cancelled):
             done += int(result.get("done", 0))
             skipped += int(result.get("skipped", 0))
+            cancelled += int(result.get("cancelled", 0))
             failed_count += len(result.get("failed", []))
             failed += result.get("failed", [])
         elif status == JobStatus.cancelled:
-            skipped += items
+            cancelled += len(items)
         else:
             reason = (error or {}).get("message", "the part failed")
-            failed_count += items
-            failed += [{"video_id": item, "reason": reason} for item in params.get("video_ids", [])]
-    failed.sort(key=lambda failure: failure.get("video_id", 0))
+            failed_count += len(items)
+            failed += [{"id": item, "reason": reason} for item in items]
+    failed.sort(key=_item_order)
     return {
         "done": done,
-        "failed": failed_count,
+        "failed": failed[:SUMMARY_FAILURES],
+        "failed_count": failed_count,
         "skipped": skipped,
-        "failures": failed[:SUMMARY_FAILURES],
+        "cancelled": cancelled,
     }

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from starlette import status
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -31,11 +31,20 @@ def _bad(code: str, message: str, field: str | None = None) -> ApiError:
     return ApiError(status.HTTP_400_BAD_REQUEST, code, message, field=field)
 
 
-def _selection(body: dict[str, Any]) -> tuple[str, Any]:
-    """Which videos: ``("ids", [...])``, ``("all", None)`` or ``("missing", None)``."""
-    chosen = [key for key in ("ids", "all", "missing") if key in body]
-    if len(chosen) != 1 or set(body) - {"ids", "all", "missing"}:
-        raise _bad("invalid_selection", 'send one of "ids": [...], "all": true, "missing": true')
+def selection(body: dict[str, Any], flags: tuple[str, ...] = ("all",)) -> tuple[str, Any]:
+    """Which items a bulk request names: ``("ids", [sorted unique ids])``, or
+    ``(flag, None)`` for one of ``flags`` set to true (``all``; ``missing`` where the
+    operation has it).
+
+    Raises:
+      ApiError: 400 unless exactly one of them is given, with 1 to :data:`MAX_IDS`
+        positive ids.
+    """
+    keys = ("ids", *flags)
+    chosen = [key for key in keys if key in body]
+    if len(chosen) != 1 or set(body) - set(keys):
+        choices = ", ".join([f'"{key}": true' for key in flags])
+        raise _bad("invalid_selection", f'send one of "ids": [...], {choices}')
     key = chosen[0]
     if key == "ids":
         ids = body["ids"]
@@ -44,39 +53,45 @@ def _selection(body: dict[str, Any]) -> tuple[str, Any]:
             or not 1 <= len(ids) <= MAX_IDS
             or not all(type(i) is int and 1 <= i <= MAX_ID for i in ids)
         ):
-            raise _bad("invalid_ids", f"ids must be 1 to {MAX_IDS} video ids", "ids")
+            raise _bad("invalid_ids", f"ids must be 1 to {MAX_IDS} ids", "ids")
         return key, sorted(set(ids))
     if body[key] is not True:
         raise _bad("invalid_selection", f"{key} must be true", key)
     return key, None
 
 
-async def bulk_thumbnails(request: Request) -> JSONResponse:
-    key, ids = _selection(await read_json_object(request))
-    query = select(Video.id).order_by(Video.id)
-    if key == "ids":
-        query = query.where(Video.id.in_(ids))
-    elif key == "missing":
-        query = query.where(Video.thumbnail_widths.is_(None))
+async def start_batch(
+    request: Request,
+    *,
+    items: Select[Any],
+    kind: str,
+    part_kind: str,
+    part_queue: str,
+    params: dict[str, Any],
+    asked: int | None = None,
+) -> JSONResponse:
+    """Answer a bulk request: a parent job of ``kind`` (202, ``Location`` its URL) whose
+    parts of :data:`db.job_service.PART_SIZE` items (the ids ``items`` selects) are jobs
+    of ``part_kind`` on ``part_queue``. ``asked``: how many ids the request named (the
+    parent's ``not_found`` says how many of them do not exist). Counts against the
+    owner's job caps."""
     settings = request.app.state.settings
     async with request.app.state.db() as session:
-        found = list((await session.scalars(query)).all())
+        found = list((await session.scalars(items)).all())
         batches = job_service.parts(found)
         owner = await check_job_caps(request, session, new=len(batches) + 1)
-        params = {"selection": key, "videos": len(found)}
-        if ids is not None:
-            params["not_found"] = len(ids) - len(found)
+        params = {**params, "items": len(found)}
+        if asked is not None:
+            params["not_found"] = asked - len(found)
         parent, outbox = await session.run_sync(
             lambda sync: job_service.submit_batch(
                 sync,
-                kind=JobKind.thumbnails,
+                kind=kind,
                 queue=Queue.bulk,
                 params=params,
                 owner=owner,
                 max_attempts=settings.max_attempts,
-                children=[
-                    (JobKind.thumbnail_chunk, Queue.media, {"video_ids": part}) for part in batches
-                ],
+                children=[(part_kind, part_queue, {"items": part}) for part in batches],
             )
         )
     await request.app.state.courier.deliver_async(outbox)
@@ -84,6 +99,24 @@ async def bulk_thumbnails(request: Request) -> JSONResponse:
         parent,
         status_code=status.HTTP_202_ACCEPTED,
         headers={"Location": f"/api/jobs/{parent['id']}"},
+    )
+
+
+async def bulk_thumbnails(request: Request) -> JSONResponse:
+    key, ids = selection(await read_json_object(request), ("all", "missing"))
+    query = select(Video.id).order_by(Video.id)
+    if key == "ids":
+        query = query.where(Video.id.in_(ids))
+    elif key == "missing":
+        query = query.where(Video.thumbnail_widths.is_(None))
+    return await start_batch(
+        request,
+        items=query,
+        kind=JobKind.thumbnails,
+        part_kind=JobKind.thumbnail_chunk,
+        part_queue=Queue.media,
+        params={"selection": key},
+        asked=len(ids) if ids is not None else None,
     )
 
 

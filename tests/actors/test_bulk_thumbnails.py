@@ -54,7 +54,7 @@ def test_bulk_thumbnails_spread_over_two_worker_processes_and_sum_up(
     parent = bulk.json()
     assert parent["status"] == "running" and parent["progress"] == 0
     children = api.get(f"/api/jobs?parent_id={parent['id']}").json()["items"]
-    assert sorted(len(c["params"]["video_ids"]) for c in children) == [20, 20, 20]
+    assert sorted(len(c["params"]["items"]) for c in children) == [20, 20, 20]
     assert {c["queue"] for c in children} == {"media"}
 
     env = dict(
@@ -87,9 +87,9 @@ def test_bulk_thumbnails_spread_over_two_worker_processes_and_sum_up(
     assert seen == sorted(seen) and seen[-1] == 1.0, seen  # only ever grows
     assert done["status"] == "succeeded", done
     summary = done["result"]
-    assert (summary["done"], summary["failed"], summary["skipped"]) == (59, 1, 0), summary
-    (failure,) = summary["failures"]
-    assert failure["video_id"] == ids[37] and "not" in failure["reason"]
+    assert (summary["done"], summary["failed_count"], summary["skipped"]) == (59, 1, 0), summary
+    (failure,) = summary["failed"]
+    assert failure["id"] == ids[37] and "not" in failure["reason"]
     parts = api.get(f"/api/jobs?parent_id={parent['id']}").json()["items"]
     assert all(part["status"] == "succeeded" for part in parts)  # the bad file failed only itself
     assert len({part["result"]["worker"] for part in parts}) == 2  # both processes did parts

@@ -61,11 +61,11 @@ def test_a_hostile_library_fails_item_by_item_and_the_worker_serves_on(
     done = wait_for_job(api, bulk["id"], timeout=120)
     assert time.monotonic() - started < 60  # each within its timeout, not stuck
     summary = done["result"]
-    reasons = {failure["video_id"]: failure["reason"] for failure in summary["failures"]}
+    reasons = {failure["id"]: failure["reason"] for failure in summary["failed"]}
     by_name = {name: reasons.get(video_id) for name, video_id in ids.items()}
     assert by_name.pop("good.mp4") is None
     by_name.pop("cut.mp4")  # a failure with its reason, or the readable part analysed
-    assert summary["done"] + summary["failed"] == len(ids)
+    assert summary["done"] + summary["failed_count"] == len(ids)
     # The polyglot opens as a GIF: a picture, not a video. Every other is refused too.
     assert all(by_name.values()), {name: reason for name, reason in by_name.items() if not reason}
     assert not any(str(settings.data_dir) in reason for reason in reasons.values())  # no paths
@@ -85,7 +85,7 @@ def test_a_file_that_crashes_its_decoder_is_stopped_by_the_poison_pill_caps(
     video_id = add_file(settings, "crash.mp4", corpus(tmp_path)["good.mp4"])
     bulk = api.post("/api/videos/bulk/thumbnails", json={"ids": [video_id]}).json()
     summary = wait_for_job(api, bulk["id"], timeout=60)["result"]
-    (failure,) = summary["failures"]
+    (failure,) = summary["failed"]
     assert "ended without an answer" in failure["reason"] and "2 tries" in failure["reason"]
     part = api.get(f"/api/jobs?parent_id={bulk['id']}").json()["items"][0]
     assert part["status"] == "succeeded" and part["attempts"] == 1  # the item, not the part

@@ -183,8 +183,7 @@ def batch(connection: Connection, parts: int) -> tuple[dict[str, Any], Outbox]:
         owner="admin",
         max_attempts=3,
         children=[
-            ("thumbnail_chunk", "media", {"video_ids": [10 * n + 1, 10 * n + 2]})
-            for n in range(parts)
+            ("thumbnail_chunk", "media", {"items": [10 * n + 1, 10 * n + 2]}) for n in range(parts)
         ],
     )
 
@@ -203,7 +202,7 @@ def test_a_batch_derives_its_progress_and_summary_from_its_parts(
         job["id"] for job in outbox.send
     ]
     first, second, third = (job["id"] for job in outbox.send)
-    result = {"done": 1, "skipped": 0, "failed": [{"video_id": 2, "reason": "not media"}]}
+    result = {"done": 1, "skipped": 0, "failed": [{"id": 2, "reason": "not media"}]}
     end_child(connection, first, JobStatus.succeeded, result=result)
     assert job_service.roll_up(connection, parent["id"]).publish[0]["progress"] == 1 / 3
     # A roll-up that saw fewer parts done, committing late, does not move it back.
@@ -221,13 +220,14 @@ def test_a_batch_derives_its_progress_and_summary_from_its_parts(
     assert ended["status"] == "succeeded" and ended["progress"] == 1 and ended["finished_at"]
     assert ended["result"] == {
         "done": 1,
-        "failed": 3,
-        "skipped": 2,
-        "failures": [
-            {"video_id": 2, "reason": "not media"},
-            {"video_id": 11, "reason": "the part failed twice"},
-            {"video_id": 12, "reason": "the part failed twice"},
+        "failed": [
+            {"id": 2, "reason": "not media"},
+            {"id": 11, "reason": "the part failed twice"},
+            {"id": 12, "reason": "the part failed twice"},
         ],
+        "failed_count": 3,
+        "skipped": 0,
+        "cancelled": 2,
     }
     assert not job_service.roll_up(connection, parent["id"])  # ended once
     assert job_service.unsettled_parents(connection) == []
@@ -240,7 +240,7 @@ def test_cancelling_a_batch_cancels_its_queued_parts_and_ends_it(
     done, outbox = job_service.cancel(connection, parent["id"])
     assert len(done.cancelled) == 2 and done.stopping == [parent["id"]]
     ended = [job for job in outbox.publish if job["id"] == parent["id"]]
-    assert ended[-1]["status"] == "cancelled" and ended[-1]["result"]["skipped"] == 4
+    assert ended[-1]["status"] == "cancelled" and ended[-1]["result"]["cancelled"] == 4
     assert courier.deliver(outbox).ok
 
 

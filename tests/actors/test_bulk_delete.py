@@ -154,6 +154,7 @@ def test_a_row_leading_out_of_the_media_root_fails_alone_and_keeps_everything(
     assert library_ids() == set(hostile)
     assert all((settings.thumbnails_dir / str(video_id)).is_dir() for video_id in hostile)
     assert not (settings.media_root / "Fine" / "song.mp4").exists()
+    assert api.get(f"/api/videos/{fine}").status_code == 404
 
 
 def test_a_part_sent_again_skips_the_videos_already_deleted(

@@ -14,6 +14,7 @@ one whose row is gone is skipped.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 
 from sqlalchemy import select
@@ -50,11 +51,11 @@ def delete_video(job: JobContext, video_id: int) -> bool:
         relative = session.scalar(select(Video.path).where(Video.id == video_id))
     if relative is None:
         return False
-    thumbnails = settings.thumbnails_dir / str(video_id)
     try:
         delete_library_file(settings.media_root, relative)
-        if thumbnails.exists():  # none: never analysed, or deleted by an earlier try
-            shutil.rmtree(thumbnails)
+        # None: never analysed, or deleted by an earlier try (or another batch).
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(settings.thumbnails_dir / str(video_id))
     except OSError as exc:
         # A reason to read, not a path: the summary goes to any API client.
         raise MediaError(

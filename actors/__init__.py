@@ -6,6 +6,7 @@ Importing this package sets up the broker and declares every actor.
 from actors.analyze import analyze_video
 from actors.artist_images import make_artist_image
 from actors.broker import broker
+from actors.bulk_delete import delete_videos
 from actors.bulk_thumbnails import make_thumbnails
 from actors.download import download_video
 from actors.lifeline import lifeline_sweep
@@ -16,6 +17,7 @@ __all__ = [
     "analyze_video",
     "make_artist_image",
     "broker",
+    "delete_videos",
     "make_thumbnails",
     "download_video",
     "lifeline_sweep",

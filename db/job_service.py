@@ -143,11 +143,11 @@ def give_up_lost_workers(connection: Connection, running: list[Row[Any]]) -> Out
     return outbox
 
 
-# -- batches: a parent job whose children do the work (bulk thumbnails, later bulk work)
+# -- batches: a parent job whose children do the work (bulk thumbnails, analyses, deletes)
 
 #: Kinds of parents: ``running`` from their submission until their last child finished,
 #: with no worker and no heartbeat of their own (the lifeline leaves them alone).
-PARENT_KINDS = frozenset({JobKind.thumbnails})
+PARENT_KINDS = frozenset({JobKind.thumbnails, JobKind.analyses, JobKind.deletes})
 #: The most item failures a batch's summary lists (their count is always exact).
 SUMMARY_FAILURES = 100
 #: Items per part of a batch: a part takes seconds, so parts spread over the fleet.

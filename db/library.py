@@ -1,10 +1,10 @@
-"""Adds a downloaded video to the library tables."""
+"""The library's rows: a downloaded video added (with its artist), one removed."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from db.models import Artist, Video
@@ -68,3 +68,12 @@ def save_video(session: Session, new: NewVideo, *, replacing: Video | None = Non
     session.add(video)
     session.flush()
     return video
+
+
+def remove_video(session: Session, video_id: int) -> bool:
+    """Delete a video's row and every row that references it (none but the row today:
+    a table that names videos adds its rows here); the caller commits. False when the
+    row was gone already. The download archive is the library (:func:`find_video`), so
+    the video can be downloaded again at once; its artist stays."""
+    removed = session.execute(delete(Video).where(Video.id == video_id))
+    return bool(removed.rowcount)  # type: ignore[attr-defined]

@@ -60,8 +60,14 @@ class JobKind(enum.StrEnum):
     artist_image = "artist_image"
     #: Bulk thumbnails: a parent (no actor) whose children are thumbnail_chunk jobs.
     thumbnails = "thumbnails"
-    #: About 20 videos' analyses and thumbnails, one part of a bulk (actors/thumbnails.py).
+    #: Bulk analysis (the quality sweep): a parent whose children are thumbnail_chunk jobs.
+    analyses = "analyses"
+    #: About 20 videos' analyses and thumbnails, one part of a bulk (actors/bulk_thumbnails.py).
     thumbnail_chunk = "thumbnail_chunk"
+    #: Bulk delete: a parent (no actor) whose children are delete_chunk jobs.
+    deletes = "deletes"
+    #: About 20 videos deleted, file, thumbnails, stream cache and row (actors/bulk_delete.py).
+    delete_chunk = "delete_chunk"
 
 
 class Job(Base):

@@ -6,6 +6,7 @@ two sites' videos with the same artist, title and id must not share one file."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -15,6 +16,7 @@ from pathlib import Path, PurePosixPath
 from yt_dlp.utils import sanitize_filename
 
 from media.disk import writing
+from media.errors import MediaError
 
 UNKNOWN_ARTIST = "Unknown_Artist"
 
@@ -87,9 +89,56 @@ def stage_in_library(source: Path, media_root: Path, relative: PurePosixPath) ->
     return StagedFile(partial=partial, final=final)
 
 
+class OutsideLibrary(MediaError):
+    """A library row names a file that is not (or may not be) under the media root."""
+
+    def __init__(self, why: str = "its file lies outside the media root") -> None:
+        super().__init__(f"{why}: nothing was deleted", code="outside_library", retryable=False)
+
+
+def library_entry(media_root: Path, relative: str | PurePosixPath) -> Path:
+    """The directory entry a library path names: its folders resolved, its own name
+    kept (a symlink is the entry, not what it points to).
+
+    Raises:
+      OutsideLibrary: the entry, or what it points to, is not under the media root
+        (an absolute path, ``..``, a symlinked folder or file leading out of it), or
+        the path cannot be resolved (a symlink loop, a NUL byte).
+    """
+    root = media_root.resolve()
+    named = root / relative
+    if named.name in ("", ".", ".."):
+        raise OutsideLibrary()
+    try:
+        entry = named.parent.resolve() / named.name
+        target = entry.resolve()
+    except (OSError, RuntimeError, ValueError):  # RuntimeError: a symlink loop (3.11)
+        raise OutsideLibrary("its library path cannot be resolved") from None
+    if not entry.is_relative_to(root) or not target.is_relative_to(root) or target == root:
+        raise OutsideLibrary()
+    return entry
+
+
+def delete_library_file(media_root: Path, relative: str | PurePosixPath) -> bool:
+    """Delete a library file: True if it was there, False if it was gone already.
+
+    Raises:
+      OutsideLibrary: see :func:`library_entry`; nothing is deleted.
+      MediaError: the entry is a folder (``not_a_file``).
+    """
+    entry = library_entry(media_root, relative)
+    if entry.is_dir() and not entry.is_symlink():
+        raise MediaError(
+            "its library path is a folder, not a file", code="not_a_file", retryable=False
+        )
+    try:
+        entry.unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def remove_from_library(media_root: Path, relative: PurePosixPath) -> None:
     """Delete a library file (a no-op when it is gone or would lie outside the root)."""
-    root = media_root.resolve()
-    path = (root / relative).resolve()
-    if path.is_relative_to(root):
-        path.unlink(missing_ok=True)
+    with contextlib.suppress(OutsideLibrary):
+        delete_library_file(media_root, relative)

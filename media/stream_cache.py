@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Iterable
@@ -81,6 +82,24 @@ def entries(root: Path) -> tuple[list[Entry], list[Path]]:
                         continue
                     found.append(Entry(path, folder.name, stat.st_size, stat.st_mtime))
     return found, stale
+
+
+def remove_entries_of(root: Path, video_id: int) -> int:
+    """Delete every cache entry of video ``video_id`` (each of its files' keys, whole
+    transcodes and HLS segments alike, complete or being written); how many folders
+    went. A writer still busy in one loses its file: it fails its rename, not the
+    cache. Whatever could not be removed goes with the next :func:`sweep` (no row, so
+    no live key)."""
+    removed = 0
+    for kind in KINDS:
+        base = root / kind
+        if not base.is_dir():
+            continue
+        for folder in base.glob(f"{int(video_id)}-*"):
+            if folder.is_dir() and not folder.is_symlink():
+                shutil.rmtree(folder, ignore_errors=True)
+                removed += 1
+    return removed
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Bulk work on the library: ``POST /api/videos/bulk/thumbnails``.
+"""Bulk work on the library: ``POST /api/videos/bulk/{thumbnails,analyze,delete}``, and
+``DELETE /api/videos/{id}`` (a batch of one, through the same parts).
 
 A bulk request answers at once with a parent job (``202``); its parts are child jobs of
 about 20 items each (:data:`db.job_service.PART_SIZE`) that any worker machine takes,
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import ColumnElement, Select, select
 from starlette import status
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -19,7 +20,7 @@ from starlette.routing import Route
 from db import job_service
 from db.models import JobKind, Video
 from db.queues import Queue
-from web.errors import ApiError, read_json_object
+from web.errors import ApiError, not_found, read_json_object
 from web.jobs import check_job_caps
 from web.videos import MAX_ID
 
@@ -102,22 +103,88 @@ async def start_batch(
     )
 
 
-async def bulk_thumbnails(request: Request) -> JSONResponse:
-    key, ids = selection(await read_json_object(request), ("all", "missing"))
+#: The subsets of the library a bulk request may name instead of ids.
+SUBSETS: dict[str, ColumnElement[bool]] = {
+    "missing": Video.thumbnail_widths.is_(None),  # no thumbnails yet
+    "unanalyzed": Video.analyzed_at.is_(None),
+}
+
+
+async def _bulk_on_videos(
+    request: Request, *, kind: str, part_kind: str, part_queue: str, flags: tuple[str, ...]
+) -> JSONResponse:
+    """A batch over the videos a bulk request names (ids, ``all`` or a subset)."""
+    key, ids = selection(await read_json_object(request), flags)
     query = select(Video.id).order_by(Video.id)
     if key == "ids":
         query = query.where(Video.id.in_(ids))
-    elif key == "missing":
-        query = query.where(Video.thumbnail_widths.is_(None))
+    elif key in SUBSETS:
+        query = query.where(SUBSETS[key])
     return await start_batch(
         request,
         items=query,
-        kind=JobKind.thumbnails,
-        part_kind=JobKind.thumbnail_chunk,
-        part_queue=Queue.media,
+        kind=kind,
+        part_kind=part_kind,
+        part_queue=part_queue,
         params={"selection": key},
         asked=len(ids) if ids is not None else None,
     )
 
 
-routes = [Route("/api/videos/bulk/thumbnails", bulk_thumbnails, methods=["POST"])]
+async def bulk_thumbnails(request: Request) -> JSONResponse:
+    return await _bulk_on_videos(
+        request,
+        kind=JobKind.thumbnails,
+        part_kind=JobKind.thumbnail_chunk,
+        part_queue=Queue.media,
+        flags=("all", "missing"),
+    )
+
+
+async def bulk_analyze(request: Request) -> JSONResponse:
+    """The quality sweep: each video's analysis (probe, quality, thumbnails), as after
+    a download; ``unanalyzed`` names the videos never analysed."""
+    return await _bulk_on_videos(
+        request,
+        kind=JobKind.analyses,
+        part_kind=JobKind.thumbnail_chunk,
+        part_queue=Queue.media,
+        flags=("all", "unanalyzed"),
+    )
+
+
+async def bulk_delete(request: Request) -> JSONResponse:
+    return await _bulk_on_videos(
+        request,
+        kind=JobKind.deletes,
+        part_kind=JobKind.delete_chunk,
+        part_queue=Queue.bulk,
+        flags=("all",),
+    )
+
+
+async def delete_video(request: Request) -> JSONResponse:
+    """One video deleted as a batch of one: ``202`` + the parent job, or ``404``."""
+    video_id = request.path_params["video_id"]
+    if video_id > MAX_ID:
+        raise not_found("video")
+    async with request.app.state.db() as session:
+        if await session.scalar(select(Video.id).where(Video.id == video_id)) is None:
+            raise not_found("video")
+    return await start_batch(
+        request,
+        items=select(Video.id).where(Video.id == video_id),
+        kind=JobKind.deletes,
+        part_kind=JobKind.delete_chunk,
+        part_queue=Queue.bulk,
+        params={"selection": "ids"},
+        asked=1,
+    )
+
+
+routes = [
+    Route("/api/videos/bulk/thumbnails", bulk_thumbnails, methods=["POST"]),
+    Route("/api/videos/bulk/analyze", bulk_analyze, methods=["POST"]),
+    Route("/api/videos/bulk/delete", bulk_delete, methods=["POST"]),
+    Route("/api/videos/{video_id:int}", delete_video, methods=["DELETE"]),
+]

@@ -180,8 +180,9 @@ async def request_download(request: Request) -> JSONResponse:
 
 
 async def list_videos(request: Request) -> JSONResponse:
-    """The library, newest first; ``?quality=LABEL`` and ``?min_score=N`` keep the
-    videos whose analysis found that label or at least that score."""
+    """The library, newest first; ``?quality=LABEL``, ``?min_score=N`` and
+    ``?better_version=true|false`` keep the videos whose analysis found that label, at
+    least that score, or that a better version is (or is not) worth looking for."""
     limit = parse_limit(request)
     cursor = request.query_params.get("cursor")
     query = select(Video).options(selectinload(Video.artist)).order_by(Video.id.desc())
@@ -199,6 +200,13 @@ async def list_videos(request: Request) -> JSONResponse:
         if not (min_score.isdigit() and 0 <= int(min_score) <= 100):
             raise _bad("invalid_min_score", "min_score must be a number from 0 to 100", "min_score")
         query = query.where(Video.quality_score >= int(min_score))
+    better = request.query_params.get("better_version")
+    if better is not None:
+        if better not in ("true", "false"):
+            raise _bad(
+                "invalid_better_version", "better_version must be true or false", "better_version"
+            )
+        query = query.where(Video.better_version.is_(better == "true"))
     async with request.app.state.db() as session:
         rows = list((await session.scalars(query.limit(limit + 1))).all())
     page, more = rows[:limit], len(rows) > limit

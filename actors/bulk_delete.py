@@ -1,0 +1,70 @@
+"""One part of a bulk delete (``POST /api/videos/bulk/delete``, ``DELETE
+/api/videos/{id}``): about 20 videos, each removed whole, one after another
+(:func:`actors.batch_part.run_part`), on the ``bulk`` queue.
+
+A video goes in this order: its file, only if the row's path lies under the media root
+(:func:`media.library.delete_library_file`; a row that leads out of it, through ``..``
+or a symlink, fails its item and nothing of it is deleted, its row left for someone to
+look at); its thumbnails; its stream-cache entries; last its row, so the download
+archive (the library itself) forgets it and its URL can be downloaded again. A file
+already gone is no error. A part that dies half-way is retried whole and redoes nothing
+harmful: a video whose row is still there is deleted again (what is gone stays gone),
+one whose row is gone is skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+
+from sqlalchemy import select
+
+from actors.batch_part import run_part
+from actors.broker import broker as _broker  # noqa: F401  (set before any actor)
+from actors.job_context import JobContext, current_job
+from actors.job_tracking import job_actor
+from db import library
+from db.models import JobKind, Video
+from db.queues import Queue
+from db.settings import get_settings
+from media.errors import MediaError
+from media.library import delete_library_file
+from media.stream_cache import remove_entries_of
+
+settings = get_settings()
+
+
+@job_actor(kind=JobKind.delete_chunk, queue_name=Queue.bulk, time_limit=10 * 60_000)
+def delete_videos(job_id: str) -> None:
+    job = current_job()
+    run_part(job, lambda video_id: delete_video(job, int(video_id)), stage="deleting")
+
+
+def delete_video(job: JobContext, video_id: int) -> bool:
+    """Delete one video whole; False when its row was gone already (skipped).
+
+    Raises:
+      MediaError: its file lies outside the media root (nothing deleted), or a file
+        or folder of it could not be deleted (the reason, without the path).
+    """
+    with job.sessions() as session:
+        relative = session.scalar(select(Video.path).where(Video.id == video_id))
+    if relative is None:
+        return False
+    try:
+        delete_library_file(settings.media_root, relative)
+        # None: never analysed, or deleted by an earlier try (or another batch).
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(settings.thumbnails_dir / str(video_id))
+    except OSError as exc:
+        # A reason to read, not a path: the summary goes to any API client.
+        raise MediaError(
+            f"could not delete it: {exc.strerror or type(exc).__name__}",
+            code="delete_failed",
+            retryable=False,
+        ) from exc
+    remove_entries_of(settings.stream_cache_dir, video_id)
+    with job.sessions() as session:
+        library.remove_video(session, video_id)
+        session.commit()
+    return True

@@ -12,6 +12,7 @@ The probe is reused while the file's size and mtime are those it was taken at.
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,7 @@ def analyze_in_child(job: JobContext, video_id: int) -> dict[str, Any] | None:
     job.raise_if_cancelled()
     quality = found["quality"]
     with job.sessions() as session:
-        session.execute(
+        stored = session.execute(
             update(Video)
             .where(Video.id == video_id)
             .values(
@@ -107,6 +108,11 @@ def analyze_in_child(job: JobContext, video_id: int) -> dict[str, Any] | None:
             )
         )
         session.commit()
+    if not stored.rowcount:  # type: ignore[attr-defined]
+        # Deleted while it was analysed: the delete may have come before the
+        # thumbnails were written, and a later video could get this id.
+        shutil.rmtree(settings.thumbnails_dir / str(video_id), ignore_errors=True)
+        return None
     return found
 
 

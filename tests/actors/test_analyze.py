@@ -105,3 +105,41 @@ def test_a_failed_analysis_leaves_the_download_and_its_video_alone(
     assert failed["error"]["type"] == "file_missing" and failed["attempts"] == 1
     assert api.get(f"/api/jobs/{done['id']}").json()["status"] == "succeeded"
     assert api.get(f"/api/videos/{video_id}").status_code == 200
+
+
+def test_a_video_deleted_while_it_is_analysed_leaves_no_thumbnails_behind(
+    api: httpx.Client, worker: Any, media_server: Any, settings: Any, monkeypatch: Any
+) -> None:
+    from actors import analyze, stores
+    from actors.analyze import analyze_later
+    from db import library
+
+    job = api.post("/api/videos/download", json={"url": media_server.url("/media/deleted.mp4")})
+    done = wait_for_job(api, job.json()["id"])
+    video_id = done["result"]["video_id"]
+    analysis_of(api, video_id)
+    real = analyze.run_isolated
+
+    def analysed_then_deleted(*args: Any, **kwargs: Any) -> Any:
+        found = real(*args, **kwargs)  # the thumbnails are written by now
+        with stores.sessions()() as session:  # the delete lands before the row update
+            library.remove_video(session, video_id)
+            session.commit()
+        return found
+
+    monkeypatch.setattr(analyze, "run_isolated", analysed_then_deleted)
+    assert (settings.thumbnails_dir / str(video_id)).is_dir()
+    analyze_later(video_id, after_job=done["id"])
+    failed = wait_for(
+        lambda: next(
+            (
+                j
+                for j in api.get("/api/jobs?kind=analyze&status=failed").json()["items"]
+                if j["params"] == {"video_id": video_id}
+            ),
+            None,
+        ),
+        what="the analysis of the deleted video to end",
+    )
+    assert failed["error"]["type"] == "not_found", failed
+    assert not (settings.thumbnails_dir / str(video_id)).exists()

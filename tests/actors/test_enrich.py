@@ -135,7 +135,8 @@ def test_enrichment_across_two_workers_keeps_musicbrainz_pace_and_fails_only_bad
     assert found["genres"] == ["jazz", "soul"]
     assert found["source_image_url"] == musicbrainz.url + "/images/nina.png"
     assert found["enrichment"]["status"] == "matched"
-    assert found["enrichment"]["image"] == {"url": found["source_image_url"], "job": image_job["id"]}
+    image = {"url": found["source_image_url"], "job": image_job["id"]}
+    assert found["enrichment"]["image"] == image
     assert image_job["status"] == "succeeded", image_job
     assert found["image_url"] and api.get(found["image_url"]).status_code == 200  # the set
 

@@ -40,14 +40,21 @@ def client(fake: FakeMusicBrainz, **options: float) -> MusicBrainz:
 
 def test_a_clear_match_is_looked_up_and_its_facts_filled(fake: FakeMusicBrainz) -> None:
     fake.searches["Nina Simone"] = [
-        search(hit("Nina Simone", NINA, 100, country="US"),
-               hit("Nina Simone Tribute", NIRVANA_UK, 62))  # fmt: skip
+        search(
+            hit("Nina Simone", NINA, 100, country="US"), hit("Nina Simone Tribute", NIRVANA_UK, 62)
+        )  # fmt: skip
     ]
     fake.lookups[NINA] = [
-        artist(NINA, "Nina Simone", country="US", begin="1933-02-21",
-               genres={"soul": 3, "jazz": 9, "blues": 0}, tags={"piano": 4},
-               image="https://commons.wikimedia.org/wiki/File:Nina_Simone_1965.jpg",
-               disambiguation="American singer")  # fmt: skip
+        artist(
+            NINA,
+            "Nina Simone",
+            country="US",
+            begin="1933-02-21",
+            genres={"soul": 3, "jazz": 9, "blues": 0},
+            tags={"piano": 4},
+            image="https://commons.wikimedia.org/wiki/File:Nina_Simone_1965.jpg",
+            disambiguation="American singer",
+        )  # fmt: skip
     ]
     with client(fake) as musicbrainz:
         found = musicbrainz.enrich("Nina Simone")
@@ -128,9 +135,9 @@ def test_an_unreachable_server_is_unavailable(fake: FakeMusicBrainz) -> None:
     url = fake.url
     fake.stop()
     waits: list[float] = []
-    with MusicBrainz(base_url=url, user_agent=AGENT, max_wait=3, sleep=waits.append) as gone:
-        with pytest.raises(MusicBrainzUnavailable) as error:
-            gone.search("Anyone")
+    gone = MusicBrainz(base_url=url, user_agent=AGENT, max_wait=3, sleep=waits.append)
+    with gone, pytest.raises(MusicBrainzUnavailable) as error:
+        gone.search("Anyone")
     assert waits == [1.0, 2.0] and "did not answer" in error.value.message  # then 4: past 3
 
 

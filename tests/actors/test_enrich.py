@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from tests.fake_musicbrainz import Answer, FakeMusicBrainz, artist, as_json, hit, search
-from tests.support import stop_process_group, wait_for
+from tests.support import stop_process_group, wait_for, wait_for_job
 from web.launch import procfile_command
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -150,3 +150,34 @@ def test_enrichment_across_two_workers_keeps_musicbrainz_pace_and_fails_only_bad
     assert waited["image_url"] is None and waited["enrichment"].get("image") is None
     failed = api.get(f"/api/artists/{broken}").json()["enrichment"]
     assert failed["status"] == "failed" and "malformed JSON" in failed["reason"]
+
+
+def test_a_musicbrainz_outage_retries_the_part_without_asking_again_for_what_it_did(
+    api: httpx.Client, musicbrainz: FakeMusicBrainz, settings: Any, worker: Any, monkeypatch: Any
+) -> None:
+    import dataclasses
+
+    from actors import enrich
+
+    monkeypatch.setattr(
+        enrich, "settings", dataclasses.replace(settings, musicbrainz_url=musicbrainz.url)
+    )
+    musicbrainz.searches.update({
+        "Nina Simone": [search(hit("Nina Simone", NINA, 100))],
+        # Busy for longer than a call may wait: the part's attempt fails at once.
+        "Patient Band": [Answer(503, b"", {"Retry-After": "120"}), search()],
+    })  # fmt: skip
+    musicbrainz.lookups[NINA] = [artist(NINA, "Nina Simone", country="US")]
+    nina, patient = add_artists("Nina Simone", "Patient Band")
+    bulk = api.post("/api/artists/bulk/enrich", json={"ids": [nina, patient]}).json()
+    done = wait_for_job(api, bulk["id"])
+
+    assert done["status"] == "succeeded" and done["result"]["done"] == 2, done
+    (part,) = api.get(f"/api/jobs?parent_id={bulk['id']}").json()["items"]
+    assert part["attempts"] == 2, part
+    asked = [a.query.get("query", [a.path])[0] for a in musicbrainz.api_arrivals()]
+    # Nina's search and lookup once, in the first attempt; the second asked only again
+    # for the artist the outage had stopped.
+    assert asked == ['"Nina Simone"', f"/ws/2/artist/{NINA}", '"Patient Band"', '"Patient Band"']
+    assert api.get(f"/api/artists/{nina}").json()["enrichment"]["status"] == "matched"
+    assert api.get(f"/api/artists/{patient}").json()["enrichment"]["status"] == "not_found"

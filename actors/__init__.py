@@ -9,6 +9,7 @@ from actors.broker import broker
 from actors.bulk_delete import delete_videos
 from actors.bulk_thumbnails import make_thumbnails
 from actors.download import download_video
+from actors.enrich import enrich_artists
 from actors.lifeline import lifeline_sweep
 from actors.retention import prune_job_history
 from actors.stream_cache import sweep_stream_cache, warm_stream_cache
@@ -20,6 +21,7 @@ __all__ = [
     "delete_videos",
     "make_thumbnails",
     "download_video",
+    "enrich_artists",
     "lifeline_sweep",
     "prune_job_history",
     "sweep_stream_cache",

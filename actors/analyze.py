@@ -108,7 +108,7 @@ def analyze_in_child(job: JobContext, video_id: int) -> dict[str, Any] | None:
             )
         )
         session.commit()
-    if not stored.rowcount:  # type: ignore[attr-defined]
+    if not stored.rowcount:
         # Deleted while it was analysed: the delete may have come before the
         # thumbnails were written, and a later video could get this id.
         shutil.rmtree(settings.thumbnails_dir / str(video_id), ignore_errors=True)

@@ -147,15 +147,19 @@ def give_up_lost_workers(connection: Connection, running: list[Row[Any]]) -> Out
 
 #: Kinds of parents: ``running`` from their submission until their last child finished,
 #: with no worker and no heartbeat of their own (the lifeline leaves them alone).
-PARENT_KINDS = frozenset({JobKind.thumbnails, JobKind.analyses, JobKind.deletes})
+PARENT_KINDS = frozenset(
+    {JobKind.thumbnails, JobKind.analyses, JobKind.deletes, JobKind.enrichments}
+)
 #: The most item failures a batch's summary lists (their count is always exact).
 SUMMARY_FAILURES = 100
 #: Items per part of a batch: a part takes seconds, so parts spread over the fleet.
 PART_SIZE = 20
 
 
-def parts(items: list[Any], size: int = PART_SIZE) -> list[list[Any]]:
-    """``items`` in parts of ``size`` (the last one may be smaller)."""
+def parts(items: list[Any], size: int | None = None) -> list[list[Any]]:
+    """``items`` in parts of ``size`` (default :data:`PART_SIZE`, read at each call);
+    the last one may be smaller."""
+    size = size or PART_SIZE
     return [items[start : start + size] for start in range(0, len(items), size)]
 
 

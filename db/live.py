@@ -30,6 +30,8 @@ SNAPSHOT_TTL_S = 24 * 3600
 CANCEL_TTL_S = 24 * 3600
 DOWNLOAD_SLOTS_KEY = "vf:slots:downloads"  # job id -> when its slot expires
 TRANSCODE_SLOTS_KEY = "vf:slots:transcodes"  # stream session id -> when its slot expires
+#: Held by the worker thread whose turn it is to ask MusicBrainz (actors/musicbrainz_turns.py).
+MUSICBRAINZ_TURN_KEY = "vf:turn:musicbrainz"
 PLAYS_KEY = "vf:plays"  # "<video id>:<quality>:<format>" -> how often it was transcoded
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 REDIS_TIMEOUT_S = 10.0

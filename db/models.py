@@ -68,6 +68,10 @@ class JobKind(enum.StrEnum):
     deletes = "deletes"
     #: About 20 videos deleted, file, thumbnails, stream cache and row (actors/bulk_delete.py).
     delete_chunk = "delete_chunk"
+    #: Bulk artist enrichment: a parent (no actor) whose children are enrich_chunk jobs.
+    enrichments = "enrichments"
+    #: About 20 artists looked up on MusicBrainz, one part of a bulk (actors/enrich.py).
+    enrich_chunk = "enrich_chunk"
 
 
 class Job(Base):
@@ -167,6 +171,18 @@ class Artist(Base):
     image_widths: Mapped[list[int] | None] = mapped_column(JSON, default=None)
     image_formats: Mapped[list[str] | None] = mapped_column(JSON, default=None)
     image_uploaded_at: Mapped[datetime | None] = mapped_column(default=None)
+    # What MusicBrainz knows of the artist (actors/enrich.py); set by a match only.
+    mbid: Mapped[str | None] = mapped_column(String(36), default=None)
+    disambiguation: Mapped[str | None] = mapped_column(Text, default=None)
+    country: Mapped[str | None] = mapped_column(String(8), default=None)
+    begin_year: Mapped[int | None] = mapped_column(Integer, default=None)
+    genres: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+    #: The picture the match links to (the image set is made from it unless one was
+    #: uploaded).
+    image_url: Mapped[str | None] = mapped_column(Text, default=None)
+    #: The last enrichment: ``{status: matched|ambiguous|not_found|failed, candidates:
+    #: [{mbid, name, score, disambiguation, country}], at, job, reason?, image?}``.
+    enrichment: Mapped[dict[str, Any] | None] = mapped_column(default=None)
 
     videos: Mapped[list[Video]] = relationship(back_populates="artist")
 

@@ -42,6 +42,7 @@ ACTOR_OF_KIND: dict[str, str] = {
     "artist_image": "make_artist_image",
     "thumbnail_chunk": "make_thumbnails",
     "delete_chunk": "delete_videos",
+    "enrich_chunk": "enrich_artists",
 }
 
 

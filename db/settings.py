@@ -105,6 +105,10 @@ class Settings:
     job_retention_days: int
     #: Days a failed job is kept after it finished; 0: forever.
     failed_job_retention_days: int
+    #: The MusicBrainz server enrichment asks (``https://musicbrainz.org``), no trailing /.
+    musicbrainz_url: str
+    #: An e-mail or URL for MusicBrainz's User-Agent rule: how they reach the operator.
+    musicbrainz_contact: str
 
     @property
     def embedded_redis_socket(self) -> Path:
@@ -271,6 +275,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             failed_job_retention_days=config(
                 "VIDFLEET_FAILED_JOB_RETENTION_DAYS", cast=int, default=90
             ),
+            musicbrainz_url=config(
+                "VIDFLEET_MUSICBRAINZ_URL", default="https://musicbrainz.org"
+            ).rstrip("/"),
+            musicbrainz_contact=config("VIDFLEET_MUSICBRAINZ_CONTACT", default="").strip(),
         )
     except ValueError as exc:  # Starlette's casts say "Config 'NAME' has value ..."
         raise SettingsError(str(exc)) from None
@@ -340,6 +348,24 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         )
     if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise SettingsError(f"VIDFLEET_LOG_LEVEL: unknown level {settings.log_level!r}")
+    try:
+        parts = urlsplit(settings.musicbrainz_url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and not parts.query
+        parts.port  # noqa: B018  # raises ValueError for a port out of range
+    except ValueError:
+        valid = False
+    if not valid:
+        raise SettingsError(
+            f"VIDFLEET_MUSICBRAINZ_URL: expected an http(s) server URL, got "
+            f"{mask_url(settings.musicbrainz_url)!r}"
+        )
+    contact = settings.musicbrainz_contact
+    # It goes into a header: printable ASCII only, and no parenthesis to end its comment.
+    if len(contact) > 200 or not all(" " <= c <= "~" and c not in "()" for c in contact):
+        raise SettingsError(
+            "VIDFLEET_MUSICBRAINZ_CONTACT: expected an e-mail address or URL (printable "
+            "ASCII without parentheses, at most 200 characters)"
+        )
     for origin in settings.allowed_origins:
         if urlsplit(origin).scheme not in ("http", "https"):
             raise SettingsError(f"VIDFLEET_ALLOWED_ORIGINS: {origin!r} is not an http(s) origin")

@@ -1,5 +1,6 @@
-"""Pictures from outside (an artist's image, uploaded or found by enrichment): checked
-without decoding, then made into a set of sizes.
+"""Pictures from outside (an artist's image, uploaded or found by enrichment): fetched
+(:func:`fetch_picture`, in a guarded child), checked without decoding, then made into
+a set of sizes.
 
 Only Pillow's JPEG, PNG, WebP, GIF and AVIF decoders are used (``Image.open(formats=)``):
 every other format Pillow knows (and its parsers' bugs) stays out of reach. A picture
@@ -15,15 +16,20 @@ is never visible.
 from __future__ import annotations
 
 import io
+import os
+import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 from PIL import Image, ImageOps, UnidentifiedImageError, features
 
+from media import egress
 from media.errors import MediaError
 from media.thumbnails import write_thumbnails
+from media.urls import parse_url
 
 #: Pillow's format names of the decoders we let run.
 FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "AVIF")
@@ -31,6 +37,10 @@ FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "AVIF")
 MAX_PIXELS = 50_000_000
 #: The widths of an artist's image set (square sources give squares).
 ARTIST_WIDTHS = (128, 256, 512, 1024)
+#: Redirects a picture's URL may take (a Commons file path redirects once).
+MAX_REDIRECTS = 5
+#: Seconds a picture's download may take in all.
+FETCH_TIMEOUT_S = 60.0
 #: What each size is written as: AVIF only where the installed Pillow encodes it.
 OUTPUTS = ("webp", "jpg", *(("avif",) if features.check("avif") else ()))
 SAVE_OPTIONS: dict[str, dict[str, object]] = {
@@ -82,6 +92,90 @@ def inspect_image(data: bytes) -> ImageFacts:
             code="image_too_large",
         )
     return facts
+
+
+def fetch_picture(url: str, dest: str, *, max_bytes: int, user_agent: str) -> dict:
+    """Download the picture at ``url`` (a URL from outside: hostile) to ``dest``, at
+    most ``max_bytes``, checked from its header as an upload is (:func:`inspect_image`);
+    returns its format, width, height and bytes. The file appears complete or not at
+    all. Run it in a child guarded by :func:`media.egress.install_egress_guard`: every
+    connection, after each redirect and each name resolution, is checked there.
+
+    Raises:
+      MediaError: a bad URL, a refused address (``private_address``), an answer that is
+        not 200 (a 5xx or a network failure is retryable), more than ``max_bytes``.
+      BadImage: not a picture we accept, or too many pixels.
+    """
+    url = parse_url(url)
+    deadline = time.monotonic() + FETCH_TIMEOUT_S
+    data = bytearray()
+    try:
+        # trust_env off: no proxy or .netrc credentials from the environment for a URL
+        # someone else chose.
+        with (
+            httpx.Client(
+                follow_redirects=True,
+                max_redirects=MAX_REDIRECTS,
+                timeout=FETCH_TIMEOUT_S / 4,
+                trust_env=False,
+                headers={"User-Agent": user_agent, "Accept": "image/*"},
+            ) as client,
+            client.stream("GET", url) as response,
+        ):
+            if response.status_code != httpx.codes.OK:
+                raise MediaError(
+                    f"the picture's server answered {response.status_code}",
+                    code="image_unavailable",
+                    retryable=response.status_code >= 500,
+                )
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > max_bytes:
+                raise _too_large(max_bytes)
+            for chunk in response.iter_bytes():
+                data += chunk
+                if len(data) > max_bytes:
+                    raise _too_large(max_bytes)
+                if time.monotonic() > deadline:
+                    raise MediaError(
+                        f"the picture took more than {FETCH_TIMEOUT_S:g} s to arrive",
+                        code="timeout",
+                        retryable=True,
+                    )
+    except httpx.HTTPError as exc:
+        if egress.refusals():
+            raise MediaError(
+                "the picture's URL leads to a private, loopback or otherwise non-public "
+                "address; it was refused",
+                code="private_address",
+                retryable=False,
+            ) from None
+        retryable = isinstance(exc, httpx.TransportError) and not isinstance(
+            exc,
+            httpx.UnsupportedProtocol,  # a redirect to ftp: or the like
+        )
+        raise MediaError(
+            f"the picture could not be fetched: {exc}",
+            code="image_unavailable",
+            retryable=retryable,
+        ) from None
+    facts = inspect_image(bytes(data))
+    target = Path(dest)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}")
+    partial.write_bytes(data)
+    os.replace(partial, target)
+    return {
+        "format": facts.format,
+        "width": facts.width,
+        "height": facts.height,
+        "bytes": len(data),
+    }
+
+
+def _too_large(max_bytes: int) -> MediaError:
+    return MediaError(
+        f"the picture is larger than {max_bytes} bytes", code="too_large", retryable=False
+    )
 
 
 def make_image_set(

@@ -31,7 +31,7 @@ from tests.netns.ssrf_cases import LOOPBACK_ADDRESS, PUBLIC_ADDRESS
 
 REPO = Path(__file__).resolve().parent.parent
 CASES = "tests/netns/ssrf_cases.py"
-EXPECTED = {"passed": 4}
+EXPECTED = {"passed": 5}
 TIMEOUT_S = 180  # a hang, not a slow run: the cases take about 20 s
 
 # Runs inside the new namespaces: $1 the public address, $2 the resolv.conf to mount,

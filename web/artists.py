@@ -1,5 +1,10 @@
 """``/api/artists``: the library's artists and their images.
 
+``POST /api/artists/bulk/enrich`` (admin) ``{"ids": [...]}`` or ``{"all": true}`` looks
+the artists up on MusicBrainz in the background: ``202`` + a parent job (``enrichments``)
+whose parts (``enrich_chunk``, about 20 artists each, on the ``bulk`` queue) run on the
+workers (:mod:`web.bulk`); what they find shows in each artist's JSON.
+
 ``PUT /api/artists/{id}/image`` (admin) takes a picture as the raw body (``image/*``)
 or as the one file of a ``multipart/form-data`` body, at most
 ``VIDFLEET_MAX_UPLOAD_BYTES``. Its header is checked here, in a thread (format and
@@ -31,7 +36,8 @@ from db.models import Artist, JobKind, utcnow
 from db.queues import Queue
 from media.errors import MediaError
 from media.images import inspect_image
-from web.errors import ApiError, not_found
+from web.bulk import selection, start_batch
+from web.errors import ApiError, not_found, read_json_object
 from web.jobs import check_job_caps, parse_limit
 from web.streams import MEDIA_HEADERS
 from web.thumbnails import CACHE_CONTROL, not_modified
@@ -57,6 +63,14 @@ def artist_to_dict(artist: Artist) -> dict[str, Any]:
         "images": {
             str(width): {ext: f"{base}/{width}.{ext}" for ext in formats} for width in widths
         },
+        # What enrichment found (MusicBrainz); ``image_url`` above is our own image set.
+        "mbid": artist.mbid,
+        "disambiguation": artist.disambiguation,
+        "country": artist.country,
+        "begin_year": artist.begin_year,
+        "genres": artist.genres or [],
+        "source_image_url": artist.image_url,
+        "enrichment": artist.enrichment,
     }
 
 
@@ -91,6 +105,22 @@ async def list_artists(request: Request) -> JSONResponse:
 
 async def get_artist(request: Request) -> JSONResponse:
     return JSONResponse(artist_to_dict(await _load(request, _artist_id(request))))
+
+
+async def bulk_enrich(request: Request) -> JSONResponse:
+    key, ids = selection(await read_json_object(request))
+    query = select(Artist.id).order_by(Artist.id)
+    if ids is not None:
+        query = query.where(Artist.id.in_(ids))
+    return await start_batch(
+        request,
+        items=query,
+        kind=JobKind.enrichments,
+        part_kind=JobKind.enrich_chunk,
+        part_queue=Queue.bulk,
+        params={"selection": key},
+        asked=len(ids) if ids is not None else None,
+    )
 
 
 async def _upload(request: Request) -> bytes:
@@ -183,6 +213,7 @@ async def image(request: Request) -> Response:
 routes = [
     Route("/api/artists", list_artists, methods=["GET"]),
     Route("/api/artists/{artist_id:int}", get_artist, methods=["GET"]),
+    Route("/api/artists/bulk/enrich", bulk_enrich, methods=["POST"]),
     Route("/api/artists/{artist_id:int}/image", put_image, methods=["PUT"]),
     Route("/artists/{artist_id:int}/image/{name}", image, methods=["GET", "HEAD"]),
 ]

@@ -29,6 +29,10 @@ def test_defaults_run_embedded(tmp_path: Path) -> None:
     assert (settings.max_websockets, settings.max_websockets_per_credential) == (4_096, 1_024)
     assert (settings.max_replay_events, settings.auth_failures_per_minute) == (5_000, 10)
     assert (settings.job_retention_days, settings.failed_job_retention_days) == (30, 90)
+    assert (settings.musicbrainz_url, settings.musicbrainz_contact) == (
+        "https://musicbrainz.org",
+        "",
+    )
 
 
 def test_the_admin_token_is_generated_once_and_kept(tmp_path: Path) -> None:
@@ -74,11 +78,27 @@ def test_heroku_style_urls_are_rewritten(tmp_path: Path) -> None:
         ("VIDFLEET_JOB_RETENTION_DAYS", "-1"),
         ("VIDFLEET_JOB_RETENTION_DAYS", "30d"),
         ("VIDFLEET_FAILED_JOB_RETENTION_DAYS", "36501"),
+        ("VIDFLEET_MUSICBRAINZ_URL", "ftp://musicbrainz.org"),
+        ("VIDFLEET_MUSICBRAINZ_URL", "musicbrainz.org"),
+        ("VIDFLEET_MUSICBRAINZ_URL", "http://[::1"),
+        ("VIDFLEET_MUSICBRAINZ_URL", "https://mb.example:99999"),
+        ("VIDFLEET_MUSICBRAINZ_CONTACT", "me@example.com\r\nX-Evil: 1"),
+        ("VIDFLEET_MUSICBRAINZ_CONTACT", "me) (you"),
+        ("VIDFLEET_MUSICBRAINZ_CONTACT", "ünïcode@example.com"),
     ],
 )
 def test_a_bad_value_names_its_variable(tmp_path: Path, variable: str, value: str) -> None:
     with pytest.raises(SettingsError, match=variable):
         load_settings(env(tmp_path, **{variable: value}))
+
+
+def test_the_musicbrainz_server_is_a_base_url(tmp_path: Path) -> None:
+    settings = load_settings(
+        env(tmp_path, VIDFLEET_MUSICBRAINZ_URL="http://mb.local:5000/",
+            VIDFLEET_MUSICBRAINZ_CONTACT=" https://example.com/contact ")
+    )  # fmt: skip
+    assert settings.musicbrainz_url == "http://mb.local:5000"
+    assert settings.musicbrainz_contact == "https://example.com/contact"
 
 
 def test_false_means_false(tmp_path: Path) -> None:

@@ -16,7 +16,8 @@ real Dramatiq worker: a public URL that redirects to the loopback service, a pub
 whose ``<video src>`` points at it, and a host that resolves to a public address while it
 is checked and to loopback when the download connects must each fail as not retryable,
 without the secret in the job and without a single request at the loopback service;
-a direct public URL still downloads.
+a direct public URL still downloads. The picture an artist enrichment found is fetched
+by the same guard: one that redirects to the loopback service is refused too.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -366,3 +368,25 @@ def test_a_direct_public_url_still_downloads(
     assert [(v["id"], v["source_url"]) for v in videos] == [(job["result"]["video_id"], url)]
     assert videos[0]["size"] == sample_video.stat().st_size
     assert internet.loopback.requests == []
+
+
+def test_an_enrichment_picture_that_redirects_to_a_loopback_service_is_refused(
+    internet: Internet, tmp_path: Path
+) -> None:
+    from media.egress import install_egress_guard
+    from media.errors import MediaError
+    from media.images import fetch_picture
+    from media.isolation import run_isolated
+
+    dest = tmp_path / "upload-1"
+    with pytest.raises(MediaError) as refused:
+        run_isolated(
+            fetch_picture,
+            kwargs={"url": internet.public.url("/redirect.mp4"), "dest": str(dest),
+                    "max_bytes": 1_000_000, "user_agent": "vidfleet/test"},
+            setup=partial(install_egress_guard, allow_private=False),
+        )  # fmt: skip
+    assert refused.value.code == "private_address" and not refused.value.retryable
+    assert SECRET not in refused.value.message and not dest.exists()
+    assert internet.public.hits.get("/redirect.mp4"), internet.public.hits
+    assert internet.loopback.requests == [], internet.loopback.requests

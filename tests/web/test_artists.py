@@ -160,3 +160,37 @@ def test_a_picture_that_passes_its_header_check_but_does_not_decode_fails_its_jo
     assert done["attempts"] == 1
     assert list((settings.artists_dir / str(artist_id)).iterdir()) == []  # nothing left
     assert api.get(f"/api/artists/{artist_id}").json()["image_url"] is None
+
+
+def test_a_bulk_enrichment_names_its_artists_and_only_the_admin_may_start_one(
+    api: httpx.Client, server: Any
+) -> None:
+    first, second = artist("Nina Simone"), artist("Miles Davis")
+    for body in ({}, {"ids": []}, {"ids": ["1"]}, {"all": "yes"}, {"missing": True},
+                 {"ids": list(range(1, 10_002))}, {"ids": [1], "all": True}):  # fmt: skip
+        response = api.post("/api/artists/bulk/enrich", json=body)
+        assert response.status_code == 400, body
+        assert response.json()["error"]["code"] in ("invalid_selection", "invalid_ids")
+    with api_client(server.url, VIEWER_TOKEN) as viewer:
+        assert viewer.post("/api/artists/bulk/enrich", json={"all": True}).status_code == 403
+    assert api.get("/api/jobs").json()["items"] == []
+
+    started = api.post("/api/artists/bulk/enrich", json={"ids": [second, first, 424242]})
+    assert started.status_code == 202, started.text
+    parent = started.json()
+    assert started.headers["Location"] == f"/api/jobs/{parent['id']}"
+    assert (parent["kind"], parent["queue"], parent["status"]) == ("enrichments", "bulk", "running")
+    assert parent["params"] == {"selection": "ids", "items": 2, "not_found": 1}
+    (part,) = api.get(f"/api/jobs?parent_id={parent['id']}").json()["items"]
+    assert (part["kind"], part["queue"]) == ("enrich_chunk", "bulk")
+    assert part["params"]["items"] == sorted([first, second])
+    # Not enriched yet: the fields are there, empty.
+    found = api.get(f"/api/artists/{first}").json()
+    assert {key: found[key] for key in ("mbid", "disambiguation", "country", "begin_year",
+                                         "genres", "source_image_url", "enrichment")} == {
+        "mbid": None, "disambiguation": None, "country": None, "begin_year": None,
+        "genres": [], "source_image_url": None, "enrichment": None,
+    }  # fmt: skip
+    cancelled = api.post(f"/api/jobs/{parent['id']}/cancel")
+    assert cancelled.status_code == 202
+    assert api.get(f"/api/jobs/{parent['id']}").json()["status"] == "cancelled"

@@ -98,13 +98,40 @@ def retry(
         return None, Outbox()
     try:
         job = jobs.new_retry(connection, job_id, owner=owner)
+        reopened = _reopen_parent(connection, job["parent_id"]) if job else None
         connection.commit()
     except IntegrityError:
         connection.rollback()
         raise AlreadyActive() from None
     if job is None:
         return None, Outbox()
-    return job, Outbox(publish=[job], send=[job])
+    return job, Outbox(publish=[job] if reopened is None else [reopened, job], send=[job])
+
+
+def _reopen_parent(
+    connection: Connection | Session, parent_id: str | None
+) -> dict[str, Any] | None:
+    """A part of a finished batch is retried: the batch runs again until that part
+    ends, and then sums its parts anew (the retry in place of the part it retries)."""
+    if parent_id is None:
+        return None
+    reopened = (
+        connection.execute(
+            update(Job)
+            .where(Job.id == parent_id, Job.status.in_(FINISHED))
+            .values(
+                status=JobStatus.running,
+                finished_at=None,
+                result=None,
+                message="a part is retried",
+                updated_at=utcnow(),
+            )
+            .returning(*jobs.PUBLIC_COLUMNS)
+        )
+        .mappings()
+        .first()
+    )
+    return jobs.job_to_dict(reopened) if reopened is not None else None
 
 
 def resend(lost: list[dict[str, Any]]) -> Outbox:
@@ -222,9 +249,14 @@ def roll_up(connection: Connection | Session, parent_id: str) -> Outbox:
     queued or running, its end: ``succeeded`` with the summary of its children's items
     (``cancelled`` when every child was). Progress only grows, whichever of two
     concurrent roll-ups commits last; the end is written once."""
+    # A part that was retried counts no more: its retry stands in for it.
+    retry = Job.__table__.alias("retry")
+    current = (Job.parent_id == parent_id) & ~select(retry.c.id).where(
+        retry.c.retry_of == Job.id
+    ).exists()
     counts: dict[str, int] = dict(
         connection.execute(  # type: ignore[arg-type]
-            select(Job.status, func.count()).where(Job.parent_id == parent_id).group_by(Job.status)
+            select(Job.status, func.count()).where(current).group_by(Job.status)
         ).all()
     )
     total = sum(counts.values())
@@ -240,7 +272,7 @@ def roll_up(connection: Connection | Session, parent_id: str) -> Outbox:
     condition: ColumnElement[bool] = Job.progress.is_(None) | (Job.progress < progress)
     if finished == total:
         children = connection.execute(
-            select(Job.status, Job.result, Job.error, Job.params).where(Job.parent_id == parent_id)
+            select(Job.status, Job.result, Job.error, Job.params).where(current)
         ).all()
         all_cancelled = counts.get(JobStatus.cancelled, 0) == total
         values.update(

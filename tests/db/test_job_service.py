@@ -258,3 +258,24 @@ def test_an_empty_batch_is_done_at_once(connection: Connection) -> None:
     parent, outbox = batch(connection, 0)
     assert parent["status"] == "succeeded" and parent["result"]["done"] == 0
     assert outbox.send == [] and outbox.publish == [parent]
+
+
+def test_a_retried_part_of_a_finished_batch_reopens_it_and_the_summary_is_summed_anew(
+    connection: Connection,
+) -> None:
+    parent, outbox = batch(connection, 2)
+    first, second = (job["id"] for job in outbox.send)
+    end_child(connection, first, JobStatus.succeeded, result={"done": 2, "failed": []})
+    end_child(connection, second, JobStatus.failed, error={"message": "the database was down"})
+    (ended,) = job_service.roll_up(connection, parent["id"]).publish
+    assert ended["status"] == "succeeded" and ended["result"]["failed_count"] == 2
+
+    again, sent = job_service.retry(connection, second, owner="admin")
+    assert again is not None
+    reopened = next(job for job in sent.publish if job["id"] == parent["id"])
+    assert reopened["status"] == "running" and reopened["finished_at"] is None
+    assert not job_service.roll_up(connection, parent["id"])  # the retry is still queued
+    end_child(connection, again["id"], JobStatus.succeeded, result={"done": 2, "failed": []})
+    (summed,) = job_service.roll_up(connection, parent["id"]).publish
+    assert summed["status"] == "succeeded"
+    assert summed["result"]["done"] == 4 and summed["result"]["failed_count"] == 0

@@ -9,6 +9,7 @@ from actors.broker import broker
 from actors.bulk_thumbnails import make_thumbnails
 from actors.download import download_video
 from actors.lifeline import lifeline_sweep
+from actors.playlists import sync_due_playlists, sync_playlist
 from actors.retention import prune_job_history
 from actors.stream_cache import sweep_stream_cache, warm_stream_cache
 
@@ -19,6 +20,8 @@ __all__ = [
     "make_thumbnails",
     "download_video",
     "lifeline_sweep",
+    "sync_due_playlists",
+    "sync_playlist",
     "prune_job_history",
     "sweep_stream_cache",
     "warm_stream_cache",

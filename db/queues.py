@@ -41,6 +41,7 @@ ACTOR_OF_KIND: dict[str, str] = {
     "analyze": "analyze_video",
     "artist_image": "make_artist_image",
     "thumbnail_chunk": "make_thumbnails",
+    "playlist_sync": "sync_playlist",
 }
 
 

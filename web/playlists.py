@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import sys
 from functools import partial
-from typing import Any
 
 from starlette import status
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -32,13 +32,14 @@ def _bad(code: str, message: str, field: str) -> ApiError:
     return ApiError(status.HTTP_400_BAD_REQUEST, code, message, field=field)
 
 
-def _schedule(body: dict[str, Any]) -> str | None:
-    """The body's schedule, normalised (single spaces), or None."""
-    text = body.get("schedule")
-    if text is None:
-        return None
+def _normal_schedule(text: object) -> str:
+    """``text`` with single spaces, once periodiq's cron parser took it.
+
+    Raises:
+      ApiError: a 400 naming the ``schedule`` field.
+    """
     # Imported here: periodiq (and pendulum, which it imports) load only in a web
-    # process that checks a schedule.
+    # process that checks a schedule, and in a thread: the first import takes a while.
     from db.schedules import InvalidSchedule, parse_schedule
 
     try:
@@ -70,7 +71,9 @@ async def create_playlist(request: Request) -> JSONResponse:
         raise _bad("invalid_field", "auto_download must be true or false", "auto_download")
     name = optional_text(body, "name")
     quality = choice(body, "quality", list(QUALITY_FORMATS), "best")
-    schedule = _schedule(body)
+    schedule = body.get("schedule")
+    if schedule is not None:
+        schedule = await run_in_threadpool(_normal_schedule, schedule)
     async with request.app.state.db() as session:
         owner = await check_job_caps(request, session)  # room for its first sync
     store = request.app.state.store

@@ -49,6 +49,9 @@ JOBS: Table = Job.__table__  # type: ignore[assignment]
 #: none of its entries is marked removed, since the rest were not seen.
 MAX_ENTRIES = 5_000
 
+#: The longest name a playlist keeps (its column's size).
+MAX_NAME = 300
+
 _ENTRY_FIELDS = ("state", "reason", "position", "title", "source_id", "video_id", "removed_at")
 
 
@@ -236,7 +239,7 @@ def record_listing(
         .values(
             last_synced_at=now,
             entry_count=len(entries),
-            name=func.coalesce(PLAYLISTS.c.name, title),
+            name=func.coalesce(PLAYLISTS.c.name, title[:MAX_NAME] if title else None),
         )
         .returning(PLAYLISTS.c.quality, PLAYLISTS.c.owner, PLAYLISTS.c.auto_download)
     ).first()

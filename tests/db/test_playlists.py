@@ -196,3 +196,22 @@ def test_a_playlist_reads_back_with_its_entries_settled_and_paged(engine: Engine
         assert EntryState.queued in {
             state for (state,) in connection.execute(select(PlaylistEntry.state)).all()
         }  # settled when read, stored as it was until the next sync
+
+
+def test_a_listing_names_an_unnamed_playlist_within_its_column(engine: Engine) -> None:
+    unnamed = new_playlist(engine)
+    named = new_playlist(engine, url="https://example.com/named", name="Mine")
+    for playlist_id in (unnamed, named):
+        with engine.connect() as connection:
+            playlists.record_listing(
+                connection, playlist_id, title="T" * 500, entries=[], truncated=False
+            )
+    with engine.connect() as connection:
+        found = [
+            playlists.playlist_details(connection, playlist_id, after=None, limit=1)
+            for playlist_id in (unnamed, named)
+        ]
+    assert [playlist and playlist["name"] for playlist in found] == [
+        "T" * playlists.MAX_NAME,
+        "Mine",
+    ]

@@ -11,6 +11,7 @@ from actors.bulk_thumbnails import make_thumbnails
 from actors.download import download_video
 from actors.enrich import enrich_artists
 from actors.lifeline import lifeline_sweep
+from actors.playlists import sync_due_playlists, sync_playlist
 from actors.retention import prune_job_history
 from actors.stream_cache import sweep_stream_cache, warm_stream_cache
 
@@ -23,6 +24,8 @@ __all__ = [
     "download_video",
     "enrich_artists",
     "lifeline_sweep",
+    "sync_due_playlists",
+    "sync_playlist",
     "prune_job_history",
     "sweep_stream_cache",
     "warm_stream_cache",

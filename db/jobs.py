@@ -460,11 +460,13 @@ def new_retry(
 
 def dedupe_key(kind: str, params: dict[str, Any]) -> str | None:
     """What makes two active jobs the same work: a download of the same URL, an
-    analysis of the same video."""
+    analysis of the same video, a sync of the same playlist."""
     if url := params.get("url"):
         return f"{kind}:{url}"
     if (video_id := params.get("video_id")) is not None:
         return f"{kind}:video:{video_id}"
+    if (playlist_id := params.get("playlist_id")) is not None:
+        return f"{kind}:playlist:{playlist_id}"
     return None
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from db.models import Artist, Video
+from db.models import Artist, PlaylistEntry, Video
 
 
 @dataclass(frozen=True)
@@ -71,9 +71,13 @@ def save_video(session: Session, new: NewVideo, *, replacing: Video | None = Non
 
 
 def remove_video(session: Session, video_id: int) -> bool:
-    """Delete a video's row and every row that references it (none but the row today:
-    a table that names videos adds its rows here); the caller commits. False when the
-    row was gone already. The download archive is the library (:func:`find_video`), so
-    the video can be downloaded again at once; its artist stays."""
+    """Delete a video's row; the playlist entries that filed it keep their state
+    (``downloaded``: a sync does not bring it back) but no longer name it, since SQLite
+    may give its id to a later video. The caller commits. False when the row was gone
+    already. The download archive is the library (:func:`find_video`), so the video can
+    be downloaded again at once, on request; its artist stays."""
+    session.execute(
+        update(PlaylistEntry).where(PlaylistEntry.video_id == video_id).values(video_id=None)
+    )
     removed = session.execute(delete(Video).where(Video.id == video_id))
     return bool(removed.rowcount)  # type: ignore[attr-defined]

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy import Enum as SqlEnum
@@ -72,6 +73,8 @@ class JobKind(enum.StrEnum):
     enrichments = "enrichments"
     #: About 20 artists looked up on MusicBrainz, one part of a bulk (actors/enrich.py).
     enrich_chunk = "enrich_chunk"
+    #: A playlist's entries listed again, its new ones queued (actors/playlists.py).
+    playlist_sync = "playlist_sync"
 
 
 class Job(Base):
@@ -230,4 +233,90 @@ class Video(Base):
         Index("uq_videos_path", "path", unique=True),
         Index("ix_videos_quality_label_id", "quality_label", "id"),
         Index("ix_videos_quality_score_id", "quality_score", "id"),
+    )
+
+
+class EntryState(enum.StrEnum):
+    """Where a playlist entry stands (db/playlists.py keeps it up to date)."""
+
+    #: Listed, not queued (the playlist does not download by itself, or the job caps
+    #: were full: the next sync queues it).
+    new = "new"
+    #: Its download job is queued or running.
+    queued = "queued"
+    #: In the library (its download succeeded, or it was there already).
+    downloaded = "downloaded"
+    #: Its download failed or was cancelled; later syncs leave it (retry the job).
+    failed = "failed"
+    #: Its URL is one a download may not fetch (form, or a non-public host).
+    rejected = "rejected"
+    #: No longer listed; its file, if any, stays in the library.
+    removed = "removed"
+
+
+class Playlist(Base):
+    """A playlist or channel whose entries vidfleet follows."""
+
+    __tablename__ = "playlists"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    #: sha256 of ``url``, unique: a unique index on 2,048 characters of UTF-8 could pass
+    #: PostgreSQL's limit on an index row.
+    url_hash: Mapped[str] = mapped_column(String(64))
+    #: Given when it was added, else the title its first sync found.
+    name: Mapped[str | None] = mapped_column(String(300), default=None)
+    auto_download: Mapped[bool] = mapped_column(Boolean, default=False)
+    quality: Mapped[str] = mapped_column(String(16), default="best")
+    #: Five cron fields (UTC), or None: synced only when asked.
+    schedule: Mapped[str | None] = mapped_column(String(100), default=None)
+    owner: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: The last sync asked for (by a person or the schedule) and when: the schedule's
+    #: next run is its first fire time after that.
+    last_sync_job_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    last_sync_requested_at: Mapped[datetime | None] = mapped_column(default=None)
+    #: When a sync last finished listing the entries.
+    last_synced_at: Mapped[datetime | None] = mapped_column(default=None)
+    #: How many entries that sync listed (``None`` before the first).
+    entry_count: Mapped[int | None] = mapped_column(Integer, default=None)
+
+    __table_args__ = (Index("uq_playlists_url_hash", "url_hash", unique=True),)
+
+
+class PlaylistEntry(Base):
+    """One entry of a playlist, as its syncs found it."""
+
+    __tablename__ = "playlist_entries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    playlist_id: Mapped[int] = mapped_column(ForeignKey("playlists.id", ondelete="CASCADE"))
+    #: sha256 of ``url``: one row per URL and playlist.
+    url_hash: Mapped[str] = mapped_column(String(64))
+    url: Mapped[str] = mapped_column(String(2048))
+    #: The site's id of the video, when the listing gave one.
+    source_id: Mapped[str | None] = mapped_column(String(256), default=None)
+    title: Mapped[str | None] = mapped_column(String(500), default=None)
+    position: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(
+        SqlEnum(
+            EntryState,
+            native_enum=False,
+            length=16,
+            values_callable=lambda e: [m.value for m in e],
+        ),
+        default=EntryState.new,
+    )
+    #: Why the entry was rejected, or why its download failed.
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
+    first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    removed_at: Mapped[datetime | None] = mapped_column(default=None)
+    #: Plain references, no foreign keys: job history is pruned (db/retention.py) and
+    #: videos deleted while the entry stays.
+    download_job_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    video_id: Mapped[int | None] = mapped_column(Integer, default=None)
+
+    __table_args__ = (
+        UniqueConstraint("playlist_id", "url_hash", name="uq_playlist_entries_url"),
+        Index("ix_playlist_entries_playlist_position", "playlist_id", "position", "id"),
     )

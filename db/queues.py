@@ -43,6 +43,7 @@ ACTOR_OF_KIND: dict[str, str] = {
     "thumbnail_chunk": "make_thumbnails",
     "delete_chunk": "delete_videos",
     "enrich_chunk": "enrich_artists",
+    "playlist_sync": "sync_playlist",
 }
 
 

@@ -179,7 +179,8 @@ def _overall_fraction(info: dict[str, Any], fraction: float) -> float:
     return (ids.index(info.get("format_id")) + fraction) / len(ids)
 
 
-def _clean_error(exc: DownloadError) -> str:
+def clean_error(exc: DownloadError) -> str:
+    """yt-dlp's error message without its ``ERROR:`` prefix."""
     return str(exc.msg or exc).removeprefix("ERROR: ").strip()
 
 
@@ -439,7 +440,7 @@ def download_video(
                 at_least=True,
             ) from None
         if isinstance(exc, DownloadError):
-            raise classify_error(_clean_error(exc)) from None
+            raise classify_error(clean_error(exc)) from None
         raise
     if archive is not None and archive.hit is not None:
         raise AlreadyDownloaded(*archive.hit)

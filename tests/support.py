@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from html import escape
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -64,10 +65,12 @@ def empty_the_stores(settings: Any) -> None:
     from sqlalchemy import delete
 
     from actors import stores
-    from db.models import Artist, Job, Video
+    from db.models import Artist, Job, Playlist, PlaylistEntry, Video
 
     stores.redis_client().flushall()
     with stores.sessions().begin() as session:
+        session.execute(delete(PlaylistEntry))
+        session.execute(delete(Playlist))
         session.execute(delete(Video))
         session.execute(delete(Artist))
         session.execute(delete(Job).where(Job.parent_id.is_not(None)))
@@ -113,6 +116,19 @@ def make_clip(
     return path
 
 
+def rss_feed(title: str, links: list[str]) -> bytes:
+    """An RSS 2.0 channel with one item per link, as a podcast or a video channel
+    publishes (yt-dlp's generic extractor lists the items of such a feed)."""
+    items = "".join(
+        f"<item><title>entry {number}</title><link>{escape(link)}</link></item>"
+        for number, link in enumerate(links, 1)
+    )
+    return (
+        f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
+        f"<title>{escape(title)}</title>{items}</channel></rss>"
+    ).encode()
+
+
 @dataclass
 class MediaServer:
     """Serves ``/media/<anything>.mp4`` (the same generated file under any name, so each
@@ -136,6 +152,7 @@ class MediaServer:
     ranges: list[tuple[str, int]] = field(default_factory=list)  # (path, first byte)
     cookies: list[str] = field(default_factory=list)  # Cookie headers received
     files: dict[str, Path] = field(default_factory=dict)  # served as /file/<name>
+    feeds: dict[str, list[str]] = field(default_factory=dict)  # /feed/<name>.xml's links
     server: ThreadingHTTPServer | None = None
 
     def url(self, path: str) -> str:
@@ -179,6 +196,16 @@ class MediaServer:
                     self.end_headers()
                     if body:
                         self.wfile.write(page)
+                    return
+                feed_name = path.removeprefix("/feed/").removesuffix(".xml")
+                if path.startswith("/feed/") and feed_name in owner.feeds:
+                    feed = rss_feed(feed_name, owner.feeds[feed_name])
+                    self.send_response(HTTPStatus.OK)
+                    self.send_header("Content-Type", "application/rss+xml")
+                    self.send_header("Content-Length", str(len(feed)))
+                    self.end_headers()
+                    if body:
+                        self.wfile.write(feed)
                     return
                 if path.startswith("/text/"):
                     data = b"this is not a video\n" * 100

@@ -5,14 +5,16 @@ The cases live in ``tests/netns/ssrf_cases.py`` (a name the normal run does not
 collect): a redirect to a loopback service, a page embedding a loopback ``<video src>``
 and a host that rebinds from a public address to loopback must each fail as not
 retryable without the loopback service seeing a request, while a direct public URL still
-downloads. This test runs them in a fresh pytest session under ``unshare --net --mount``:
-loopback up, the global-looking :data:`~tests.netns.ssrf_cases.PUBLIC_ADDRESS` added to
-it as the "public internet" (so traffic never leaves the namespace), and a resolv.conf
-naming the cases' own DNS server on 127.0.0.1 bind-mounted over ``/etc/resolv.conf``
-(only inside the new mount namespace). The inner session starts its own Redis and
-database, as every session does, and must report exactly four passed tests. The test
-skips only where ``unshare`` is not permitted, and never as root (CI runs as root):
-there a namespace that cannot be made is a failure.
+downloads; so must a playlist's sync whose feed redirects to loopback, and a public
+feed's entries on loopback are rejected while its public entry downloads. This test
+runs them in a fresh pytest session under ``unshare --net --mount``: loopback up, the
+global-looking :data:`~tests.netns.ssrf_cases.PUBLIC_ADDRESS` added to it as the
+"public internet" (so traffic never leaves the namespace), and a resolv.conf naming the
+cases' own DNS server on 127.0.0.1 bind-mounted over ``/etc/resolv.conf`` (only inside
+the new mount namespace). The inner session starts its own Redis and database, as every
+session does, and must report exactly six passed tests. The test skips only where
+``unshare`` is not permitted, and never as root (CI runs as root): there a namespace
+that cannot be made is a failure.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from tests.netns.ssrf_cases import LOOPBACK_ADDRESS, PUBLIC_ADDRESS
 
 REPO = Path(__file__).resolve().parent.parent
 CASES = "tests/netns/ssrf_cases.py"
-EXPECTED = {"passed": 5}
+EXPECTED = {"passed": 7}
 TIMEOUT_S = 180  # a hang, not a slow run: the cases take about 20 s
 
 # Runs inside the new namespaces: $1 the public address, $2 the resolv.conf to mount,

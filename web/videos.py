@@ -84,7 +84,7 @@ def _bad(code: str, message: str, field: str) -> ApiError:
     return ApiError(status.HTTP_400_BAD_REQUEST, code, message, field=field)
 
 
-def _optional_text(body: dict[str, Any], field: str) -> str | None:
+def optional_text(body: dict[str, Any], field: str) -> str | None:
     value = body.get(field)
     if value is None:
         return None
@@ -95,7 +95,7 @@ def _optional_text(body: dict[str, Any], field: str) -> str | None:
     return value.strip()
 
 
-def _choice(body: dict[str, Any], field: str, choices: list[str], default: str) -> str:
+def choice(body: dict[str, Any], field: str, choices: list[str], default: str) -> str:
     value = body.get(field, default)
     if value not in choices:
         raise _bad("invalid_field", f"{field} must be one of {', '.join(choices)}", field)
@@ -133,16 +133,16 @@ async def request_download(request: Request) -> JSONResponse:
         url = await checked_url(body["url"], allow_private=settings.allow_private_urls)
     except UrlRejected as exc:
         raise _bad("invalid_url", exc.message, "url") from None
-    quality = _choice(body, "quality", list(QUALITY_FORMATS), "best")
-    priority = Priority(_choice(body, "priority", list(Priority), Priority.high))
+    quality = choice(body, "quality", list(QUALITY_FORMATS), "best")
+    priority = Priority(choice(body, "priority", list(Priority), Priority.high))
     force = body.get("force", False)
     if not isinstance(force, bool):
         raise _bad("invalid_field", "force must be true or false", "force")
     params = {
         "url": url,
         "quality": quality,
-        "artist": _optional_text(body, "artist"),
-        "title": _optional_text(body, "title"),
+        "artist": optional_text(body, "artist"),
+        "title": optional_text(body, "title"),
         "force": force,
     }
     submission, outbox = await request.app.state.store.run(

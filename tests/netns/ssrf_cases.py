@@ -17,7 +17,11 @@ whose ``<video src>`` points at it, and a host that resolves to a public address
 is checked and to loopback when the download connects must each fail as not retryable,
 without the secret in the job and without a single request at the loopback service;
 a direct public URL still downloads. The picture an artist enrichment found is fetched
-by the same guard: one that redirects to the loopback service is refused too.
+by the same guard: one that redirects to the loopback service is refused too. A
+playlist's listing runs under the same guard: a feed that redirects to the loopback
+service fails its sync the same way, and a public feed's entries on loopback (by
+address or by the name ``localhost``) are rejected, never fetched, while its public
+entry downloads.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from dnslib import QTYPE, RCODE, RR, A, DNSRecord
 from dnslib.server import BaseResolver, DNSHandler, DNSLogger, DNSServer
 
 from tests.conftest import ADMIN_TOKEN
-from tests.support import api_client, live_server, wait_for_job
+from tests.support import api_client, live_server, rss_feed, wait_for_job
 
 #: The "public" host. ``is_global`` is true for it (documentation ranges such as
 #: 203.0.113.0/24 are not, and a correct guard refuses them too). The outer runner adds
@@ -162,8 +166,10 @@ class LoopbackService:
 @dataclass
 class PublicServer:
     """The "public" site on :data:`PUBLIC_ADDRESS`: ``/video.mp4`` (a real video),
-    ``/redirect.mp4`` (302 to the loopback service) and ``/embed.html`` (a page whose
-    ``<video src>`` is on the loopback service)."""
+    ``/redirect.mp4`` (302 to the loopback service), ``/embed.html`` (a page whose
+    ``<video src>`` is on the loopback service), ``/feed.xml`` (an RSS channel whose
+    items link to the loopback service, to it by the name ``localhost``, and to
+    ``/video.mp4``) and ``/feed-redirect.xml`` (302 to the loopback service)."""
 
     video: Path
     port: int
@@ -180,7 +186,7 @@ class PublicServer:
                 owner.hits[path] = owner.hits.get(path, 0) + 1
                 if path == "/video.mp4":
                     self.send(owner.video.read_bytes(), content_type="video/mp4", body=body)
-                elif path == "/redirect.mp4":
+                elif path in ("/redirect.mp4", "/feed-redirect.xml"):
                     self.send(
                         b"",
                         content_type="text/plain",
@@ -194,6 +200,14 @@ class PublicServer:
                         f'<body><video controls src="{owner.stolen_url}"></video></body></html>'
                     )
                     self.send(page.encode(), content_type="text/html; charset=utf-8", body=body)
+                elif path == "/feed.xml":
+                    links = [
+                        owner.stolen_url,
+                        owner.stolen_url.replace(LOOPBACK_ADDRESS, "localhost"),
+                        owner.url("/video.mp4"),
+                    ]
+                    feed = rss_feed("a public channel", links)
+                    self.send(feed, content_type="application/rss+xml", body=body)
                 else:
                     self.send(
                         b"not here\n",
@@ -276,13 +290,14 @@ def internet(sample_video: Path) -> Iterator[Internet]:
 
 @pytest.fixture
 def strict_settings(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The suite's settings with private URLs not allowed, for the download actor too
-    (it reads ``settings`` from its module at call time)."""
-    from actors import download
+    """The suite's settings with private URLs not allowed, for the download and playlist
+    actors too (they read ``settings`` from their modules at call time)."""
+    from actors import download, playlists
 
     strict = dataclasses.replace(settings, allow_private_urls=False)
     assert strict.enable_generic_extractor
     monkeypatch.setattr(download, "settings", strict)
+    monkeypatch.setattr(playlists, "settings", strict)
     return strict
 
 
@@ -390,3 +405,35 @@ def test_an_enrichment_picture_that_redirects_to_a_loopback_service_is_refused(
     assert SECRET not in refused.value.message and not dest.exists()
     assert internet.public.hits.get("/redirect.mp4"), internet.public.hits
     assert internet.loopback.requests == [], internet.loopback.requests
+
+
+def follow_playlist(api: httpx.Client, url: str) -> dict[str, Any]:
+    """Add a playlist that downloads by itself; its first sync, once it ended."""
+    response = api.post("/api/playlists", json={"url": url, "auto_download": True})
+    assert response.status_code == 201, response.text
+    return wait_for_job(api, response.json()["sync_job"]["id"])
+
+
+def test_a_public_feed_whose_entries_point_at_loopback_downloads_only_its_public_one(
+    strict_api: httpx.Client, internet: Internet, worker: Any
+) -> None:
+    sync = follow_playlist(strict_api, internet.public.url("/feed.xml"))
+    assert sync["status"] == "succeeded", sync
+    assert sync["result"]["rejected"] == 2 and sync["result"]["queued"] == 1, sync["result"]
+    downloads = strict_api.get("/api/jobs?kind=download").json()["items"]
+    assert [job["params"]["url"] for job in downloads] == [internet.public.url("/video.mp4")]
+    assert wait_for_job(strict_api, downloads[0]["id"])["status"] == "succeeded"
+    playlist = strict_api.get("/api/playlists").json()["items"][0]
+    entries = strict_api.get(f"/api/playlists/{playlist['id']}").json()["entries"]["items"]
+    rejected = [entry for entry in entries if entry["state"] == "rejected"]
+    assert len(rejected) == 2 and all("private" in entry["reason"] for entry in rejected)
+    assert internet.loopback.requests == [], internet.loopback.requests
+
+
+def test_a_feed_that_redirects_to_a_loopback_service_fails_its_sync(
+    strict_api: httpx.Client, internet: Internet, worker: Any
+) -> None:
+    sync = follow_playlist(strict_api, internet.public.url("/feed-redirect.xml"))
+    assert internet.public.hits.get("/feed-redirect.xml"), internet.public.hits
+    assert sync["error"]["type"] == "private_address", sync
+    assert_refused(sync, internet)

@@ -1,0 +1,211 @@
+"""``/api/playlists``: follow a playlist or channel, list what its syncs found, ask for
+a sync, stop following it.
+
+A playlist's URL is checked as a download's is (:func:`web.videos.checked_url`; the
+listing itself runs under the egress guard on a worker), its schedule by periodiq's cron
+parser (:mod:`db.schedules`). Adding one asks for its first sync at once. A sync is a
+``playlist_sync`` job (``actors/playlists.py``): nothing is listed or downloaded here.
+"""
+
+from __future__ import annotations
+
+import sys
+from functools import partial
+
+from starlette import status
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from db import playlists
+from media.errors import UrlRejected
+from media.formats import QUALITY_FORMATS
+from web.errors import ApiError, not_found, read_json_object
+from web.jobs import check_job_caps, job_owner, parse_limit, too_many_jobs
+from web.videos import MAX_ID, checked_url, choice, optional_text
+
+CURSOR_PART = 10  # digits of each number of an entries cursor
+
+
+def _bad(code: str, message: str, field: str) -> ApiError:
+    return ApiError(status.HTTP_400_BAD_REQUEST, code, message, field=field)
+
+
+def _normal_schedule(text: object) -> str:
+    """``text`` with single spaces, once periodiq's cron parser took it.
+
+    Raises:
+      ApiError: a 400 naming the ``schedule`` field.
+    """
+    # Imported here: periodiq (and pendulum, which it imports) load only in a web
+    # process that checks a schedule, and in a thread: the first import takes a while.
+    from db.schedules import InvalidSchedule, parse_schedule
+
+    try:
+        parse_schedule(text)
+    except InvalidSchedule as exc:
+        raise _bad("invalid_schedule", str(exc), "schedule") from None
+    assert isinstance(text, str)
+    return " ".join(text.split())
+
+
+def _playlist_id(request: Request) -> int:
+    playlist_id: int = request.path_params["playlist_id"]
+    if playlist_id > MAX_ID:
+        raise not_found("playlist")
+    return playlist_id
+
+
+async def create_playlist(request: Request) -> JSONResponse:
+    body = await read_json_object(request)
+    settings = request.app.state.settings
+    if "url" not in body:
+        raise _bad("missing_field", "url is required", "url")
+    try:
+        url = await checked_url(body["url"], allow_private=settings.allow_private_urls)
+    except UrlRejected as exc:
+        raise _bad("invalid_url", exc.message, "url") from None
+    auto_download = body.get("auto_download")
+    if not isinstance(auto_download, bool):
+        raise _bad("invalid_field", "auto_download must be true or false", "auto_download")
+    name = optional_text(body, "name")
+    quality = choice(body, "quality", list(QUALITY_FORMATS), "best")
+    schedule = body.get("schedule")
+    if schedule is not None:
+        schedule = await run_in_threadpool(_normal_schedule, schedule)
+    async with request.app.state.db() as session:
+        owner = await check_job_caps(request, session)  # room for its first sync
+    store = request.app.state.store
+    playlist_id, created = await store.run(
+        partial(
+            playlists.create_playlist,
+            url=url,
+            name=name,
+            auto_download=auto_download,
+            quality=quality,
+            schedule=schedule,
+            owner=owner,
+        ),
+        writes=True,
+    )
+    if not created:
+        raise ApiError(
+            status.HTTP_409_CONFLICT,
+            "already_exists",
+            "a playlist with this URL is already followed",
+            field="url",
+            playlist_id=playlist_id,
+        )
+    submission, outbox = await store.run(
+        partial(
+            playlists.request_sync,
+            playlist_id=playlist_id,
+            owner=owner,
+            max_attempts=settings.max_attempts,
+            # Admitted above, with the playlist: the caps do not apply twice.
+            max_active=sys.maxsize,
+            max_active_of_owner=sys.maxsize,
+        ),
+        writes=True,
+    )
+    await request.app.state.courier.deliver_async(outbox)
+    data = await store.run(
+        partial(playlists.playlist_details, playlist_id=playlist_id, after=None, limit=1)
+    )
+    data["sync_job"] = submission.job
+    return JSONResponse(
+        data,
+        status_code=status.HTTP_201_CREATED,
+        headers={"Location": f"/api/playlists/{playlist_id}"},
+    )
+
+
+async def list_playlists(request: Request) -> JSONResponse:
+    """Playlists, newest first; each with its entries counted by state."""
+    limit = parse_limit(request)
+    cursor = request.query_params.get("cursor")
+    if cursor is not None and (not cursor.isdigit() or int(cursor) > MAX_ID):
+        raise _bad("invalid_cursor", "unknown cursor", "cursor")
+    items, after = await request.app.state.store.run(
+        partial(
+            playlists.list_playlists, after=None if cursor is None else int(cursor), limit=limit
+        )
+    )
+    return JSONResponse({"items": items, "next": None if after is None else str(after)})
+
+
+def _entries_cursor(request: Request) -> tuple[int, int] | None:
+    cursor = request.query_params.get("cursor")
+    if cursor is None:
+        return None
+    position, _, entry_id = cursor.partition(".")
+    if not all(part.isdigit() and len(part) <= CURSOR_PART for part in (position, entry_id)):
+        raise _bad("invalid_cursor", "unknown cursor", "cursor")
+    return int(position), int(entry_id)
+
+
+async def get_playlist(request: Request) -> JSONResponse:
+    """A playlist and a page of its entries in its order (``limit``, ``cursor``), each
+    with its state."""
+    playlist_id = _playlist_id(request)
+    limit = parse_limit(request)
+    after = _entries_cursor(request)
+    data = await request.app.state.store.run(
+        partial(playlists.playlist_details, playlist_id=playlist_id, after=after, limit=limit)
+    )
+    if data is None:
+        raise not_found("playlist")
+    return JSONResponse(data)
+
+
+async def sync_playlist(request: Request) -> JSONResponse:
+    """``202`` + a new sync job; ``200`` + the sync already queued or running."""
+    playlist_id = _playlist_id(request)
+    settings = request.app.state.settings
+    try:
+        submission, outbox = await request.app.state.store.run(
+            partial(
+                playlists.request_sync,
+                playlist_id=playlist_id,
+                owner=job_owner(request),
+                max_attempts=settings.max_attempts,
+                max_active=settings.max_active_jobs,
+                max_active_of_owner=settings.max_active_jobs_per_credential,
+            ),
+            writes=True,
+        )
+    except playlists.PlaylistGone:
+        raise not_found("playlist") from None
+    if submission.over_cap is not None:
+        raise too_many_jobs(request, submission.over_cap)
+    job = submission.job
+    assert job is not None
+    if not submission.created:
+        return JSONResponse(job, status_code=status.HTTP_200_OK)
+    await request.app.state.courier.deliver_async(outbox)
+    return JSONResponse(
+        job, status_code=status.HTTP_202_ACCEPTED, headers={"Location": f"/api/jobs/{job['id']}"}
+    )
+
+
+async def delete_playlist(request: Request) -> JSONResponse:
+    """The playlist and its entries go (a sync under way is cancelled); the videos its
+    downloads filed stay in the library."""
+    playlist_id = _playlist_id(request)
+    entries, outbox = await request.app.state.store.run(
+        partial(playlists.delete_playlist, playlist_id=playlist_id), writes=True
+    )
+    if entries is None:
+        raise not_found("playlist")
+    await request.app.state.courier.deliver_async(outbox)
+    return JSONResponse({"id": playlist_id, "deleted": True, "entries_deleted": entries})
+
+
+routes = [
+    Route("/api/playlists", list_playlists, methods=["GET"]),
+    Route("/api/playlists", create_playlist, methods=["POST"]),
+    Route("/api/playlists/{playlist_id:int}", get_playlist, methods=["GET"]),
+    Route("/api/playlists/{playlist_id:int}", delete_playlist, methods=["DELETE"]),
+    Route("/api/playlists/{playlist_id:int}/sync", sync_playlist, methods=["POST"]),
+]

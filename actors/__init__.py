@@ -8,11 +8,14 @@ from actors.artist_images import make_artist_image
 from actors.broker import broker
 from actors.bulk_thumbnails import make_thumbnails
 from actors.download import download_video
+from actors.library_sweeps import analyze_unanalysed_videos, sweep_missing_thumbnails
 from actors.lifeline import lifeline_sweep
 from actors.retention import prune_job_history
 from actors.stream_cache import sweep_stream_cache, warm_stream_cache
+from actors.temp_janitor import sweep_temp_downloads
 
 __all__ = [
+    "analyze_unanalysed_videos",
     "analyze_video",
     "make_artist_image",
     "broker",
@@ -20,6 +23,8 @@ __all__ = [
     "download_video",
     "lifeline_sweep",
     "prune_job_history",
+    "sweep_missing_thumbnails",
     "sweep_stream_cache",
+    "sweep_temp_downloads",
     "warm_stream_cache",
 ]

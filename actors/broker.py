@@ -114,7 +114,7 @@ def make_broker(settings: Settings) -> RedisBroker:
                 min_backoff=int(settings.retry_backoff * 1000), max_backoff=RETRY_MAX_BACKOFF_MS
             ),
             CurrentMessage(),
-            # Before periodiq's, whose skips it records too.
+            # Before periodiq's: a message periodiq skips is recorded as a skipped run.
             ScheduleRuns(),
             PeriodiqMiddleware(skip_delay=30),
             GroupSignals(),

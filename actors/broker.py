@@ -28,6 +28,7 @@ from periodiq import PeriodiqMiddleware
 from actors.job_tracking import JobTracking
 from actors.lifeline_runner import LifelineRunner
 from actors.orphans import OrphanRecovery
+from actors.schedule_runs import ScheduleRuns
 from actors.shutdown import GroupSignals
 from actors.slot_gate import SlotGate
 from actors.warm_processes import WarmMediaProcesses
@@ -113,6 +114,8 @@ def make_broker(settings: Settings) -> RedisBroker:
                 min_backoff=int(settings.retry_backoff * 1000), max_backoff=RETRY_MAX_BACKOFF_MS
             ),
             CurrentMessage(),
+            # Before periodiq's: a message periodiq skips is recorded as a skipped run.
+            ScheduleRuns(),
             PeriodiqMiddleware(skip_delay=30),
             GroupSignals(),
             WarmMediaProcesses(),

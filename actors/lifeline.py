@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import dramatiq
-from periodiq import cron
-
+from actors.periodic import periodic_actor
 from actors.recovery import run_lifeline
-from db.queues import Queue
 
 
-@dramatiq.actor(queue_name=Queue.maintenance, periodic=cron("* * * * *"), max_retries=0)
+@periodic_actor()
 def lifeline_sweep() -> None:
     run_lifeline()

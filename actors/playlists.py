@@ -18,18 +18,16 @@ import logging
 from datetime import datetime
 from functools import partial
 
-import dramatiq
-from periodiq import cron
 from sqlalchemy import select
 
 from actors import stores
 from actors.broker import broker as _broker  # noqa: F401  (set before any actor)
 from actors.job_context import current_job
 from actors.job_tracking import job_actor
-from db import playlists
+from actors.periodic import periodic_actor
+from db import cron, playlists
 from db.models import JobKind, Playlist, utcnow
 from db.queues import Queue
-from db.schedules import InvalidSchedule, is_due, parse_schedule
 from db.settings import get_settings
 from media.egress import install_egress_guard
 from media.errors import MediaError
@@ -124,7 +122,7 @@ def sync_playlist(job_id: str) -> None:
     }
 
 
-@dramatiq.actor(queue_name=Queue.maintenance, periodic=cron("* * * * *"), max_retries=0)
+@periodic_actor()
 def sync_due_playlists() -> None:
     submit_due_syncs(utcnow())
 
@@ -139,11 +137,12 @@ def submit_due_syncs(now: datetime) -> list[str]:
     syncs = []
     for playlist in scheduled:
         try:
-            spec = parse_schedule(playlist.schedule)
-        except InvalidSchedule as exc:  # checked when it was set: only a hand-edited row
+            schedule = cron.checked(playlist.schedule)
+        except cron.InvalidCron as exc:  # checked when it was set: only a hand-edited row
             logger.warning("playlist %s: %s", playlist.playlist_id, exc)
             continue
-        if not is_due(spec, since=playlist.since, now=now):
+        # Playlist schedules are in UTC: both times are aware UTC.
+        if not cron.is_due(schedule, since=playlist.since, now=now):
             continue
         with stores.engine().connect() as connection:
             submission, outbox = playlists.request_sync(

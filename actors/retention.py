@@ -13,11 +13,8 @@ from __future__ import annotations
 import logging
 import time
 
-import dramatiq
-from periodiq import cron
-
 from actors import stores
-from db.queues import Queue
+from actors.periodic import periodic_actor
 from db.retention import BATCH_SIZE, RetentionPolicy, prune_batch
 from db.settings import get_settings
 
@@ -31,12 +28,7 @@ BUDGET_S = 120.0
 PAUSE_S = 0.05
 
 
-@dramatiq.actor(
-    queue_name=Queue.maintenance,
-    periodic=cron("41 * * * *"),
-    max_retries=0,
-    time_limit=int(BUDGET_S + 60) * 1000,
-)
+@periodic_actor(time_limit=int(BUDGET_S + 60) * 1000)
 def prune_job_history() -> None:
     policy = RetentionPolicy.from_settings(get_settings())
     deadline = time.monotonic() + BUDGET_S

@@ -16,14 +16,12 @@ import uuid
 from pathlib import Path
 from typing import cast
 
-import dramatiq
-from periodiq import cron
 from sqlalchemy import select
 
 from actors import stores
+from actors.periodic import periodic_actor
 from db import live
 from db.models import Video
-from db.queues import Queue
 from db.settings import get_settings
 from db.slots import Slots
 from media.ffmpeg import ffmpeg_path, run_to_end
@@ -37,7 +35,7 @@ WARM_TIMEOUT_S = 1800
 WARM_AT_MOST = 3  # transcodes per run
 
 
-@dramatiq.actor(queue_name=Queue.maintenance, periodic=cron("*/10 * * * *"), max_retries=0)
+@periodic_actor()
 def sweep_stream_cache() -> None:
     settings = get_settings()
     with stores.sessions()() as session:
@@ -59,12 +57,7 @@ def sweep_stream_cache() -> None:
     )
 
 
-@dramatiq.actor(
-    queue_name=Queue.maintenance,
-    periodic=cron("17 * * * *"),
-    max_retries=0,
-    time_limit=(WARM_AT_MOST * WARM_TIMEOUT_S + 60) * 1000,
-)
+@periodic_actor(time_limit=(WARM_AT_MOST * WARM_TIMEOUT_S + 60) * 1000)
 def warm_stream_cache() -> None:
     settings = get_settings()
     client = stores.redis_client()

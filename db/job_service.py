@@ -199,11 +199,16 @@ def submit_batch(
     owner: str | None,
     max_attempts: int,
     children: list[tuple[str, str, dict[str, Any]]],
+    dedupe_key: str | None = None,
 ) -> tuple[dict[str, Any], Outbox]:
     """A parent job (``running`` at once) and its ``children`` (kind, queue, params:
     each queued), in one transaction; the parent and the children are published and the
     children sent. A batch without children is ``succeeded`` at once, with an empty
-    summary."""
+    summary. With ``dedupe_key``, no two such batches are active at once.
+
+    Raises:
+      AlreadyActive: an active batch holds ``dedupe_key``.
+    """
     now = utcnow()
     parent_id = str(uuid.uuid4())
     common = {"owner": owner, "max_attempts": max_attempts, "created_at": now, "updated_at": now}
@@ -220,6 +225,7 @@ def submit_batch(
         "finished_at": now if empty else None,
         "progress": 1.0 if empty else 0.0,
         "result": _summary([]) if empty else None,
+        "dedupe_key": None if empty else dedupe_key,
     }
     rows = [
         {
@@ -234,7 +240,11 @@ def submit_batch(
         }
         for child_kind, child_queue, child_params in children
     ]
-    created = connection.execute(insert(Job).returning(*jobs.PUBLIC_COLUMNS), [parent])
+    try:
+        created = connection.execute(insert(Job).returning(*jobs.PUBLIC_COLUMNS), [parent])
+    except IntegrityError:
+        connection.rollback()
+        raise AlreadyActive() from None
     parent_job = jobs.job_to_dict(created.mappings().one())
     child_jobs = []
     if rows:
@@ -280,6 +290,7 @@ def roll_up(connection: Connection | Session, parent_id: str) -> Outbox:
             result=_summary(children),
             finished_at=utcnow(),
             stage=None,
+            dedupe_key=None,
         )
         condition = Job.status == JobStatus.running
     changed = (

@@ -320,3 +320,29 @@ class PlaylistEntry(Base):
         UniqueConstraint("playlist_id", "url_hash", name="uq_playlist_entries_url"),
         Index("ix_playlist_entries_playlist_position", "playlist_id", "position", "id"),
     )
+
+
+class RunOutcome(enum.StrEnum):
+    ok = "ok"
+    failed = "failed"
+    #: Not run: the message was dropped (older than periodiq's skip delay when a worker
+    #: took it: the workers were busy or down at the tick).
+    skipped = "skipped"
+
+
+class ScheduleRun(Base):
+    """The last run of each schedule (:mod:`db.schedules`): one row per name, replaced
+    by every run (:mod:`db.schedule_runs`)."""
+
+    __tablename__ = "schedule_runs"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column()
+    finished_at: Mapped[datetime] = mapped_column()
+    outcome: Mapped[str] = mapped_column(String(16))
+    message_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    #: The job the run created (a batch's parent), if any. No foreign key: retention
+    #: deletes old jobs, and this row outlives them.
+    job_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    #: ``{"type", "message"}`` of a failed run.
+    error: Mapped[dict[str, Any] | None] = mapped_column(default=None)

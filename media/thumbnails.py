@@ -95,3 +95,16 @@ def _save_atomically(image: Image.Image, target: Path, options: Mapping[str, Any
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
+
+
+def thumbnails_missing(
+    directory: Path,
+    widths: Sequence[int],
+    formats: Mapping[str, Mapping[str, Any]] = THUMBNAIL_FORMATS,
+) -> bool:
+    """Is any file :func:`write_thumbnails` wrote for ``widths`` gone from ``directory``?"""
+    try:
+        present = set(os.listdir(directory))
+    except OSError:
+        return True
+    return any(f"{width}.{extension}" not in present for width in widths for extension in formats)

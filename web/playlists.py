@@ -2,8 +2,8 @@
 a sync, stop following it.
 
 A playlist's URL is checked as a download's is (:func:`web.videos.checked_url`; the
-listing itself runs under the egress guard on a worker), its schedule by periodiq's cron
-parser (:mod:`db.schedules`). Adding one asks for its first sync at once. A sync is a
+listing itself runs under the egress guard on a worker), its schedule by
+:mod:`db.cron`. Adding one asks for its first sync at once. A sync is a
 ``playlist_sync`` job (``actors/playlists.py``): nothing is listed or downloaded here.
 """
 
@@ -13,12 +13,11 @@ import sys
 from functools import partial
 
 from starlette import status
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from db import playlists
+from db import cron, playlists
 from media.errors import UrlRejected
 from media.formats import QUALITY_FORMATS
 from web.errors import ApiError, not_found, read_json_object
@@ -33,21 +32,15 @@ def _bad(code: str, message: str, field: str) -> ApiError:
 
 
 def _normal_schedule(text: object) -> str:
-    """``text`` with single spaces, once periodiq's cron parser took it.
+    """``text`` with single spaces, once it is known to be a cron expression (UTC).
 
     Raises:
       ApiError: a 400 naming the ``schedule`` field.
     """
-    # Imported here: periodiq (and pendulum, which it imports) load only in a web
-    # process that checks a schedule, and in a thread: the first import takes a while.
-    from db.schedules import InvalidSchedule, parse_schedule
-
     try:
-        parse_schedule(text)
-    except InvalidSchedule as exc:
+        return cron.checked(text)
+    except cron.InvalidCron as exc:
         raise _bad("invalid_schedule", str(exc), "schedule") from None
-    assert isinstance(text, str)
-    return " ".join(text.split())
 
 
 def _playlist_id(request: Request) -> int:
@@ -73,7 +66,7 @@ async def create_playlist(request: Request) -> JSONResponse:
     quality = choice(body, "quality", list(QUALITY_FORMATS), "best")
     schedule = body.get("schedule")
     if schedule is not None:
-        schedule = await run_in_threadpool(_normal_schedule, schedule)
+        schedule = _normal_schedule(schedule)
     async with request.app.state.db() as session:
         owner = await check_job_caps(request, session)  # room for its first sync
     store = request.app.state.store

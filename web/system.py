@@ -1,10 +1,16 @@
-"""``GET /api/system/storage``: the free space of the work folder's and the library's
-filesystems against the reserve (``VIDFLEET_MIN_FREE_MB``), for the system page;
-``/readyz`` reports the same numbers. Sizes only, never the server's paths."""
+"""The system's state, for the system page:
+
+- ``GET /api/system/storage``: the free space of the work folder's and the library's
+  filesystems against the reserve (``VIDFLEET_MIN_FREE_MB``); ``/readyz`` reports the
+  same numbers. Sizes only, never the server's paths.
+- ``GET /api/system/schedules``: every schedule (:mod:`db.schedules`) with its queue,
+  cron, last run (``schedule_runs``) and next run (:mod:`db.cron`, from now).
+"""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +19,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from db import cron
+from db.jobs import iso
+from db.schedule_runs import last_runs
+from db.schedules import SCHEDULES
 from db.settings import Settings
 from media.disk import disk_usage
 
@@ -52,4 +62,25 @@ async def system_storage(request: Request) -> JSONResponse:
     return JSONResponse({**report, "degraded": is_low(report)})
 
 
-routes = [Route("/api/system/storage", system_storage, methods=["GET"])]
+async def system_schedules(request: Request) -> JSONResponse:
+    async with request.app.state.db() as session:
+        runs = await session.run_sync(last_runs)
+    now = datetime.now().astimezone()  # periodiq reads crons in the local time zone
+    items = [
+        {
+            "name": schedule.name,
+            "queue": str(schedule.queue),
+            "cron": schedule.cron,
+            "does": schedule.does,
+            "last_run": runs[schedule.name].public() if schedule.name in runs else None,
+            "next_run": iso(cron.next_run(schedule.cron, now)),
+        }
+        for schedule in SCHEDULES
+    ]
+    return JSONResponse({"items": items, "next": None})
+
+
+routes = [
+    Route("/api/system/storage", system_storage, methods=["GET"]),
+    Route("/api/system/schedules", system_schedules, methods=["GET"]),
+]

@@ -65,10 +65,11 @@ def empty_the_stores(settings: Any) -> None:
     from sqlalchemy import delete
 
     from actors import stores
-    from db.models import Artist, Job, Playlist, PlaylistEntry, Video
+    from db.models import Artist, Job, Playlist, PlaylistEntry, ScheduleRun, Video
 
     stores.redis_client().flushall()
     with stores.sessions().begin() as session:
+        session.execute(delete(ScheduleRun))
         session.execute(delete(PlaylistEntry))
         session.execute(delete(Playlist))
         session.execute(delete(Video))

@@ -72,8 +72,11 @@ def command_line(pid: int) -> str:
         return ""
 
 
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
+def open_fds() -> set[str]:
+    """This process's descriptors. A check compares them as sets, and asks that none be
+    new: an object an earlier test leaked may close its own meanwhile (garbage
+    collection), which is no descriptor of ours left open."""
+    return set(os.listdir("/proc/self/fd"))
 
 
 def test_a_warm_child_is_a_child_of_the_caller_in_a_session_of_its_own(warm: int) -> None:
@@ -117,7 +120,7 @@ def test_a_child_holds_nothing_of_the_server_and_leaves_no_descriptor_here(warm:
     # Its standard streams and its end of the pipe to us: not the server's socket.
     beyond_streams = [target for fd, target in fds.items() if fd > 2]
     assert len(beyond_streams) == 1 and beyond_streams[0].startswith("socket:"), fds
-    assert open_fds() == before
+    assert open_fds() <= before
 
 
 def test_a_sigkilled_warm_child_leaves_no_process_and_the_next_step_runs(
@@ -161,7 +164,7 @@ def test_a_sigkilled_warm_child_leaves_no_process_and_the_next_step_runs(
     assert result.path.is_file() and result.video_id == "warm-next"
     assert child_processes(os.getpid()) == before
     # The media server's handlers here close their connections once they notice.
-    wait_for(lambda: open_fds() == fds_before, timeout=10, what="descriptors to be closed")
+    wait_for(lambda: open_fds() <= fds_before, timeout=10, what="descriptors to be closed")
 
 
 def test_a_cancelled_warm_child_stops_with_its_ffmpeg_and_the_next_step_runs(warm: int) -> None:

@@ -12,6 +12,8 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from actors.job_context import current_job
 from actors.job_tracking import job_actor
 from tests.support import wait_for
@@ -26,6 +28,7 @@ def hold_while_the_lifeline_scans(job_id: str) -> None:
     release.wait(60)
 
 
+@pytest.mark.serial
 def test_heartbeats_stay_on_time_while_the_lifeline_scans_ten_thousand_queued_messages(
     worker: Any, settings: Any, redis_client: Any
 ) -> None:

@@ -17,6 +17,7 @@ from tests.media import isolated_targets
 from tests.support import alive, child_processes
 
 
+@pytest.mark.serial
 def test_cancelling_a_running_ffmpeg_step_kills_it_and_its_process_within_two_seconds() -> None:
     started: list[int] = []
     asked_at: list[float] = []

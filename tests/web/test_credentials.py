@@ -100,6 +100,7 @@ def test_no_token_in_a_sign_in_is_a_server_error(client: TestClient, token: Any)
         "v1.root.1700000000.abcdefghijklmnop." + "0" * 64,
         "." * 50,
     ],
+    ids=["non-ascii-mac", "old-format-non-ascii", "extra-dots", "old-format", "no-role", "dots"],
 )
 def test_odd_cookies_are_a_401(client: TestClient, cookie: str) -> None:
     response = client.get("/api/jobs", headers={"Cookie": f"vf_session={cookie}".encode()})

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.support import child_processes, wait_for, wait_for_job
 
@@ -44,6 +45,7 @@ def test_a_cancelled_queued_job_never_starts(
     assert again.status_code == 202 and again.json()["id"] != job["id"]
 
 
+@pytest.mark.serial
 def test_a_running_download_stops_within_two_seconds_and_leaves_nothing(
     api: httpx.Client, worker: Any, media_server: Any, settings: Any
 ) -> None:

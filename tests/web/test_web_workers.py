@@ -110,6 +110,7 @@ def test_permessage_deflate_is_negotiated_only_when_the_setting_turns_it_on(
     assert extensions == (["permessage-deflate"] if negotiated else [])
 
 
+@pytest.mark.serial
 def test_a_new_socket_is_served_within_a_second_while_500_busy_ones_take_a_flood(
     start_web: Callable[..., WebProcess], settings: Any, redis_client: Any
 ) -> None:

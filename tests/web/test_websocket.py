@@ -469,6 +469,7 @@ def test_a_socket_that_reads_slower_than_events_come_gets_them_conflated_not_lat
     assert len(got) < len(published) * 3 // 4, f"{len(got)} of {len(published)} went out"
 
 
+@pytest.mark.serial
 def test_the_event_loop_is_never_blocked_by_a_slow_download(
     server: Any, api: httpx.Client, worker: Any, media_server: Any
 ) -> None:

@@ -24,6 +24,10 @@ from tests.conftest import ADMIN_TOKEN
 from tests.support import api_client, child_processes, library_row, live_server, wait_for
 from tests.web.test_requests import assert_error
 
+# Each test checks that FFmpeg stops within two seconds of its client leaving: run
+# alone (make test), not beside other tests on the same cores.
+pytestmark = pytest.mark.serial
+
 GOP_S = 2  # the test files' keyframe interval
 
 

@@ -21,10 +21,13 @@ CVLC = shutil.which("cvlc")
 # .ci/run installs VLC and sets this, so CI can never skip these.
 REQUIRED = os.environ.get("VIDFLEET_TEST_VLC") == "required"
 
-pytestmark = pytest.mark.skipif(
-    CVLC is None and not REQUIRED,
-    reason="VLC is not installed (apt-get install vlc-bin vlc-plugin-base); CI always runs this",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        CVLC is None and not REQUIRED,
+        reason="VLC is not installed (apt-get install vlc-bin vlc-plugin-base); CI runs this",
+    ),
+    pytest.mark.serial,  # cvlc must stop within two seconds of its client leaving
+]
 
 
 def vlc_children() -> list[str]:

@@ -21,8 +21,8 @@ from db import cron, playlists
 from media.errors import UrlRejected
 from media.formats import QUALITY_FORMATS
 from web.errors import ApiError, not_found, read_json_object
-from web.jobs import check_job_caps, job_owner, parse_limit, too_many_jobs
-from web.videos import MAX_ID, checked_url, choice, optional_text
+from web.jobs import check_job_caps, job_owner, parse_limit
+from web.videos import MAX_ID, checked_url, choice, optional_text, submitted
 
 CURSOR_PART = 10  # digits of each number of an entries cursor
 
@@ -170,16 +170,7 @@ async def sync_playlist(request: Request) -> JSONResponse:
         )
     except playlists.PlaylistGone:
         raise not_found("playlist") from None
-    if submission.over_cap is not None:
-        raise too_many_jobs(request, submission.over_cap)
-    job = submission.job
-    assert job is not None
-    if not submission.created:
-        return JSONResponse(job, status_code=status.HTTP_200_OK)
-    await request.app.state.courier.deliver_async(outbox)
-    return JSONResponse(
-        job, status_code=status.HTTP_202_ACCEPTED, headers={"Location": f"/api/jobs/{job['id']}"}
-    )
+    return await submitted(request, submission, outbox)
 
 
 async def delete_playlist(request: Request) -> JSONResponse:

@@ -17,8 +17,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from db import job_service
+from db.job_requests import Submission
 from db.jobs import iso
 from db.models import JobKind, Video
+from db.outbox import Outbox
 from db.queues import DOWNLOAD_QUEUES, Priority
 from media.errors import UrlRejected
 from media.formats import QUALITY_FORMATS
@@ -167,6 +169,12 @@ async def request_download(request: Request) -> JSONResponse:
             field="url",
             video_id=submission.video_id,
         )
+    return await submitted(request, submission, outbox)
+
+
+async def submitted(request: Request, submission: Submission, outbox: Outbox) -> JSONResponse:
+    """The answer to a job asked for: ``429`` past the job caps, ``200`` + the job
+    already doing the same work, else ``202`` + the new job, once it is sent."""
     if submission.over_cap is not None:
         raise too_many_jobs(request, submission.over_cap)
     job = submission.job

@@ -555,7 +555,7 @@ def run_media(*, quick: bool = False, parts: Sequence[str] = PARTS) -> str:
     from bench.media_loop import run_loop
 
     runs, poster_runs, photo_count = (5, 1, 8) if quick else (30, 7, 200)
-    core_items = 4 if quick else 16
+    core_items = 4 if quick else 12
     started = time.monotonic()
     load_before = load_average()
     with bench_env() as env:

@@ -15,8 +15,11 @@ items is run six ways, items per second against the first (the anchor):
 
 CPU is that of this process and every process below it (the pool's workers, the fork
 server, the forked children, ffmpeg), so "cores busy" (CPU over wall) says how much of
-the machine each way used. The ways take turns, in a rotated order each round, and the
-figures are medians over the rounds.
+the machine each way used. The ways take turns, in a rotated order each round. Other
+work on a shared machine takes cores from the parallel ways first, so each trial also
+records the CPU the rest of the machine used meanwhile (``/proc/stat`` less ours); the
+figures are medians of the quiet trials (the rest below :data:`QUIET_CORES`), and
+rounds go on until every way has three, within :data:`BUDGET_S` per workload.
 """
 
 from __future__ import annotations
@@ -35,6 +38,11 @@ from bench.backlog import descendants, load_average
 from bench.report import median, table
 
 TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+#: A trial is quiet when the rest of the machine used less than this many cores
+#: meanwhile; the figures are the medians of the quiet trials.
+QUIET_CORES = 0.2
+#: Seconds one workload may go on for, waiting for quiet trials.
+BUDGET_S = 15 * 60.0
 
 #: An item: the function and its keyword arguments, as a job would call it.
 Item = tuple[Callable[..., Any], dict[str, Any]]
@@ -52,6 +60,15 @@ def tree_cpu() -> float:
         if pid != str(os.getpid()):
             total += sum(int(value) for value in fields[11:15]) * TICK_S
     return total
+
+
+def machine_cpu() -> float:
+    """CPU seconds every process of the machine has used, summed over its CPUs."""
+    with open("/proc/stat") as stat:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(
+            int, stat.readline().split()[1:9]
+        )
+    return (user + nice + system + irq + softirq + steal) * TICK_S
 
 
 def call(item: Item) -> Any:
@@ -119,8 +136,20 @@ def forked_per_item(threads: int, memory_limit: int) -> Way:
 
 @dataclass
 class Runs:
+    """One way's trials: wall and CPU seconds, and the CPU seconds other processes of
+    the machine used meanwhile."""
+
     wall: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
+    others: list[float] = field(default_factory=list)
+
+    def quiet(self) -> list[int]:
+        """The trials during which the rest of the machine used less than QUIET_CORES."""
+        return [
+            n
+            for n, (w, o) in enumerate(zip(self.wall, self.others, strict=True))
+            if o / w < QUIET_CORES
+        ]
 
 
 @dataclass
@@ -177,35 +206,46 @@ def analyses(clips: list[Path], count: int, out: Path) -> Workload:
     )
 
 
-def measure(workload: Workload, ways: list[Way], rounds: int) -> None:
-    """Every way over the workload's batch, ``rounds`` times, in a rotated order."""
-    runs = 0
-    for round_ in range(rounds):
+def measure(workload: Workload, ways: list[Way], rounds: int, budget_s: float) -> None:
+    """Every way over the workload's batch, in a rotated order each round: ``rounds``
+    rounds, and more while a way has fewer than ``rounds`` quiet trials, until
+    ``budget_s`` has passed."""
+    deadline, runs, round_ = time.monotonic() + budget_s, 0, 0
+    while True:
         turn = ways[round_ % len(ways) :] + ways[: round_ % len(ways)]
         for way in turn:
             executor = way.start(workload.items(runs))
-            runs += 1
-            items = workload.items(runs)
-            runs += 1
+            items = workload.items(runs + 1)
+            runs += 2
             try:
-                cpu, wall = tree_cpu(), time.perf_counter()
+                cpu, machine, wall = tree_cpu(), machine_cpu(), time.perf_counter()
                 way.run(executor, items)
                 wall, cpu = time.perf_counter() - wall, tree_cpu() - cpu
+                machine = machine_cpu() - machine
             finally:
                 way.stop(executor)
             workload.clean()
             result = workload.runs.setdefault(way.name, Runs())
             result.wall.append(wall)
             result.cpu.append(cpu)
+            result.others.append(max(0.0, machine - cpu))
+        round_ += 1
+        quiet = min(len(result.quiet()) for result in workload.runs.values())
+        if round_ >= rounds and (quiet >= rounds or time.monotonic() > deadline):
+            return
 
 
 def render(workload: Workload) -> str:
-    rows = []
-    anchor = next(iter(workload.runs.values()))
-    anchor_rate = workload.size / median(anchor.wall)
+    """Medians over each way's quiet trials (over all of them, marked ``*``, when none
+    was quiet)."""
+    rows, anchor_rate = [], 0.0
     for name, result in workload.runs.items():
-        wall, cpu = median(result.wall), median(result.cpu)
+        chosen = result.quiet() or list(range(len(result.wall)))
+        wall = median([result.wall[n] for n in chosen])
+        cpu = median([result.cpu[n] for n in chosen])
+        others = median([result.others[n] / result.wall[n] for n in chosen])
         rate = workload.size / wall
+        anchor_rate = anchor_rate or rate
         rows.append(
             [
                 name,
@@ -214,10 +254,14 @@ def render(workload: Workload) -> str:
                 f"{wall:.2f}",
                 f"{cpu / workload.size * 1000:.0f}",
                 f"{cpu / wall:.2f}",
-                f"{min(result.wall):.2f}-{max(result.wall):.2f}",
+                f"{others:.2f}",
+                f"{len(result.quiet())}/{len(result.wall)}" + ("" if result.quiet() else "*"),
             ]
         )
-    header = ["way", "items/s", "x anchor", "wall s", "CPU ms/item", "cores busy", "wall range"]
+    header = [
+        "way", "items/s", "x anchor", "wall s", "CPU ms/item", "cores busy", "others' cores",
+        "quiet/all trials",
+    ]  # fmt: skip
     return f"{workload.name}\n{table(header, rows)}"
 
 
@@ -230,7 +274,7 @@ def run_cores(photos: list[Path], clips: list[Path], work: Path, *, quick: bool)
     from media.images import make_image_set
     from media.isolation import cool_down, warm_up
 
-    rounds = 1 if quick else 3
+    rounds, budget_s = (1, 0.0) if quick else (3, BUDGET_S)
     memory_limit = load_settings().download_memory_limit
     ways = [
         in_threads(1),
@@ -254,12 +298,12 @@ def run_cores(photos: list[Path], clips: list[Path], work: Path, *, quick: bool)
         for workload in workloads:
             call(workload.items(-1)[0])  # imports in this process, not counted
             workload.clean()
-            measure(workload, ways, rounds)
+            measure(workload, ways, rounds, budget_s)
     finally:
         cool_down()
     head = (
-        f"Cores (issue 9 item 6): {os.cpu_count()} CPUs; {rounds} rounds, ways in turns "
-        f"(medians); load before {load_before}, after {load_average()}; "
-        f"{time.monotonic() - started:.0f} s"
+        f"Cores (issue 9 item 6): {os.cpu_count()} CPUs; ways in turns, at least {rounds} "
+        f"rounds, medians of the quiet trials (others below {QUIET_CORES} cores); load "
+        f"before {load_before}, after {load_average()}; {time.monotonic() - started:.0f} s"
     )
     return "\n\n".join([head, *(render(workload) for workload in workloads)])

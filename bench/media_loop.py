@@ -170,6 +170,7 @@ class Trial:
     busy_s: float  # the whole trial: ramp, window, drain
     load: float  # 1-minute load average at the end
     realtime: bool  # the client ran SCHED_FIFO
+    others_cores: float  # CPU the rest of the machine used over the trial, in cores
 
 
 @dataclass
@@ -297,9 +298,11 @@ async def pool_thumbnails(url: str, stop: asyncio.Event, made: list[float]) -> N
 
 async def run_trial(condition: Condition, url: str, pid: int, seconds: float) -> Trial:
     from bench.http_latency import process_cpu
+    from bench.media_cores import machine_cpu, tree_cpu
 
     stop, made = asyncio.Event(), list[float]()
     cpu, busy = process_cpu(pid) or 0.0, time.monotonic()
+    ours, machine = tree_cpu(), machine_cpu()
     work = asyncio.ensure_future(condition.work(stop, made)) if condition.work else None
     try:
         if work is not None:
@@ -315,6 +318,8 @@ async def run_trial(condition: Condition, url: str, pid: int, seconds: float) ->
         stop.set()
         if work is not None:
             await work
+    busy_s = time.monotonic() - busy
+    others = machine_cpu() - machine - (tree_cpu() - ours)
     found = json.loads(output)
     samples = found["samples"]
     return Trial(
@@ -323,9 +328,10 @@ async def run_trial(condition: Condition, url: str, pid: int, seconds: float) ->
         made=sum(found["started"] <= moment <= found["ended"] for moment in made),
         window_s=found["ended"] - found["started"],
         server_cpu_s=(process_cpu(pid) or 0.0) - cpu,
-        busy_s=time.monotonic() - busy,
+        busy_s=busy_s,
         load=os.getloadavg()[0],
         realtime=found["realtime"],
+        others_cores=max(0.0, others) / busy_s,
     )
 
 
@@ -386,12 +392,13 @@ def render(conditions: list[Condition], threads: int, seconds: float, rounds: in
                 f"{percentile(late, 99) * 1000:.1f}",
                 f"{made:.2f}" if condition.work else "-",
                 f"{cpu * 100:.0f}",
+                f"{median([t.others_cores for t in trials]):.2f}",
                 " ".join(f"{t.load:.1f}" for t in trials),
             ]
         )
     header = [
         "condition", "p50 ms", "p99 ms", "p50 x idle", "p99 x idle", "p99 all ms", "max ms",
-        "client late p99 ms", "thumbs/s", "server CPU %", "load (1 min) per trial",
+        "client late p99 ms", "thumbs/s", "server CPU %", "others' cores", "load (1 min) per trial",
     ]  # fmt: skip
     trials = [t for condition in conditions for t in condition.trials]
     realtime = "SCHED_FIFO" if all(t.realtime for t in trials) else "not real time (no root)"

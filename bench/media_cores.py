@@ -3,15 +3,17 @@ worker process use every core, and how best? Two kinds of item, each a real job'
 media call: an artist's image set (:func:`media.images.make_image_set` on a 12-megapixel
 JPEG) and a video's analysis (:func:`media.analysis.analyze` on a generated 60 s 1080p
 clip: probe, keyframes, loudness through ffmpeg, 4 widths x 2 formats). Each batch of
-items is run six ways, items per second against the first (the anchor):
+items is run seven ways, items per second against the first (the anchor):
 
 - one thread in this process, one item after another (anchor);
 - 2 and 4 threads in this process (a ``ThreadPoolExecutor``): as far as Pillow, PyAV
   and OpenCV release the GIL, the threads overlap;
 - a 2-process pool (``ProcessPoolExecutor``, fork), started and warmed before the clock;
 - today's design: a child forked per item (:func:`media.isolation.run_isolated`, from
-  the fork server a worker keeps warm, memory-capped as the actors cap it) from 2 and
-  from 4 threads (a worker process has 4).
+  the fork server a worker keeps warm, with yt-dlp imported and prepared;
+  memory-capped as the actors cap it) from 2 and from 4 threads (a worker process has
+  4);
+- the same from a fork server that has imported only the item's module, 4 threads.
 
 CPU is that of this process and every process below it (the pool's workers, the fork
 server, the forked children, ffmpeg), so "cores busy" (CPU over wall) says how much of
@@ -113,25 +115,40 @@ def process_pool(count: int) -> Way:
     return Way(f"{count}-process pool (fork)", start, run, lambda pool: pool.shutdown())
 
 
-def forked_per_item(threads: int, memory_limit: int) -> Way:
-    from media.isolation import run_isolated
+def forked_per_item(threads: int, memory_limit: int, *, lean: bool = False) -> Way:
+    """A child per item from the fork server: today's, which has yt-dlp imported and its
+    downloads prepared as a worker's has; or (``lean``) one with only the item's module
+    imported."""
+    from media.download import download_video, prepare_downloads
+    from media.egress import install_egress_guard
+    from media.isolation import cool_down, run_isolated, warm_up
 
     def isolated(item: Item) -> Any:
         function, kwargs = item
         return run_isolated(function, kwargs=kwargs, memory_limit=memory_limit)
 
+    def worker_server() -> None:
+        warm_up(download_video, install_egress_guard, prepare=prepare_downloads)
+
     def start(items: list[Item]) -> ThreadPoolExecutor:
+        if lean:
+            cool_down()
+            warm_up(items[0][0])
+        isolated(items[0])  # the server up, its imports done, before the clock
         return ThreadPoolExecutor(threads, thread_name_prefix="bench-media")
 
     def run(pool: Executor, items: list[Item]) -> None:
         list(pool.map(isolated, items))
 
-    return Way(
-        f"a child forked per item (today), {threads} threads",
-        start,
-        run,
-        lambda pool: pool.shutdown(),
-    )
+    def stop(pool: Executor) -> None:
+        pool.shutdown()
+        if lean:
+            cool_down()
+            worker_server()
+
+    worker_server()
+    server = "a server without yt-dlp" if lean else "the worker's server (today)"
+    return Way(f"fork per item from {server}, {threads} threads", start, run, stop)
 
 
 @dataclass
@@ -268,11 +285,7 @@ def render(workload: Workload) -> str:
 def run_cores(photos: list[Path], clips: list[Path], work: Path, *, quick: bool) -> str:
     """Item 6's table: each workload run each way, in turns."""
     from db.settings import load_settings
-    from media.analysis import analyze
-    from media.download import download_video, prepare_downloads
-    from media.egress import install_egress_guard
-    from media.images import make_image_set
-    from media.isolation import cool_down, warm_up
+    from media.isolation import cool_down
 
     rounds, budget_s = (1, 0.0) if quick else (3, BUDGET_S)
     memory_limit = load_settings().download_memory_limit
@@ -283,16 +296,12 @@ def run_cores(photos: list[Path], clips: list[Path], work: Path, *, quick: bool)
         process_pool(2),
         forked_per_item(2, memory_limit),
         forked_per_item(4, memory_limit),
+        forked_per_item(4, memory_limit, lean=True),
     ]
     workloads = [
         image_sets(photos, work / "sets"),
         analyses(clips, len(photos), work / "thumbnails"),
     ]
-    # The fork server a worker keeps (actors/warm_processes.py), with the two targets'
-    # modules imported as a worker's first such job would have them imported.
-    warm_up(
-        download_video, install_egress_guard, make_image_set, analyze, prepare=prepare_downloads
-    )
     load_before, started = load_average(), time.monotonic()
     try:
         for workload in workloads:

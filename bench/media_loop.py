@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 #: Requests per second of the pacing client, and seconds per trial.
 RATE = 50
 TRIAL_S = 10.0
+#: Trials per condition (one in a quick run).
+ROUNDS = 5
 QUICK_TRIAL_S = 3.0
 #: Thumbnails being made at once.
 IN_FLIGHT = 8
@@ -433,7 +435,7 @@ def run_loop(env: BenchEnv, clip: Path, *, quick: bool) -> str:
     from bench.http_latency import UvicornProcess
 
     threads = 4
-    rounds, seconds = (1, QUICK_TRIAL_S) if quick else (3, TRIAL_S)
+    rounds, seconds = (1, QUICK_TRIAL_S) if quick else (ROUNDS, TRIAL_S)
 
     class PoolServer(ChildServer):
         name = "thread pool app"

@@ -173,6 +173,7 @@ class Trial:
     load: float  # 1-minute load average at the end
     realtime: bool  # the client ran SCHED_FIFO
     others_cores: float  # CPU the rest of the machine used over the trial, in cores
+    loop_wait_s: float  # the server's event loop thread runnable but not running
 
 
 @dataclass
@@ -309,11 +310,13 @@ async def run_trial(condition: Condition, url: str, pid: int, seconds: float) ->
     try:
         if work is not None:
             await asyncio.sleep(RAMP_S)  # the work gets under way before the clock
+        waited = run_queue_wait(pid)
         client = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bench.media_loop", url, str(RATE), str(seconds),
             stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
         output, _ = await client.communicate()
+        waited = run_queue_wait(pid) - waited
         if client.returncode != 0:
             raise RuntimeError(f"the pacing client exited with {client.returncode}")
     finally:
@@ -334,7 +337,19 @@ async def run_trial(condition: Condition, url: str, pid: int, seconds: float) ->
         load=os.getloadavg()[0],
         realtime=found["realtime"],
         others_cores=max(0.0, others) / busy_s,
+        loop_wait_s=waited,
     )
+
+
+def run_queue_wait(pid: int) -> float:
+    """Seconds the main thread of process ``pid`` (a uvicorn's event loop) has spent
+    runnable but waiting for a CPU (``schedstat``; 0 where there is none). A thread
+    waiting for the GIL sleeps: that is not in here."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/schedstat") as schedstat:
+            return int(schedstat.read().split()[1]) / 1e9
+    except OSError:
+        return 0.0
 
 
 def library_videos(clip: Path, count: int) -> list[int]:
@@ -394,13 +409,15 @@ def render(conditions: list[Condition], threads: int, seconds: float, rounds: in
                 f"{percentile(late, 99) * 1000:.1f}",
                 f"{made:.2f}" if condition.work else "-",
                 f"{cpu * 100:.0f}",
+                f"{sum(t.loop_wait_s for t in trials) / len(every) * 1000:.2f}",
                 f"{median([t.others_cores for t in trials]):.2f}",
                 " ".join(f"{t.load:.1f}" for t in trials),
             ]
         )
     header = [
         "condition", "p50 ms", "p99 ms", "p50 x idle", "p99 x idle", "p99 all ms", "max ms",
-        "client late p99 ms", "thumbs/s", "server CPU %", "others' cores", "load (1 min) per trial",
+        "client late p99 ms", "thumbs/s", "server CPU %", "loop CPU wait ms/req",
+        "others' cores", "load (1 min) per trial",
     ]  # fmt: skip
     trials = [t for condition in conditions for t in condition.trials]
     realtime = "SCHED_FIFO" if all(t.realtime for t in trials) else "not real time (no root)"
@@ -437,8 +454,12 @@ def run_loop(env: BenchEnv, clip: Path, *, quick: bool) -> str:
     threads = 4
     rounds, seconds = (1, QUICK_TRIAL_S) if quick else (ROUNDS, TRIAL_S)
 
+    class WebServer(UvicornProcess):
+        new_session = True
+
     class PoolServer(ChildServer):
         name = "thread pool app"
+        new_session = True
 
         def argv(self) -> list[str]:
             return [
@@ -459,7 +480,7 @@ def run_loop(env: BenchEnv, clip: Path, *, quick: bool) -> str:
 
     video_ids = library_videos(clip, IN_FLIGHT)
     client = redis.Redis.from_url(env.redis_url, decode_responses=True)
-    web, fleet, pool = UvicornProcess(env), WorkerFleet(env), PoolServer(env, "pool-app")
+    web, fleet, pool = WebServer(env), WorkerFleet(env), PoolServer(env, "pool-app")
     load_before, started = load_average(), time.monotonic()
     library: LibraryThumbnails | None = None
     try:
@@ -471,6 +492,13 @@ def run_loop(env: BenchEnv, clip: Path, *, quick: bool) -> str:
             Condition("vidfleet idle (anchor)", "vidfleet", None),
             Condition(f"vidfleet, {IN_FLIGHT} thumbnails on the workers", "vidfleet", library.run),
             Condition("thread pool app idle", "pool", None),
+            # A control: the same machine load, measured on the app without a hub,
+            # auth or database.
+            Condition(
+                f"thread pool app idle, {IN_FLIGHT} thumbnails on the workers",
+                "pool",
+                library.run,
+            ),
             Condition(
                 f"thread pool app, {IN_FLIGHT} thumbnails in its pool",
                 "pool",

@@ -1,5 +1,5 @@
-"""Benchmark 10, media work (issue 9's benchmark), three tables, each figure next to its
-ratio to an anchor measured in the same run:
+"""Benchmark 10, media work (issue 9's benchmark), five parts (``PARTS``, chosen with
+``--media-parts``), each figure next to its ratio to an anchor measured in the same run:
 
 - **Probe per file**: :func:`media.probe.probe_details` (PyAV, in this process) against
   an ``ffprobe -show_format -show_streams -of json`` subprocess (Debian's ``ffmpeg``
@@ -20,6 +20,12 @@ ratio to an anchor measured in the same run:
   Pillow loop (full decode, LANCZOS from full size for each width, one thread) and a
   pyvips loop (``thumbnail`` per width, shrink-on-load); also ``make_image_set`` in
   this process, one picture after another, and the three loops without AVIF.
+- **The event loop under thumbnail work** (:mod:`bench.media_loop`, issue 9 item 7):
+  ``GET /healthz`` latency while 8 thumbnails are made on the workers, or in a thread
+  pool of the web, against the idle web.
+- **Cores** (:mod:`bench.media_cores`, issue 9 item 6): image sets and video analyses
+  per second in threads, a process pool, or a child forked per item, against one
+  thread.
 
 Other work may share the machine: the load average is printed before and after, and
 CPU figures (steadier than wall time on a shared machine) stand next to wall times.

@@ -54,6 +54,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="sample vidfleet's server with py-spy during each WebSocket trial (collapsed "
         "stacks in DIR; needs pip install py-spy)",
     )
+    parser.add_argument(
+        "--media-parts",
+        nargs="+",
+        choices=("probe", "poster", "images", "loop", "cores"),
+        default=["probe", "poster", "images", "loop", "cores"],
+        metavar="PART",
+        help="run only these parts of the media bench: probe, poster, images, loop (the "
+        "event loop under thumbnail work), cores (image work over threads and processes); "
+        "default all",
+    )
     args = parser.parse_args(argv)
     if min(args.ws_clients) < 1:
         parser.error("--ws-clients: at least 1 client process")
@@ -124,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             from bench.media import run_media
 
             print()
-            print(run_media(quick=args.quick), flush=True)
+            print(run_media(quick=args.quick, parts=args.media_parts), flush=True)
     print(f"\ndone in {time.monotonic() - started:.0f}s")
     return 0
 

@@ -21,6 +21,9 @@ class ChildServer:
     """A server in a child process on a free port, answering ``GET /healthz``."""
 
     name = ""
+    #: Start it in a session of its own, as honcho starts each Procfile process (with
+    #: ``sched_autogroup`` on, a session is what the kernel shares CPU time between).
+    new_session = False
 
     def __init__(self, env: BenchEnv, label: str) -> None:
         self.env = env
@@ -48,6 +51,7 @@ class ChildServer:
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            start_new_session=self.new_session,
         )
         deadline = time.monotonic() + START_TIMEOUT_S
         with httpx.Client(base_url=self.url, timeout=2) as client:

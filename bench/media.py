@@ -1,5 +1,5 @@
-"""Benchmark 10, media work (issue 9's benchmark), three tables, each figure next to its
-ratio to an anchor measured in the same run:
+"""Benchmark 10, media work (issue 9's benchmark), five parts (``PARTS``, chosen with
+``--media-parts``), each figure next to its ratio to an anchor measured in the same run:
 
 - **Probe per file**: :func:`media.probe.probe_details` (PyAV, in this process) against
   an ``ffprobe -show_format -show_streams -of json`` subprocess (Debian's ``ffmpeg``
@@ -20,6 +20,12 @@ ratio to an anchor measured in the same run:
   Pillow loop (full decode, LANCZOS from full size for each width, one thread) and a
   pyvips loop (``thumbnail`` per width, shrink-on-load); also ``make_image_set`` in
   this process, one picture after another, and the three loops without AVIF.
+- **The event loop under thumbnail work** (:mod:`bench.media_loop`, issue 9 item 7):
+  ``GET /healthz`` latency while 8 thumbnails are made on the workers, or in a thread
+  pool of the web, against the idle web.
+- **Cores** (:mod:`bench.media_cores`, issue 9 item 6): image sets and video analyses
+  per second in threads, a process pool, or a child forked per item, against one
+  thread.
 
 Other work may share the machine: the load average is printed before and after, and
 CPU figures (steadier than wall time on a shared machine) stand next to wall times.
@@ -544,24 +550,39 @@ def run_image_sets(env: BenchEnv, photos: list[Path], subset: int) -> str:
     return "\n".join(lines)
 
 
-def run_media(*, quick: bool = False) -> str:
-    """All three tables, in a world of their own (:func:`bench.env.bench_env`: the jobs
-    other benchmarks leave queued would join the worker line's work)."""
+#: The parts of this benchmark, in the order they run (``--media-parts``).
+PARTS = ("probe", "poster", "images", "loop", "cores")
+
+
+def run_media(*, quick: bool = False, parts: Sequence[str] = PARTS) -> str:
+    """The chosen parts' tables, in a world of their own (:func:`bench.env.bench_env`:
+    the jobs other benchmarks leave queued would join the worker line's work)."""
+    from bench.media_cores import run_cores
+    from bench.media_loop import run_loop
+
     runs, poster_runs, photo_count = (5, 1, 8) if quick else (30, 7, 200)
+    core_items = 4 if quick else 12
     started = time.monotonic()
     load_before = load_average()
     with bench_env() as env:
         work = env.root / "media"
         work.mkdir()
-        clips = {gop: make_clip(work / f"clip-gop{gop}.mp4", gop_s=gop) for gop in GOPS_S}
-        photos = make_photos(env.root / "photos", photo_count)
-        parts = [
-            run_probe(clips[GOPS_S[0]], runs),
-            run_poster(clips, work, poster_runs),
-            run_image_sets(env, photos, subset=max(4, photo_count // 4)),
-        ]
+        gops = GOPS_S if {"poster", "cores"} & set(parts) else GOPS_S[:1]
+        clips = {gop: make_clip(work / f"clip-gop{gop}.mp4", gop_s=gop) for gop in gops}
+        wanted = photo_count if "images" in parts else core_items if "cores" in parts else 0
+        photos = make_photos(env.root / "photos", wanted)
+        tables = {
+            "probe": lambda: run_probe(clips[GOPS_S[0]], runs),
+            "poster": lambda: run_poster(clips, work, poster_runs),
+            "images": lambda: run_image_sets(env, photos, subset=max(4, photo_count // 4)),
+            "loop": lambda: run_loop(env, clips[GOPS_S[0]], quick=quick),
+            "cores": lambda: run_cores(
+                photos[:core_items], list(clips.values()), work / "cores", quick=quick
+            ),
+        }
+        done = [tables[part]() for part in PARTS if part in parts]
     head = (
         f"Media: {os.cpu_count()} CPUs, load average before {load_before}, after "
         f"{load_average()}, {time.monotonic() - started:.0f} s"
     )
-    return "\n\n".join([head, *parts])
+    return "\n\n".join([head, *done])

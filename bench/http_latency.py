@@ -12,6 +12,7 @@ as milliseconds and as a ratio to ``/healthz``, and the server's CPU time per re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import sys
@@ -174,12 +175,12 @@ def count_jobs(database_url: str) -> int:
         engine.dispose()
 
 
-async def measure(client: httpx.AsyncClient, endpoint: Endpoint, count: int) -> list[float]:
-    """Send ``count`` requests from ``CONCURRENCY`` clients; the latency of each."""
+async def measure(clients: list[httpx.AsyncClient], endpoint: Endpoint, count: int) -> list[float]:
+    """Send ``count`` requests, each client in a closed loop; the latency of each."""
     latencies: list[float] = []
     remaining = iter(range(count))
 
-    async def one_client() -> None:
+    async def one_client(client: httpx.AsyncClient) -> None:
         for _ in remaining:
             method, path, body = endpoint.make()
             started = time.perf_counter()
@@ -191,7 +192,7 @@ async def measure(client: httpx.AsyncClient, endpoint: Endpoint, count: int) -> 
                 )
             latencies.append(elapsed)
 
-    await asyncio.gather(*(one_client() for _ in range(CONCURRENCY)))
+    await asyncio.gather(*(one_client(client) for client in clients))
     return latencies
 
 
@@ -210,21 +211,32 @@ async def drive(
         Endpoint("POST /api/videos/download", download, 202, lambda p: p.download),
         Endpoint("GET /api/jobs", lambda: ("GET", "/api/jobs", None), 200, lambda p: p.list_jobs),
     ]
-    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
     results: dict[str, list[float]] = {e.name: [] for e in endpoints}
     cpu: dict[str, float] = {}
-    async with httpx.AsyncClient(
-        base_url=base_url,
-        headers={"Authorization": f"Bearer {token}"},
-        limits=limits,
-        timeout=REQUEST_TIMEOUT_S,
-    ) as client:
+    # One client (one keep-alive connection) per concurrent client, not one pool of
+    # CONCURRENCY connections shared by all: httpcore's pool hands an idle connection to
+    # every queued request at once and the losers retry (ConnectionNotAvailable, as in
+    # encode/httpcore#822): 6,273 retries in 8,800 requests, some requests waiting
+    # 0.3-4 s before their first byte was sent. That wait, in the load generator, was
+    # most of every endpoint's p99 until 2026-12-07 (bench/README.md section 1).
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(
+                httpx.AsyncClient(
+                    base_url=base_url,
+                    headers={"Authorization": f"Bearer {token}"},
+                    limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+                    timeout=REQUEST_TIMEOUT_S,
+                )
+            )
+            for _ in range(CONCURRENCY)
+        ]
         for endpoint in endpoints:
-            await measure(client, endpoint, plan.warmup)
+            await measure(clients, endpoint, plan.warmup)
         for _ in range(plan.rounds):
             for endpoint in endpoints:
                 before = process_cpu(server_pid)
-                results[endpoint.name] += await measure(client, endpoint, endpoint.count(plan))
+                results[endpoint.name] += await measure(clients, endpoint, endpoint.count(plan))
                 after = process_cpu(server_pid)
                 if before is not None and after is not None:
                     cpu[endpoint.name] = cpu.get(endpoint.name, 0.0) + after - before

@@ -20,6 +20,11 @@ from actors.orphans import OrphanRecovery, ack_set_key
 from actors.stores import Outage
 from tests.support import MediaServer, wait_for
 
+# Run alone (make test's serial step): in the parallel step, one run out of three saw
+# every test of this module time out on the same xdist worker (2026-12-07, cause not
+# found yet); run alone, as in every sequential run before, they pass.
+pytestmark = pytest.mark.serial
+
 LOGGER = "actors.orphans"
 
 

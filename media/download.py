@@ -135,11 +135,32 @@ class DownloadedMedia:
 _REFUSED_SIZE = re.compile(r"larger than max-filesize \((\d+) bytes > (\d+) bytes\)")
 
 
-class _Logger:
-    """Sends yt-dlp's messages to logging instead of stdout, and notices the one that
-    says a file was skipped for its size (yt-dlp gives no other sign of it)."""
+class QuietLogger:
+    """Sends yt-dlp's messages to ``log`` instead of stdout: its chatter at debug level,
+    its warnings and errors at info (a failure reaches the job as its error)."""
+
+    def __init__(self, log: logging.Logger = logger) -> None:
+        self.log = log
+
+    def debug(self, msg: str) -> None:
+        self.log.debug(msg)
+
+    def info(self, msg: str) -> None:
+        self.log.debug(msg)
+
+    def warning(self, msg: str) -> None:
+        self.log.info(msg)
+
+    def error(self, msg: str) -> None:
+        self.log.info(msg)
+
+
+class _Logger(QuietLogger):
+    """A download's logger: notices the message that says a file was skipped for its
+    size (yt-dlp gives no other sign of it)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.too_large = False
         self.announced: int | None = None  # the size of the file it refused
 
@@ -149,16 +170,7 @@ class _Logger:
             found = _REFUSED_SIZE.search(msg)
             if found:
                 self.announced = int(found.group(1))
-        logger.debug(msg)
-
-    def info(self, msg: str) -> None:
-        logger.debug(msg)
-
-    def warning(self, msg: str) -> None:
-        logger.info(msg)
-
-    def error(self, msg: str) -> None:
-        logger.info(msg)
+        super().debug(msg)
 
 
 def classify_error(text: str) -> MediaError:

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from yt_dlp.utils import DownloadError, unsmuggle_url
 
-from media.download import classify_error, clean_error
+from media.download import QuietLogger, classify_error, clean_error
 from media.egress import BlockedAddress, refusals
 from media.errors import MediaError, UrlRejected
 from media.urls import MAX_URL_LENGTH, check_url, parse_url
@@ -62,22 +62,6 @@ class PlaylistListing:
     title: str | None
     entries: list[ListedEntry]
     truncated: bool
-
-
-class _Logger:
-    """yt-dlp's messages go to logging, not to stdout."""
-
-    def debug(self, msg: str) -> None:
-        logger.debug(msg)
-
-    def info(self, msg: str) -> None:
-        logger.debug(msg)
-
-    def warning(self, msg: str) -> None:
-        logger.info(msg)
-
-    def error(self, msg: str) -> None:
-        logger.info(msg)
 
 
 class _UrlVerdicts:
@@ -156,7 +140,7 @@ def list_playlist(
         # One more than wanted: whether the playlist goes on past the cap.
         "playlistend": max_entries + 1,
         "allowed_extractors": ["default"] if allow_generic else ["default", "-generic"],
-        "logger": _Logger(),
+        "logger": QuietLogger(logger),
         "quiet": True,
         "no_warnings": True,
         "noprogress": True,

@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -434,3 +435,26 @@ def library_row(settings: Any, relative: str) -> int:
         session.add(video)
         session.flush()
         return int(video.id)
+
+
+@contextmanager
+def procfile_workers(log: Path, **env: str) -> Iterator[subprocess.Popen[bytes]]:
+    """The Procfile's worker line, run as honcho and Heroku run it (``sh -c``), in a
+    process group of its own with ``env`` on top of ours and its output in ``log``;
+    stopped (SIGTERM, then SIGKILL after 60 s) when the block ends."""
+    from web.launch import procfile_command
+
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    with log.open("wb") as output:
+        fleet = subprocess.Popen(
+            ["sh", "-c", procfile_command("worker")],
+            cwd=Path(__file__).resolve().parents[1],
+            env={**os.environ, "PATH": path, **env},
+            start_new_session=True,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield fleet
+        finally:
+            stop_process_group(fleet, timeout=60)

@@ -18,11 +18,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from db import cron, playlists
-from media.errors import UrlRejected
 from media.formats import QUALITY_FORMATS
 from web.errors import ApiError, not_found, read_json_object
 from web.jobs import check_job_caps, job_owner, parse_limit
-from web.videos import MAX_ID, checked_url, choice, optional_text, submitted
+from web.videos import MAX_ID, choice, optional_text, submitted, url_field
 
 CURSOR_PART = 10  # digits of each number of an entries cursor
 
@@ -53,12 +52,7 @@ def _playlist_id(request: Request) -> int:
 async def create_playlist(request: Request) -> JSONResponse:
     body = await read_json_object(request)
     settings = request.app.state.settings
-    if "url" not in body:
-        raise _bad("missing_field", "url is required", "url")
-    try:
-        url = await checked_url(body["url"], allow_private=settings.allow_private_urls)
-    except UrlRejected as exc:
-        raise _bad("invalid_url", exc.message, "url") from None
+    url = await url_field(body, settings)
     auto_download = body.get("auto_download")
     if not isinstance(auto_download, bool):
         raise _bad("invalid_field", "auto_download must be true or false", "auto_download")

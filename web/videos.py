@@ -22,6 +22,7 @@ from db.jobs import iso
 from db.models import JobKind, Video
 from db.outbox import Outbox
 from db.queues import DOWNLOAD_QUEUES, Priority
+from db.settings import Settings
 from media.errors import UrlRejected
 from media.formats import QUALITY_FORMATS
 from media.urls import check_url, parse_url
@@ -126,15 +127,24 @@ async def checked_url(url: object, *, allow_private: bool) -> str:
     return check_url(url, allow_private=allow_private)
 
 
-async def request_download(request: Request) -> JSONResponse:
-    body = await read_json_object(request)
-    settings = request.app.state.settings
+async def url_field(body: dict[str, Any], settings: Settings) -> str:
+    """The request's ``url``, checked as a download's (:func:`checked_url`).
+
+    Raises:
+      ApiError: a 400 naming the ``url`` field (missing, or refused, with why).
+    """
     if "url" not in body:
         raise _bad("missing_field", "url is required", "url")
     try:
-        url = await checked_url(body["url"], allow_private=settings.allow_private_urls)
+        return await checked_url(body["url"], allow_private=settings.allow_private_urls)
     except UrlRejected as exc:
         raise _bad("invalid_url", exc.message, "url") from None
+
+
+async def request_download(request: Request) -> JSONResponse:
+    body = await read_json_object(request)
+    settings = request.app.state.settings
+    url = await url_field(body, settings)
     quality = choice(body, "quality", list(QUALITY_FORMATS), "best")
     priority = Priority(choice(body, "priority", list(Priority), Priority.high))
     force = body.get("force", False)

@@ -4,19 +4,13 @@ summary counts a bad file as a failed item, with its reason, not a failed part."
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.support import make_video, stop_process_group, wait_for
-from web.launch import procfile_command
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import make_video, procfile_workers, wait_for
 
 
 def library_of(settings: Any, tmp_path: Path, count: int, bad: int) -> list[int]:
@@ -57,23 +51,12 @@ def test_bulk_thumbnails_spread_over_two_worker_processes_and_sum_up(
     assert sorted(len(c["params"]["items"]) for c in children) == [20, 20, 20]
     assert {c["queue"] for c in children} == {"media"}
 
-    env = dict(
-        os.environ,
+    seen: list[float] = []
+    with procfile_workers(
+        tmp_path / "workers.log",
         VIDFLEET_WORKER_PROCESSES="2",
         VIDFLEET_WORKER_THREADS="1",  # one part at a time each: the parts must spread
-        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    )
-    log = (tmp_path / "workers.log").open("wb")
-    fleet = subprocess.Popen(
-        ["sh", "-c", procfile_command("worker")],
-        cwd=ROOT,
-        env=env,
-        start_new_session=True,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    seen: list[float] = []
-    try:
+    ):
 
         def finished() -> dict[str, Any] | None:
             job = api.get(f"/api/jobs/{parent['id']}").json()
@@ -81,9 +64,6 @@ def test_bulk_thumbnails_spread_over_two_worker_processes_and_sum_up(
             return job if job["finished_at"] else None
 
         done = wait_for(finished, timeout=120, interval=0.05, what="the bulk run to finish")
-    finally:
-        stop_process_group(fleet, timeout=60)
-        log.close()
     assert seen == sorted(seen) and seen[-1] == 1.0, seen  # only ever grows
     assert done["status"] == "succeeded", done
     summary = done["result"]

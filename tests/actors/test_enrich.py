@@ -7,9 +7,6 @@ and its picture becomes the artist's image set, close candidates are kept as
 from __future__ import annotations
 
 import io
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,10 +16,8 @@ import pytest
 from PIL import Image
 
 from tests.fake_musicbrainz import Answer, FakeMusicBrainz, artist, as_json, hit, search
-from tests.support import stop_process_group, wait_for, wait_for_job
-from web.launch import procfile_command
+from tests.support import procfile_workers, wait_for, wait_for_job
 
-ROOT = Path(__file__).resolve().parents[2]
 NINA = "9fe4d1d6-27e3-4a7c-9b1f-2a5b8d2e6f01"
 NIRVANA_US = "5b11f4ce-a62d-471e-81fc-a69a8278c7da"
 NIRVANA_UK = "9282c8b4-ca0b-4c6b-b7e3-4f7762dfc4d6"
@@ -83,24 +78,13 @@ def test_enrichment_across_two_workers_keeps_musicbrainz_pace_and_fails_only_bad
     assert sorted(len(p["params"]["items"]) for p in parts) == [2, 3]
     assert {(p["kind"], p["queue"]) for p in parts} == {("enrich_chunk", "bulk")}
 
-    env = dict(
-        os.environ,
+    with procfile_workers(
+        tmp_path / "workers.log",
         VIDFLEET_WORKER_PROCESSES="2",
         VIDFLEET_WORKER_THREADS="1",  # one part each: the two processes ask at once
         VIDFLEET_MUSICBRAINZ_URL=musicbrainz.url,
         VIDFLEET_MUSICBRAINZ_CONTACT=CONTACT,
-        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    )
-    log = (tmp_path / "workers.log").open("wb")
-    fleet = subprocess.Popen(
-        ["sh", "-c", procfile_command("worker")],
-        cwd=ROOT,
-        env=env,
-        start_new_session=True,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
+    ):
 
         def finished(job_id: str) -> dict[str, Any] | None:
             job = api.get(f"/api/jobs/{job_id}").json()
@@ -109,9 +93,6 @@ def test_enrichment_across_two_workers_keeps_musicbrainz_pace_and_fails_only_bad
         done = wait_for(lambda: finished(parent["id"]), timeout=120, what="the enrichment")
         (image_job,) = api.get("/api/jobs?kind=artist_image").json()["items"]
         image_job = wait_for(lambda: finished(image_job["id"]), timeout=60, what="the image")
-    finally:
-        stop_process_group(fleet, timeout=60)
-        log.close()
 
     arrivals = musicbrainz.api_arrivals()
     # Searches for all five, the 503's second try, lookups of the two clear matches.

@@ -4,19 +4,13 @@ process, not on whichever fetched first (Dramatiq prefetches twice its threads).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
 from sqlalchemy import select
 
-from tests.support import stop_process_group, wait_for
-from web.launch import procfile_command
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import procfile_workers, wait_for
 
 
 def workers_running_jobs(redis_client: Any) -> set[str]:
@@ -45,31 +39,19 @@ def test_two_worker_processes_share_a_backlog_of_long_downloads(
         for n in range(6)
     ]
     assert all(job.status_code == 202 for job in jobs), [job.text for job in jobs]
-    env = dict(
-        os.environ,
+    with procfile_workers(
+        tmp_path / "workers.log",
         VIDFLEET_WORKER_PROCESSES="2",
         VIDFLEET_WORKER_THREADS="4",
         # Slots for all six: what is measured is who takes the messages.
         VIDFLEET_MAX_CONCURRENT_DOWNLOADS="8",
-        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    )
-    log = (tmp_path / "workers.log").open("wb")
-    fleet = subprocess.Popen(
-        ["sh", "-c", procfile_command("worker")],  # as honcho and Heroku run it
-        cwd=ROOT,
-        env=env,
-        start_new_session=True,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_for(
-            lambda: len(workers_running_jobs(redis_client)) == 2,
-            timeout=60,
-            what="jobs running on both worker processes",
-        )
-    finally:
-        for job in jobs:
-            api.post(f"/api/jobs/{job.json()['id']}/cancel")
-        stop_process_group(fleet, timeout=60)
-        log.close()
+    ):
+        try:
+            wait_for(
+                lambda: len(workers_running_jobs(redis_client)) == 2,
+                timeout=60,
+                what="jobs running on both worker processes",
+            )
+        finally:
+            for job in jobs:
+                api.post(f"/api/jobs/{job.json()['id']}/cancel")

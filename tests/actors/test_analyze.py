@@ -48,6 +48,18 @@ def analysis_of(api: httpx.Client, video_id: int) -> dict[str, Any]:
     return wait_for(finished, timeout=60, what="the analysis to finish")
 
 
+def failed_analysis(api: httpx.Client, video_id: int) -> dict[str, Any]:
+    """The failed analyze job of a video, once there is one."""
+
+    def failed() -> dict[str, Any] | None:
+        for job in api.get("/api/jobs?kind=analyze&status=failed").json()["items"]:
+            if job["params"] == {"video_id": video_id}:
+                return dict(job)
+        return None
+
+    return wait_for(failed, what="the analysis to fail")
+
+
 def test_a_downloaded_video_gets_its_analysis_and_a_thumbnail_that_is_not_black(
     api: httpx.Client, worker: Any, media_server: Any, black_then_sharp: Path
 ) -> None:
@@ -91,17 +103,7 @@ def test_a_failed_analysis_leaves_the_download_and_its_video_alone(
         path = settings.media_root / session.get(Video, video_id).path
     path.unlink()  # the file is gone before a second analysis
     analyze_later(video_id, after_job=done["id"])
-    failed = wait_for(
-        lambda: next(
-            (
-                j
-                for j in api.get("/api/jobs?kind=analyze&status=failed").json()["items"]
-                if j["params"] == {"video_id": video_id}
-            ),
-            None,
-        ),
-        what="the second analysis to fail",
-    )
+    failed = failed_analysis(api, video_id)
     assert failed["error"]["type"] == "file_missing" and failed["attempts"] == 1
     assert api.get(f"/api/jobs/{done['id']}").json()["status"] == "succeeded"
     assert api.get(f"/api/videos/{video_id}").status_code == 200
@@ -130,16 +132,6 @@ def test_a_video_deleted_while_it_is_analysed_leaves_no_thumbnails_behind(
     monkeypatch.setattr(analyze, "run_isolated", analysed_then_deleted)
     assert (settings.thumbnails_dir / str(video_id)).is_dir()
     analyze_later(video_id, after_job=done["id"])
-    failed = wait_for(
-        lambda: next(
-            (
-                j
-                for j in api.get("/api/jobs?kind=analyze&status=failed").json()["items"]
-                if j["params"] == {"video_id": video_id}
-            ),
-            None,
-        ),
-        what="the analysis of the deleted video to end",
-    )
+    failed = failed_analysis(api, video_id)
     assert failed["error"]["type"] == "not_found", failed
     assert not (settings.thumbnails_dir / str(video_id)).exists()

@@ -1,0 +1,39 @@
+"""``vidfleet``: the command line.
+
+Each module in :data:`COMMAND_MODULES` adds its subcommands to the parser through
+``add_commands(subparsers)``; a subcommand's parser carries its handler as
+``func(args) -> int`` (the exit code). The commands that talk to the HTTP API take
+``--url`` (``VIDFLEET_URL``) and ``--token`` (``VIDFLEET_TOKEN``); the user and migrate
+commands use the database directly, through the same settings as the servers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vidfleet", description="vidfleet: a self-hosted media engine for music videos."
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_commands(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

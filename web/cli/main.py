@@ -2,7 +2,8 @@
 
 Each module in :data:`COMMAND_MODULES` adds its subcommands to the parser through
 ``add_commands(subparsers)``; a subcommand's parser carries its handler as
-``func(args) -> int`` (the exit code). The commands that talk to the HTTP API take
+``func(args) -> int`` (the exit code), or raises :class:`~web.cli.errors.CommandFailed`,
+printed here as one line on stderr. The commands that talk to the HTTP API take
 ``--url`` (``VIDFLEET_URL``) and ``--token`` (``VIDFLEET_TOKEN``); the user and migrate
 commands use the database directly, through the same settings as the servers.
 """
@@ -14,7 +15,14 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-COMMAND_MODULES: tuple[str, ...] = ()
+from web.cli.errors import EXIT_INTERRUPTED, CommandFailed
+
+COMMAND_MODULES: tuple[str, ...] = (
+    "web.cli.downloads",
+    "web.cli.jobs",
+    "web.cli.tokens",
+    "web.cli.migrate",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,8 +39,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
+    except CommandFailed as failure:
+        print(f"vidfleet: {failure}", file=sys.stderr)
+        return failure.exit_code
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

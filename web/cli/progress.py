@@ -12,7 +12,15 @@ from __future__ import annotations
 import shutil
 from typing import Any, TextIO
 
-from web.cli.output import clean, human_bytes, human_duration, human_speed, number, percent
+from web.cli.output import (
+    clean,
+    human_bytes,
+    human_duration,
+    human_speed,
+    mapping,
+    number,
+    percent,
+)
 
 BAR_WIDTH = 24
 #: The bouncing block of an indeterminate bar.

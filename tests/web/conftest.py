@@ -41,12 +41,13 @@ WebProcess = tuple[subprocess.Popen[bytes], int]  # the process and its port
 @pytest.fixture
 def start_web() -> Iterator[Callable[..., WebProcess]]:
     """Starts the Procfile's web line with the test session's environment
-    (tests/conftest.py) and the given variables; ``exec``, so the pid is uvicorn's
-    (the supervisor's, with more than one worker). Stops what it started."""
+    (tests/conftest.py) and the given variables (``PORT``: that port, e.g. to restart
+    a web process on the port it had; else a free one); ``exec``, so the pid is
+    uvicorn's (the supervisor's, with more than one worker). Stops what it started."""
     started: list[subprocess.Popen[bytes]] = []
 
     def start(**variables: str) -> WebProcess:
-        port = free_port()
+        port = int(variables.pop("PORT", 0)) or free_port()
         env = {
             **os.environ,
             "PORT": str(port),

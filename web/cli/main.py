@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
-from web.cli.errors import EXIT_INTERRUPTED, CommandFailed
+from web.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, CommandFailed
 
 COMMAND_MODULES: tuple[str, ...] = (
     "web.cli.downloads",
@@ -44,6 +45,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return failure.exit_code
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # Whoever read stdout stopped (`vidfleet jobs | head`): no traceback, and
+        # nothing more for Python to flush into the closed pipe at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -13,12 +13,11 @@ import gc
 import logging
 import os
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.responses import FileResponse, Response
-from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.responses import Response
+from starlette.routing import Mount, WebSocketRoute
 from starlette.staticfiles import PathLike, StaticFiles
 from starlette.types import Scope
 
@@ -32,6 +31,7 @@ from web import (
     health,
     hls,
     jobs,
+    pages,
     playlists,
     session,
     sessions,
@@ -47,12 +47,6 @@ from web.hub import ProgressHub
 from web.security_headers import SecurityHeaders
 from web.sessions import StreamRegistry
 from web.ws import JobEvents
-
-STATIC = Path(__file__).with_name("static")
-
-
-async def index(request: object) -> FileResponse:
-    return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
 
 class PageAssets(StaticFiles):
@@ -120,7 +114,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     limiter = GuessLimiter(settings)
     app = Starlette(
         routes=[
-            Route("/", index),
+            *pages.routes,
             *health.routes,
             *session.routes,
             *videos.routes,
@@ -134,7 +128,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             *system.routes,
             *sessions.routes,
             WebSocketRoute("/ws", JobEvents),
-            Mount("/static", PageAssets(directory=STATIC), name="static"),
+            Mount("/static", PageAssets(directory=pages.STATIC), name="static"),
         ],
         middleware=[
             Middleware(SecurityHeaders),  # first, so even BodyLimit's refusals get them

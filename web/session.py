@@ -20,6 +20,7 @@ from web.auth import (
     parse_session_cookie,
     revoke_session,
     role_of_token,
+    session_revoked,
 )
 from web.errors import ApiError, read_json_object, unavailable
 
@@ -41,7 +42,7 @@ async def create_session(request: Request) -> JSONResponse:
     if role is None:
         await limiter.failed(request)
         raise ApiError(status.HTTP_401_UNAUTHORIZED, "unauthorized", "unknown token", field="token")
-    response = JSONResponse({"role": role})
+    response = JSONResponse({"user": None, "role": role, "csrf": None})
     response.set_cookie(
         SESSION_COOKIE,
         make_session_cookie(settings, role),
@@ -51,6 +52,16 @@ async def create_session(request: Request) -> JSONResponse:
         secure=request.url.scheme == "https",
     )
     return response
+
+
+async def read_session(request: Request) -> JSONResponse:
+    """The signed-in session of this cookie, for the page; 401 without one."""
+    session = parse_session_cookie(
+        request.app.state.settings, request.cookies.get(SESSION_COOKIE, "")
+    )
+    if session is None or await session_revoked(request, session[1]):
+        raise ApiError(status.HTTP_401_UNAUTHORIZED, "unauthorized", "not signed in")
+    return JSONResponse({"user": None, "role": session[0], "csrf": None})
 
 
 async def delete_session(request: Request) -> JSONResponse:
@@ -72,5 +83,6 @@ async def delete_session(request: Request) -> JSONResponse:
 
 routes = [
     Route("/api/session", create_session, methods=["POST"]),
+    Route("/api/session", read_session, methods=["GET"]),
     Route("/api/session", delete_session, methods=["DELETE"]),
 ]

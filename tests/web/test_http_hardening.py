@@ -35,6 +35,7 @@ from websockets.sync.client import connect
 from tests.conftest import ADMIN_TOKEN
 from tests.support import LiveServer, free_port, live_server, wait_for
 from web.launch import procfile_command
+from web.pages import PAGES
 
 ROOT = Path(__file__).resolve().parents[2]
 GiB = 1024**3
@@ -411,7 +412,8 @@ class InlineCode(HTMLParser):
 
 
 # The walk over the router. Routes anyone may call; everything else needs a credential.
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/", "/api/session"})
+# The pages are static shells: their data comes from the API, with a credential.
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/api/session", *PAGES})
 OPEN_MOUNTS = frozenset({"/static"})
 ANY_METHOD = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 

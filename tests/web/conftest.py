@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from tests.support import free_port, wait_for
+from tests.web.browser import browser, clean_console, console, new_page, page  # noqa: F401 (fixtures)
 from web.launch import procfile_command
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -4,70 +4,18 @@ it under the page's Content-Security-Policy, with no violation reported."""
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.conftest import ADMIN_TOKEN
+from tests.web.browser import csp_violations, needs_browser
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-# .ci/run installs Chromium and sets this, so CI can never skip the browser tests.
-REQUIRED = os.environ.get("VIDFLEET_TEST_BROWSER") == "required"
-
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None and not REQUIRED,
-    reason="Chromium is not installed (apt-get install chromium); CI always runs this",
-)
-
-
-def csp_violations(console: list[str]) -> list[str]:
-    """Chromium reports every refused script, style or connection on the console."""
-    return [text for text in console if "Content Security Policy" in text]
-
-
-@pytest.fixture
-def console() -> list[str]:
-    return []
-
-
-@pytest.fixture
-def page(console: list[str]) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    assert CHROMIUM, "VIDFLEET_TEST_BROWSER=required but no chromium on PATH"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        context = browser.new_context()
-        page = context.new_page()
-        page.on("console", lambda message: console.append(message.text))
-        try:
-            yield page
-        finally:
-            context.close()
-            browser.close()
-
-
-@pytest.fixture
-def no_csp_violations(console: list[str]) -> Iterator[None]:
-    yield
-    assert csp_violations(console) == []
+pytestmark = needs_browser
 
 
 def test_the_page_signs_in_and_shows_a_download_running_to_the_end(
-    page: Any, server: Any, worker: Any, media_server: Any, no_csp_violations: None
+    page: Any, server: Any, worker: Any, media_server: Any, clean_console: None
 ) -> None:
     from playwright.sync_api import expect
 
@@ -92,7 +40,7 @@ def test_the_page_signs_in_and_shows_a_download_running_to_the_end(
     expect(page.locator("#download-error")).to_contain_text("already in the library")
 
 
-def test_a_bad_url_shows_the_api_error(page: Any, server: Any, no_csp_violations: None) -> None:
+def test_a_bad_url_shows_the_api_error(page: Any, server: Any, clean_console: None) -> None:
     from playwright.sync_api import expect
 
     page.goto(server.url + "/")
@@ -105,7 +53,7 @@ def test_a_bad_url_shows_the_api_error(page: Any, server: Any, no_csp_violations
 
 
 def test_the_link_make_run_prints_signs_in_and_forgets_the_token(
-    page: Any, server: Any, no_csp_violations: None
+    page: Any, server: Any, clean_console: None
 ) -> None:
     from playwright.sync_api import expect
 

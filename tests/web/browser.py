@@ -41,7 +41,9 @@ def csp_violations(console: list[str]) -> list[str]:
 # Chromium logs every answer of 400-499 to a fetch as a failed load; those are answers
 # the page expects and shows (a 401 before sign-in, a 409 for a duplicate), which the
 # tests assert themselves. Script errors, 5xx and refused loads still count.
-_EXPECTED_REFUSAL = re.compile(r"error: Failed to load resource: the server responded with a status of 4\d\d ")
+_EXPECTED_REFUSAL = re.compile(
+    r"error: Failed to load resource: the server responded with a status of 4\d\d "
+)
 
 
 def console_errors(console: list[str]) -> list[str]:

@@ -36,8 +36,8 @@ export function jobTitle(job) {
   if (text(params.title)) return params.title;
   if (text(params.url)) return params.url;
   if (text(params.name)) return params.name;
-  if (whole(params.items) !== null) return `${params.items} ${params.items === 1 ? "item" : "items"}`;
-  if (Array.isArray(params.items)) return `${params.items.length} items`;
+  const items = Array.isArray(params.items) ? params.items.length : whole(params.items);
+  if (items !== null) return `${items} ${items === 1 ? "item" : "items"}`;
   if (whole(params.playlist_id) !== null) return `playlist ${params.playlist_id}`;
   if (whole(params.video_id) !== null) return `video ${params.video_id}`;
   if (whole(params.artist_id) !== null) return `artist ${params.artist_id}`;
@@ -202,13 +202,11 @@ export class JobRow {
       this.partsLine.textContent = "";
       return;
     }
-    const total = whole(counts.total) ?? 0;
-    const done = whole(counts.succeeded) ?? 0;
-    const figures = [`${done} of ${total} parts done`];
-    for (const status of ["running", "queued", "failed", "cancelled"]) {
+    const figures = [];
+    for (const status of ["succeeded", "running", "queued", "failed", "cancelled"]) {
       if (whole(counts[status])) figures.push(`${counts[status]} ${status}`);
     }
-    this.partsLine.textContent = figures.join(" · ");
+    this.partsLine.textContent = `Parts: ${figures.join(" · ") || "none"}`;
     if (typeof this.job.progress !== "number" && partsProgress !== null) {
       this.fillProgress(partsProgress, this.job.status);
     }

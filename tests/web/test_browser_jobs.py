@@ -141,7 +141,11 @@ def test_the_filters_and_the_search_are_in_the_address(
 
 
 def test_a_web_restart_under_the_page_is_survived_without_a_reload(
-    new_page: Any, start_web: Any, worker: Any, media_server: Any, console: list[str],
+    new_page: Any,
+    start_web: Any,
+    worker: Any,
+    media_server: Any,
+    console: list[str],
     clean_console: None,
 ) -> None:
     from playwright.sync_api import expect
@@ -209,9 +213,12 @@ def test_a_viewer_sees_no_controls_and_the_api_refuses_its_changes(
     with api_client(server.url, VIEWER_TOKEN) as viewer:
         refused = viewer.post(f"/api/jobs/{queued.json()['id']}/cancel")
         assert refused.status_code == 403
-        assert viewer.post(
-            "/api/videos/download", json={"url": media_server.url("/media/v3.mp4")}
-        ).status_code == 403
+        assert (
+            viewer.post(
+                "/api/videos/download", json={"url": media_server.url("/media/v3.mp4")}
+            ).status_code
+            == 403
+        )
     # The page's own cookie, from the page's own origin, is refused too.
     cookies = {c["name"]: c["value"] for c in page.context.cookies()}
     with httpx.Client(base_url=server.url, cookies=cookies) as browser_like:

@@ -15,6 +15,7 @@ const SEARCH_DEBOUNCE_MS = 300;
 const AGE_REFRESH_MS = 10_000;
 // Pages read in a row when parts (shown under their batch) fill a page of the history.
 const FOLLOW_PAGES = 4;
+const BATCH_REFRESH_MS = 1_000;
 const FEW_ROWS = 10;
 // Jobs not shown whose last status is kept, so their end can still be announced.
 const REMEMBERED = 2_000;
@@ -46,7 +47,7 @@ class JobsPage {
     this.note = document.getElementById("jobs-note");
     this.moreButton = document.getElementById("more");
     this.rows = new Map();      // job id -> JobRow on the page
-    this.batches = new Map();   // batch id -> {counts, refreshing, again} of an open batch
+    this.batches = new Map();   // batch id -> {timer, readAt} of an open batch
     this.statuses = new Map();  // job id -> last status of a top-level job not shown
     this.next = null;           // the history's cursor past the rows shown
     this.loaded = false;
@@ -302,6 +303,7 @@ class JobsPage {
     const row = this.rows.get(id);
     if (!row) return;
     if (this.batches.has(id)) {
+      clearTimeout(this.batches.get(id).timer);
       this.batches.delete(id);
       for (const [partId, part] of [...this.rows]) {
         if (part.isPart && part.job.parent_id === id) { part.tr.remove(); this.rows.delete(partId); }
@@ -315,7 +317,7 @@ class JobsPage {
   async openBatch(id) {
     const row = this.rows.get(id);
     if (!row) return;
-    this.batches.set(id, {counts: null, refreshing: false, again: false});
+    this.batches.set(id, {timer: null, readAt: 0});
     row.setOpen(true, null);
     await this.loadParts(id);
   }
@@ -324,7 +326,7 @@ class JobsPage {
     const page = await api(this.listPath({parent_id: id, limit: PARTS_SHOWN, status: "", kind: "", q: ""}));
     if (!this.batches.has(id)) return;
     for (const job of page.items) this.update(job);
-    await this.refreshBatch(id);
+    this.refreshBatch(id);
   }
 
   insertPart(job) {
@@ -338,26 +340,25 @@ class JobsPage {
     after.after(row.tr);
   }
 
-  /** The batch's counts by status (`GET /api/jobs/{id}`), at most one read at a time. */
-  async refreshBatch(id) {
+  /** The batch's counts by status (`GET /api/jobs/{id}`): one read at a time, at most
+   * about one a second however fast its parts change. */
+  refreshBatch(id) {
     const batch = this.batches.get(id);
-    if (!batch) return;
-    if (batch.refreshing) { batch.again = true; return; }
-    batch.refreshing = true;
-    try {
-      do {
-        batch.again = false;
+    if (!batch || batch.timer) return;
+    const wait = Math.max(0, (batch.readAt || 0) + BATCH_REFRESH_MS - Date.now());
+    batch.timer = setTimeout(async () => {
+      try {
         const job = await api(`/api/jobs/${encodeURIComponent(id)}`);
         const row = this.rows.get(id);
-        if (!this.batches.has(id) || !row) return;
-        batch.counts = job.children || {total: 0};
-        row.setOpen(true, batch.counts, this.partsProgress(id));
-      } while (batch.again);
-    } catch {
-      /* the next event or poll asks again */
-    } finally {
-      batch.refreshing = false;
-    }
+        if (this.batches.get(id) !== batch || !row) return;
+        row.setOpen(true, job.children || {total: 0}, this.partsProgress(id));
+      } catch {
+        /* the next event or poll asks again */
+      } finally {
+        batch.readAt = Date.now();
+        batch.timer = null;
+      }
+    }, wait);
   }
 
   /** The parts' progress taken together, for a batch whose own progress is unknown. */
@@ -392,6 +393,9 @@ async function main() {
     });
   }
   setInterval(() => page.refreshAges(), AGE_REFRESH_MS);
+  // The list at once, without waiting for the socket (which reads it again once it
+  // has subscribed, so nothing between the two is missed).
+  page.reload().catch((error) => page.showLoadError(error));
   new LiveJobs({
     onJob: (job) => page.update(job),
     reload: () => page.reload().catch((error) => { page.showLoadError(error); throw error; }),

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from tests.conftest import ADMIN_TOKEN, VIEWER_TOKEN
-from tests.support import api_client, wait_for_job
+from tests.support import api_client, wait_for, wait_for_job
 from tests.web.browser import needs_browser, screenshot, sign_in
 
 pytestmark = needs_browser
@@ -227,3 +227,38 @@ def test_a_viewer_sees_no_controls_and_the_api_refuses_its_changes(
         )
     assert answer.status_code == 403
     assert api.get(f"/api/jobs/{queued.json()['id']}").json()["status"] == "queued"
+
+
+def test_a_resync_from_the_server_reloads_the_list(
+    page: Any, server: Any, media_server: Any, api: httpx.Client, clean_console: None
+) -> None:
+    from playwright.sync_api import expect
+
+    sockets: list[Any] = []
+
+    def between(socket: Any) -> None:
+        # The real server behind, but none of its events reach the page.
+        socket.connect_to_server().on_message(lambda message: None)
+        sockets.append(socket)
+
+    lists: list[str] = []
+    page.on(
+        "response",
+        lambda response: lists.append(response.url) if "/api/jobs?" in response.url else None,
+    )
+    page.route_web_socket(re.compile(r"/ws$"), between)
+    sign_in(page, server.url)
+    expect(page.locator("#connection")).to_have_text("live")
+    # The page read the list at start and once more when its socket had subscribed.
+    expect(page.locator("#jobs-note")).to_have_text("No jobs yet.")
+
+    def both_read() -> bool:
+        page.evaluate("1")  # a round trip to the page lets Playwright deliver its events
+        return len(lists) >= 2
+
+    wait_for(both_read, timeout=10, what="the page's two reads of the list")
+    read = len(lists)
+    job = api.post("/api/videos/download", json={"url": media_server.url("/media/resync.mp4")})
+    sockets[0].send('{"type": "resync"}')
+    expect(job_row(page, job.json()["id"])).to_have_count(1)
+    assert len(lists) > read

@@ -77,6 +77,23 @@ class Panel {
   }
 }
 
+/** The jobs a worker runs, each with its stage and a bar. */
+function jobsList(jobs) {
+  const list = el("ul", {className: "worker-jobs"});
+  for (const job of jobs) {
+    if (!job || typeof job !== "object") continue;
+    const bar = el("progress", {max: 1});
+    if (typeof job.progress === "number") bar.value = job.progress;
+    bar.setAttribute("aria-label", "progress");
+    list.append(el("li", {},
+      el("span", {className: "kind"}, text(job.kind)), " ",
+      el("span", {className: "title"}, text(job.title) || text(job.id)), " ",
+      el("span", {className: "muted"}, text(job.stage)), " ", bar));
+  }
+  if (!list.childElementCount) list.append(el("li", {className: "muted"}, "idle"));
+  return list;
+}
+
 /** Keep a tbody's rows in step with `list` by key, so focus and buttons survive refreshes. */
 function syncRows(tbody, list, key, build, fill) {
   const existing = new Map([...tbody.children].map((tr) => [tr.dataset.key, tr]));
@@ -220,21 +237,20 @@ async function main() {
           worker.alive ? "alive" : "not responding");
         const head = el("div", {className: "worker-head"}, el("strong", {}, name), badge,
           el("span", {className: "muted"}, worker.last_seen ? `seen ${fmt.age(worker.last_seen)} ago` : ""));
-        const jobs = Array.isArray(worker.jobs) ? worker.jobs : [];
-        const jobList = el("ul", {className: "worker-jobs"});
-        for (const job of jobs) {
-          const bar = el("progress", {max: 1});
-          if (typeof job.progress === "number") bar.value = job.progress;
-          bar.setAttribute("aria-label", "progress");
-          jobList.append(el("li", {},
-            el("span", {className: "kind"}, text(job.kind)), " ",
-            el("span", {className: "title"}, text(job.title) || text(job.id)), " ",
-            el("span", {className: "muted"}, text(job.stage)), " ", bar));
-        }
-        if (!jobs.length) jobList.append(el("li", {className: "muted"}, "idle"));
+        const jobList = jobsList(Array.isArray(worker.jobs) ? worker.jobs : []);
         li.replaceChildren(head, jobList);
       });
-      if (!list.length) box.replaceChildren(el("li", {className: "muted"}, "No worker is running."));
+      // Running jobs whose message no live worker holds (its worker just died, or the
+      // job is between two attempts): the lifeline will requeue or fail them.
+      const unassigned = data && Array.isArray(data.unassigned) ? data.unassigned : [];
+      if (unassigned.length) {
+        const orphans = el("li", {className: "worker orphans"},
+          el("div", {className: "worker-head"}, el("strong", {}, "Held by no live worker")));
+        orphans.dataset.key = "";
+        orphans.append(jobsList(unassigned));
+        box.append(orphans);
+      }
+      if (!box.childElementCount) box.replaceChildren(el("li", {className: "muted"}, "No worker is running."));
     },
   });
 
@@ -259,8 +275,9 @@ async function main() {
         },
         (tr, item) => cells(tr, [fmt.age(item.dead_at) ? fmt.age(item.dead_at) + " ago" : "", item.queue,
           item.actor, text(item.job_id).slice(0, 8), item.reason]));
+      const total = count(data.total);
       document.getElementById("dead-letters").querySelector(".panel-state").textContent =
-        list.length ? "" : "No dead letters.";
+        !list.length ? "No dead letters." : total !== null && total > list.length ? `The newest ${list.length} of ${total}.` : "";
     },
   });
 

@@ -54,7 +54,7 @@ def test_an_admin_adds_a_download_watches_it_finish_and_opens_a_batch(
     expect(row.locator(".status")).to_have_text("succeeded", timeout=60_000)
     expect(row.locator("progress")).to_have_attribute("value", "1")
     expect(row.locator(".percent")).to_have_text("100 %")
-    expect(page.locator(".toast.ok")).to_contain_text("succeeded")
+    expect(page.locator(".toast.ok", has_text=url)).to_contain_text("succeeded")
     video_id = wait_for_job(api, job_id)["result"]["video_id"]
     expect(row.locator("td.title a")).to_have_attribute("href", f"/library/videos/{video_id}")
 
@@ -102,7 +102,7 @@ def test_cancel_from_the_page_ends_a_running_download_within_two_seconds(
     expect(row.locator(".status")).to_have_text("cancelled", timeout=2_000)
     expect(row.locator("button.retry")).to_be_visible()
     row.locator("button.retry").click()
-    expect(page.locator(".toast")).to_contain_text("retry queued")
+    expect(page.locator(".toast", has_text="retry queued")).to_be_visible()
     retried = api.get("/api/jobs", params={"status": "queued"}).json()["items"]
     retried += api.get("/api/jobs", params={"status": "running"}).json()["items"]
     assert [j["retry_of"] for j in retried] == [job.json()["id"]]
@@ -189,10 +189,11 @@ def test_with_the_socket_blocked_the_page_polls_and_still_updates(
     page.route_web_socket(re.compile(r"/ws$"), lambda socket: socket.close())
     sign_in(page, server.url)
     expect(page.locator("#connection")).to_have_text("polling", timeout=10_000)
-    job = api.post("/api/videos/download", json={"url": media_server.url("/slow/polled.mp4")})
+    url = media_server.url("/slow/polled.mp4")
+    job = api.post("/api/videos/download", json={"url": url})
     row = job_row(page, job.json()["id"])
     expect(row.locator(".status")).to_have_text("succeeded", timeout=60_000)
-    expect(page.locator(".toast.ok")).to_contain_text("succeeded")
+    expect(page.locator(".toast.ok", has_text=url)).to_contain_text("succeeded")
     expect(page.locator("#connection")).to_have_text("polling")
 
 

@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.conftest import ADMIN_TOKEN, VIEWER_TOKEN
 from tests.support import api_client, wait_for, wait_for_job
@@ -88,6 +89,7 @@ def test_an_admin_adds_a_download_watches_it_finish_and_opens_a_batch(
     expect(parts).to_have_count(0)
 
 
+@pytest.mark.serial  # a deadline: the row shows cancelled within 2 s of the click
 def test_cancel_from_the_page_ends_a_running_download_within_two_seconds(
     page: Any, server: Any, worker: Any, media_server: Any, api: httpx.Client, clean_console: None
 ) -> None:

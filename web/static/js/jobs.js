@@ -16,6 +16,7 @@ const AGE_REFRESH_MS = 10_000;
 // Pages read in a row when parts (shown under their batch) fill a page of the history.
 const FOLLOW_PAGES = 4;
 const BATCH_REFRESH_MS = 1_000;
+const FIRST_LOAD_RETRY_MS = 3_000;
 const FEW_ROWS = 10;
 // Jobs not shown whose last status is kept, so their end can still be announced.
 const REMEMBERED = 2_000;
@@ -181,7 +182,9 @@ class JobsPage {
   }
 
   showLoadError(error) {
-    if (error.field === "q") {
+    if (error.status === 401) {  // the session ended (signed out elsewhere, expired)
+      location.assign("/login?next=" + encodeURIComponent(location.pathname + location.search));
+    } else if (error.field === "q") {
       document.getElementById("filter-q-error").textContent = error.message;
     } else {
       toast(error.message, "error");
@@ -394,12 +397,21 @@ async function main() {
   }
   setInterval(() => page.refreshAges(), AGE_REFRESH_MS);
   // The list at once, without waiting for the socket (which reads it again once it
-  // has subscribed, so nothing between the two is missed).
-  page.reload().catch((error) => page.showLoadError(error));
+  // has subscribed, so nothing between the two is missed); again shortly if the
+  // server could not answer (a store down: 503).
+  let failures = 0;
+  const firstLoad = () => page.reload().catch((error) => {
+    if (failures++ === 0 || error.status === 401) page.showLoadError(error);
+    if (!page.loaded) setTimeout(firstLoad, FIRST_LOAD_RETRY_MS);
+  });
+  firstLoad();
   new LiveJobs({
     onJob: (job) => page.update(job),
     reload: () => page.reload().catch((error) => { page.showLoadError(error); throw error; }),
-    poll: () => page.poll(),
+    poll: () => page.poll().catch((error) => {
+      if (error.status === 401) page.showLoadError(error);
+      throw error;
+    }),
   }).start();
 }
 

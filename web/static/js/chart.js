@@ -92,6 +92,14 @@ export class LineChart {
         drawing = true;
       }
       context.stroke();
+      // The latest value as a dot: visible from the first sample on.
+      const last = this.samples[this.samples.length - 1];
+      if (last && Number.isFinite(last.values[name])) {
+        context.fillStyle = context.strokeStyle;
+        context.beginPath();
+        context.arc(x(last.at), y(last.values[name]), 3, 0, 2 * Math.PI);
+        context.fill();
+      }
     }
   }
 }

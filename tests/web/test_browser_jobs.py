@@ -265,3 +265,27 @@ def test_a_resync_from_the_server_reloads_the_list(
     sockets[0].send('{"type": "resync"}')
     expect(job_row(page, job.json()["id"])).to_have_count(1)
     assert len(lists) > read
+
+
+def test_the_add_form_follows_a_playlist_and_shows_its_first_sync(
+    page: Any, server: Any, media_server: Any, api: httpx.Client, clean_console: None
+) -> None:
+    from playwright.sync_api import expect
+
+    sign_in(page, server.url)
+    page.select_option("#add-kind", "playlist")
+    expect(page.locator("#add-priority")).to_be_hidden()
+    expect(page.locator("#add-auto")).to_be_checked()
+    url = media_server.url("/playlist/followed.html")
+    page.fill("#add-url", url)
+    page.click("#add-submit")
+    expect(page.locator(".toast", has_text="Following")).to_be_visible()
+    (playlist,) = api.get("/api/playlists").json()["items"]
+    assert playlist["url"] == url and playlist["auto_download"] is True
+    expect(job_row(page, playlist["last_sync_job_id"]).locator("td.title")).to_have_text(
+        f"playlist {playlist['id']}"
+    )
+    # Followed already: the server's 409, next to the field.
+    page.fill("#add-url", url)
+    page.click("#add-submit")
+    expect(page.locator("#add-url-error")).to_contain_text("already followed")

@@ -100,7 +100,8 @@ class Job(Base):
     parent_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id"), default=None)
     retry_of: Mapped[str | None] = mapped_column(ForeignKey("jobs.id"), default=None)
     message_id: Mapped[str | None] = mapped_column(String(64), default=None)
-    #: The credential that asked for the job (its role today), for per-credential caps.
+    #: The credential that asked for the job (``user:<id>`` for a user's session or API
+    #: token, else the bootstrap token's role), for per-credential caps.
     owner: Mapped[str | None] = mapped_column(String(64), default=None)
     # Set while the job is queued/running and there must be only one such job for it
     # (e.g. "download:<url>"); a partial unique index enforces that under races.

@@ -8,7 +8,8 @@ for the bootstrap admin/viewer tokens, and ``csrf`` is what the page sends as
 accepted from an allowed Origin (no login CSRF). Token guesses and wrong passwords
 count against the client's address like any failed credential, and wrong passwords
 against the user name too (web/login_limit.py). An unknown name and a wrong password
-take the same time and get the same 401.
+take the same time and get the same 401. Signing out with a valid cookie needs its
+CSRF token too.
 
 ``POST /api/session/password`` changes the signed-in user's own password: every other
 session of the user ends (its epoch moves on), and the answer carries a fresh cookie.
@@ -30,6 +31,7 @@ from db import users
 from db.models import Role
 from db.users import InvalidInput, UserAuth
 from web.auth import (
+    CSRF_HEADER,
     GuessLimiter,
     Principal,
     cookie_principal,
@@ -40,6 +42,7 @@ from web.auth import (
 )
 from web.cookies import (
     SESSION_COOKIE,
+    csrf_matches,
     csrf_of_cookie,
     parse_cookie,
     set_session_cookie,
@@ -171,6 +174,11 @@ async def delete_session(request: Request) -> JSONResponse:
     session = parse_cookie(state.settings, state.secret, request.cookies.get(SESSION_COOKIE, ""))
     response = JSONResponse({"role": None})
     if session is not None:
+        # A cookie mutation like any other: a cross-site page may not sign you out.
+        if not csrf_matches(state.secret, session.session_id, request.headers.get(CSRF_HEADER)):
+            raise ApiError(
+                status.HTTP_403_FORBIDDEN, "csrf", "signing out needs the session's X-CSRF-Token"
+            )
         try:
             await revoke_session(request, session.session_id, session.seconds_left)
         except (RedisError, OSError):

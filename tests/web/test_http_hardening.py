@@ -307,6 +307,23 @@ def test_the_session_cookie_is_secure_when_a_tls_proxy_says_https(
     )
     assert plain.status_code == 200, plain.text
     assert "secure" not in set_cookie_attributes(plain)
+    # A user's sign-in alike, and its cookie is HttpOnly and SameSite=Lax either way.
+    made = httpx.post(
+        f"{web_process.url}/api/users",
+        json={"name": "proxied", "password": "a proxied password"},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+    )
+    assert made.status_code == 201, made.text
+    for proto, secure in (("https", True), ("http", False)):
+        user = httpx.post(
+            f"{web_process.url}/api/session",
+            json={"username": "proxied", "password": "a proxied password"},
+            headers={"X-Forwarded-Proto": proto, "Origin": f"{proto}://{host}"},
+        )
+        assert user.status_code == 200, user.text
+        attributes = set_cookie_attributes(user)
+        assert ("secure" in attributes) is secure
+        assert {"httponly", "samesite=lax"} <= attributes
 
 
 @pytest.fixture(scope="module")

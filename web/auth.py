@@ -225,7 +225,12 @@ class AuthMiddleware:
             refusal = exc if isinstance(exc, ApiError) else self._outage(exc)
             if scope["type"] == "websocket":
                 # Closing before accept makes the server answer the handshake with 403.
-                await send({"type": "websocket.close", "code": status.WS_1008_POLICY_VIOLATION})
+                code = (
+                    status.WS_1013_TRY_AGAIN_LATER
+                    if refusal.status_code == status.HTTP_503_SERVICE_UNAVAILABLE
+                    else status.WS_1008_POLICY_VIOLATION
+                )
+                await send({"type": "websocket.close", "code": code})
                 return
             await refusal.response()(scope, receive, send)
             return

@@ -514,3 +514,30 @@ def test_no_hostile_cookie_csrf_or_token_is_a_server_error(
     for answer in answers:
         assert answer.status_code in (400, 401, 403), (answer.status_code, answer.text)
         assert answer.json()["error"]["code"]
+
+
+def test_a_user_credential_while_the_database_is_down_is_a_503_not_a_500(
+    lenient: Any,
+) -> None:
+    from tests.support import free_port
+    from web.app import create_app
+
+    with TestClient(create_app(lenient)) as client:
+        add_user(client, "quinn", "admin")
+        browser = Browser(sign_in(client, "quinn"))
+        made = client.post("/api/tokens", json={"name": "ci", "user": "quinn"}, headers=ADMIN)
+        token = made.json()["token"]
+    dead = dataclasses.replace(
+        lenient,
+        database_url=f"postgresql+psycopg://vidfleet:secret@127.0.0.1:{free_port()}/vidfleet",
+    )
+    with TestClient(create_app(dead), raise_server_exceptions=True) as client:
+        for headers in (browser.headers(), {"Authorization": f"Bearer {token}"}):
+            answer = client.get("/api/videos", headers=headers)
+            assert answer.status_code == 503, answer.text
+            assert answer.json()["error"]["store"] == "database"
+            assert int(answer.headers["Retry-After"]) > 0
+        signing_in = sign_in(client, "quinn")
+        assert signing_in.status_code == 503
+        # The bootstrap tokens need no database to be recognised.
+        assert client.get("/api/system/storage", headers=ADMIN).status_code == 200

@@ -376,7 +376,12 @@ class User(Base):
     session_epoch: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    __table_args__ = (Index("uq_users_name_key", "name_key", unique=True),)
+    __table_args__ = (
+        Index("uq_users_name_key", "name_key", unique=True),
+        # Never an id again once removed (SQLite would reuse the highest): a removed
+        # user's cookie names its id, and must not become a new user's session.
+        {"sqlite_autoincrement": True},
+    )
 
 
 class ApiToken(Base):
@@ -391,4 +396,7 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(default=None)
 
-    __table_args__ = (Index("uq_api_tokens_token_hash", "token_hash", unique=True),)
+    __table_args__ = (
+        Index("uq_api_tokens_token_hash", "token_hash", unique=True),
+        {"sqlite_autoincrement": True},  # a revoked token's id never names another
+    )

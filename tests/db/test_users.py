@@ -179,3 +179,11 @@ def test_a_user_holds_a_bounded_number_of_tokens(
             users.create_token(connection, user_id=user_id, name="three")
         with pytest.raises(LookupError):
             users.create_token(connection, user_id=10**6, name="nobody's")
+
+
+def test_a_removed_users_id_is_never_given_again(engine: Engine) -> None:
+    first = add(engine, "olga")
+    with engine.connect() as connection:
+        assert users.remove_user(connection, first)
+    second = add(engine, "olga")
+    assert second > first  # its cookies (which name the id) cannot become the new olga's

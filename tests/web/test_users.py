@@ -294,6 +294,9 @@ def test_removing_a_user_ends_its_sessions_and_tokens(client: TestClient) -> Non
     assert client.get("/api/jobs", headers=token).status_code == 401
     assert client.get("/api/jobs", headers=browser.headers()).status_code == 401
     assert client.get("/api/tokens", headers=ADMIN).json()["items"] == []
+    # A new user of the same name is someone else: the old cookie stays refused.
+    add_user(client, "hank", "admin")
+    assert client.get("/api/jobs", headers=browser.headers()).status_code == 401
 
 
 def test_api_tokens_are_made_listed_used_and_revoked(client: TestClient) -> None:

@@ -35,6 +35,9 @@ def upgrade() -> None:
         sa.Column("password_hash", sa.String(512), nullable=False),
         sa.Column("session_epoch", sa.Integer(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        # A removed user's id is never given again (SQLite would reuse the highest):
+        # its cookies name that id.
+        sqlite_autoincrement=True,
     )
     op.create_index("uq_users_name_key", "users", ["name_key"], unique=True)
     op.create_table(
@@ -47,6 +50,7 @@ def upgrade() -> None:
         sa.Column("token_hash", sa.String(64), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True),
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_api_tokens_user_id", "api_tokens", ["user_id"])
     op.create_index("uq_api_tokens_token_hash", "api_tokens", ["token_hash"], unique=True)

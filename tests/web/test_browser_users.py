@@ -80,11 +80,16 @@ def test_a_user_added_with_the_cli_signs_in_and_a_viewer_user_gets_no_controls(
     expect(admin.locator("nav.topbar .who")).to_have_text("alice · admin")
     expect(admin.locator("#add-form")).to_be_visible()
     expect(admin.locator("#job-rows button.cancel")).to_have_count(1)
+    # The user's cookie and its CSRF token work from the page.
+    other = api.post("/api/videos/download", json={"url": media_server.url("/media/u2.mp4")})
+    row = admin.locator(f'#job-rows tr[data-job-id="{other.json()["id"]}"]')
+    row.locator("button.cancel").click()
+    expect(row.locator(".status")).to_have_text("cancelled")
 
     viewer = new_page()
     sign_in_as(viewer, server.url, "victor", PASSWORD)
     expect(viewer.locator("nav.topbar .who")).to_have_text("victor · viewer")
-    expect(viewer.locator("#job-rows tr.job")).to_have_count(1)
+    expect(viewer.locator("#job-rows tr.job")).to_have_count(2)
     expect(viewer.locator("#add")).to_have_count(0)
     expect(viewer.locator("#job-rows button")).to_have_count(0)
     # Its own cookie and CSRF token, from its own page: the API still refuses.

@@ -289,3 +289,29 @@ def test_the_add_form_follows_a_playlist_and_shows_its_first_sync(
     page.fill("#add-url", url)
     page.click("#add-submit")
     expect(page.locator("#add-url-error")).to_contain_text("already followed")
+
+
+def test_the_history_pages_with_more(
+    page: Any, server: Any, media_server: Any, api: httpx.Client, clean_console: None
+) -> None:
+    from playwright.sync_api import expect
+
+    # No worker: 55 jobs stay queued, the newest first on the page.
+    ids = [
+        api.post("/api/videos/download", json={"url": media_server.url(f"/media/p{n}.mp4")}).json()[
+            "id"
+        ]
+        for n in range(55)
+    ]
+    sign_in(page, server.url)
+    rows = page.locator("#job-rows tr.job")
+    expect(rows).to_have_count(50)
+    expect(rows.first).to_have_attribute("data-job-id", ids[-1])
+    expect(rows.last).to_have_attribute("data-job-id", ids[5])
+    page.click("#more")
+    expect(rows).to_have_count(55)
+    expect(rows.last).to_have_attribute("data-job-id", ids[0])
+    expect(page.locator("#more")).to_be_hidden()
+    # A new job goes on top, live.
+    newest = api.post("/api/videos/download", json={"url": media_server.url("/media/p55.mp4")})
+    expect(rows.first).to_have_attribute("data-job-id", newest.json()["id"])

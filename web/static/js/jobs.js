@@ -139,7 +139,7 @@ class JobsPage {
         const known = previous.get(job.id);
         const fresh = known && !isNewer(known.job, job) ? known.job : job;
         if (announce && known) this.announceEnd(known.job.status, fresh);
-        this.place(fresh);
+        this.place(fresh, {append: true});
       }
       if (!this.next || this.topRowCount() >= FEW_ROWS || followed >= FOLLOW_PAGES) break;
       page = await api(this.listPath({limit: PAGE_SIZE, cursor: this.next}));
@@ -231,17 +231,22 @@ class JobsPage {
     this.showState();
   }
 
-  /** Put a job the page has no row for where it belongs, if it belongs anywhere. */
+  /** Put a job the page has no row for where it belongs, if it belongs anywhere;
+   * `append`: it comes from a page of the history, in order, filtered by the server. */
   place(job, {append = false} = {}) {
-    if (job.parent_id && this.batches.has(job.parent_id) && !this.rows.has(job.id)) {
+    if (this.rows.has(job.id)) {
+      this.update(job);
+      return;
+    }
+    if (job.parent_id && this.batches.has(job.parent_id)) {
       this.insertPart(job);
       return;
     }
-    if (!this.wanted(job) && !append) {
+    const topLevel = !job.parent_id || PART_KINDS.has(this.filters.kind);
+    if (!topLevel || (!append && !this.wanted(job))) {
       this.remember(job);
       return;
     }
-    if (append && job.parent_id && !PART_KINDS.has(this.filters.kind)) return;
     const row = this.makeRow(job, false);
     this.statuses.delete(job.id);
     if (append) {

@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+MAX_QUERY_LENGTH = 200
 CAP_RETRY_AFTER_S = 30
 
 
@@ -78,6 +79,22 @@ def parse_limit(request: Request) -> int:
     return limit
 
 
+def parse_text_query(request: Request) -> str | None:
+    """``q``, the text a job search looks for: 1 to :data:`MAX_QUERY_LENGTH` characters,
+    none of them a control character (PostgreSQL refuses a NUL in text)."""
+    q = request.query_params.get("q")
+    if q is None:
+        return None
+    if not 1 <= len(q) <= MAX_QUERY_LENGTH or any(ord(c) < 32 or ord(c) == 127 for c in q):
+        raise ApiError(
+            status.HTTP_400_BAD_REQUEST,
+            "invalid_q",
+            f"q must be 1 to {MAX_QUERY_LENGTH} characters, without control characters",
+            field="q",
+        )
+    return q
+
+
 def parse_job_id(request: Request) -> str:
     raw = request.path_params["job_id"]
     try:
@@ -105,6 +122,7 @@ async def list_jobs(request: Request) -> Response:
             field="status",
         )
     limit = parse_limit(request)
+    q = parse_text_query(request)
     try:
         page = await request.app.state.store.run(
             partial(
@@ -114,6 +132,7 @@ async def list_jobs(request: Request) -> Response:
                 parent_id=params.get("parent_id"),
                 cursor=params.get("cursor"),
                 limit=limit,
+                q=q,
             )
         )
     except jobs.InvalidCursor:

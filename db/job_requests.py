@@ -226,8 +226,9 @@ def jobs_page_json(
     q: str | None = None,
 ) -> str:
     """One page of the job history, newest first, as :func:`db.jobs.list_jobs_query`
-    reads it (``q``: the jobs whose URL, title or error contains it, in any case), as the JSON text of ``{"items": [<job_to_dict of each job>], "next":
-    <the cursor of the next page, or null on the last one>}``.
+    reads it (``q``: the jobs whose URL, title or error contains it, in any case), as
+    the JSON text of ``{"items": [<job_to_dict of each job>], "next": <the cursor of
+    the next page, or null on the last one>}``.
 
     Raises:
       InvalidCursor: a cursor we did not hand out.

@@ -218,11 +218,11 @@ async def _revive_jobs(
 async def requeue_dead_letters(request: Request) -> JSONResponse:
     queue, asked = await _selection(request)
     ids, taken = await _take(request, queue, asked)
-    items: list[dict[str, Any]] = []
+    outcomes: dict[str, dict[str, Any]] = {}
     held: dict[str, tuple[Any, str, dict[str, Any]]] = {}  # id -> (score, JSON, message)
     for message_id, entry in zip(ids, taken, strict=True):
         if not entry:
-            items.append({"message_id": message_id, "outcome": "not_found"})
+            outcomes[message_id] = {"message_id": message_id, "outcome": "not_found"}
             continue
         score, body = entry
         held[message_id] = (score, body, broker_keys.decode_message(body) or {})
@@ -254,7 +254,8 @@ async def requeue_dead_letters(request: Request) -> JSONResponse:
         else:
             item["outcome"] = "requeued"
             raw.append((message_id, body))
-        items.append(item)
+        outcomes[message_id] = item
+    items = [outcomes[message_id] for message_id in ids]  # in the order asked
     await _put_back(request, queue, back)
     if raw:
         namespace = broker_of(request).namespace

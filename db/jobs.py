@@ -524,6 +524,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         created, job_id = raw.split("|", 1)
+        if not job_id.isprintable():  # a NUL would have PostgreSQL refuse the query
+            raise ValueError(job_id)
         return datetime.fromisoformat(created), job_id
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise InvalidCursor(cursor) from exc

@@ -5,6 +5,7 @@ purge); the job search (``/api/jobs?q=``) as the web answers it."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import os
@@ -421,3 +422,10 @@ def test_the_job_search_pages_with_its_filters_and_refuses_a_bad_q(
             "field": "q",
         }
     assert api.get("/api/jobs", params={"q": "x" * 200}).status_code == 200
+    # The filters it combines with are as hostile (a NUL is refused by PostgreSQL).
+    forged = base64.urlsafe_b64encode(b"2026-01-01T00:00:00+00:00|a\x00").decode()
+    answer = api.get("/api/jobs", params={"q": "needle", "cursor": forged})
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_cursor"
+    for name in ("kind", "parent_id"):
+        answer = api.get("/api/jobs", params={"q": "needle", name: "a\x00"})
+        assert answer.status_code == 400 and answer.json()["error"]["field"] == name

@@ -30,6 +30,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from db import jobs
 from db.job_requests import Submission, submit_job
 from db.models import ACTIVE, FINISHED, Job, JobKind, JobStatus, utcnow
+from db.outages import unavailable_store
 from db.outbox import Outbox
 
 WORKER_LOST = {
@@ -374,7 +375,8 @@ class Revival:
     ``outcome``: ``resent`` (the job is still queued: its message was sent again),
     ``retried`` (it failed or was cancelled: ``retry_id`` is the new job),
     ``already_active`` (it ended, and another job already holds the same work),
-    ``too_many_jobs`` (it ended, and a retry would pass the job caps: nothing done) or
+    ``too_many_jobs`` (it ended, and a retry would pass the job caps: nothing done),
+    ``unavailable`` (the database stopped answering before its turn: nothing done) or
     ``purged`` (it runs or succeeded, is a batch's parent, or is gone: nothing to do).
     ``status``: the job's status, None when it is gone.
     """
@@ -391,7 +393,9 @@ def revive(
     (:class:`Revival`): a queued job's message is sent again (:func:`resend`), a failed
     or cancelled job is retried (:func:`retry`, a new job asked for by ``owner``; at
     most ``room`` of them), anything else needs no message. Each retry is committed as
-    it is made."""
+    it is made; if the database stops answering on the way, the jobs not done yet are
+    ``unavailable`` (those done stay done). A database that does not answer the first
+    read raises: nothing was decided."""
     rows = connection.execute(
         select(Job.id, Job.kind, Job.queue, Job.status).where(Job.id.in_(list(job_ids)))
     ).all()
@@ -417,6 +421,14 @@ def revive(
             except AlreadyActive:
                 revivals[job_id] = Revival("already_active", status)
                 continue
+            except Exception as exc:
+                if unavailable_store(exc) is None:
+                    raise
+                for undone in job_ids:
+                    known = found.get(undone)
+                    status = str(known.status) if known is not None else None
+                    revivals.setdefault(undone, Revival("unavailable", status))
+                break
             if job is None:
                 revivals[job_id] = Revival("purged", status)
             else:

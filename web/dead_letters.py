@@ -233,7 +233,7 @@ async def requeue_dead_letters(request: Request) -> JSONResponse:
             if by_job
             else ({}, None)
         )
-    except BaseException:
+    except Exception:
         # The database did not answer: nothing was decided; they stay dead.
         await _put_back(request, queue, [(i, (s, b)) for i, (s, b, _) in held.items()])
         raise
@@ -247,7 +247,7 @@ async def requeue_dead_letters(request: Request) -> JSONResponse:
             item.update(job_id=job_id, job_status=revival.status, outcome=revival.outcome)
             if revival.retry_id is not None:
                 item["retry_id"] = revival.retry_id
-            if revival.outcome == "too_many_jobs":
+            if revival.outcome in ("too_many_jobs", "unavailable"):
                 back.append((message_id, (score, body)))
         elif message.get("actor_name") in JOB_ACTORS or not message:
             item["outcome"] = "purged"  # a job's message whose job is unreadable

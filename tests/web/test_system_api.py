@@ -282,6 +282,70 @@ def test_a_message_of_no_job_goes_back_onto_its_queue_as_it_was(api: httpx.Clien
     assert again.message_id == task.message_id and again.args == (1,)
 
 
+def test_a_database_that_stops_answering_mid_requeue_leaves_the_rest_dead(
+    api: httpx.Client, media_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from db import job_service
+
+    with running_worker():
+        failed = [
+            wait_for_job(api, download(api, media_server.url(f"/missing/mid-{n}.mp4"))["id"])
+            for n in range(2)
+        ]
+        wait_for(lambda: len(dead_letters(api)) == 2, timeout=10, what="two dead letters")
+    retry, calls = job_service.retry, []
+
+    def second_retry_finds_no_database(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        if len(calls) > 1:
+            raise OperationalError("INSERT", {}, ConnectionError("server closed the connection"))
+        return retry(*args, **kwargs)
+
+    monkeypatch.setattr(job_service, "retry", second_retry_finds_no_database)
+    body = api.post(
+        "/api/system/dead-letters/requeue", json={"queue": "interactive", "all": True}
+    ).json()
+    assert sorted(item["outcome"] for item in body["items"]) == ["retried", "unavailable"]
+    assert body["remaining"] == 1
+    (undone,) = [item for item in body["items"] if item["outcome"] == "unavailable"]
+    (still_dead,) = dead_letters(api)
+    assert still_dead["message_id"] == undone["message_id"]
+    assert still_dead["job_id"] == undone["job_id"] in {job["id"] for job in failed}
+    monkeypatch.undo()
+    again = api.post(
+        "/api/system/dead-letters/requeue", json={"queue": "interactive", "all": True}
+    ).json()
+    assert [item["outcome"] for item in again["items"]] == ["retried"]
+    assert dead_letters(api) == []
+
+
+def test_a_retry_past_the_job_caps_leaves_its_dead_letter_dead(
+    api: httpx.Client, media_server: Any, settings: Any
+) -> None:
+    from web.app import create_app
+
+    with running_worker():
+        failed = wait_for_job(api, download(api, media_server.url("/missing/capped.mp4"))["id"])
+        (dead,) = wait_for(lambda: dead_letters(api), timeout=10, what="the dead letter")
+    full = create_app(dataclasses.replace(settings, max_active_jobs=0))
+    with live_server(full) as server, api_client(server.url, ADMIN_TOKEN) as client:
+        body = client.post(
+            "/api/system/dead-letters/requeue",
+            json={"queue": "interactive", "message_ids": [dead["message_id"]]},
+        ).json()
+    assert body["items"] == [
+        {
+            "message_id": dead["message_id"],
+            "job_id": failed["id"],
+            "job_status": "failed",
+            "outcome": "too_many_jobs",
+        }
+    ]
+    assert body["remaining"] == 1 and dead_letters(api) == [dead]
+
+
 def test_two_requeues_of_one_dead_letter_act_on_it_once(
     api: httpx.Client, server: Any, media_server: Any
 ) -> None:

@@ -100,41 +100,52 @@ def _worker_record(raw: str | None) -> dict[str, Any]:
     return {key: record[key] for key in ("host", "pid") if key in record}
 
 
+async def _holders(redis: Any, namespace: str, worker_ids: list[str]) -> dict[str, str]:
+    """Redis message id -> the worker whose ack sets hold it (every queue and delay
+    queue of each); a web process, which only sends, holds none."""
+    queue_names = [name for queue in Queue for name in (str(queue), f"{queue}.DQ")]
+    async with redis.pipeline(transaction=False) as pipe:
+        for worker_id in worker_ids:
+            for name in queue_names:
+                pipe.smembers(broker_keys.acks_key(namespace, worker_id, name))
+        acks = await pipe.execute()
+    holder: dict[str, str] = {}
+    for index, worker_id in enumerate(worker_ids):
+        for held in acks[index * len(queue_names) : (index + 1) * len(queue_names)]:
+            holder.update(dict.fromkeys(held, worker_id))
+    return holder
+
+
+def _shown_job(job: dict[str, Any], snapshot: str | None, beating: int) -> dict[str, Any]:
+    """A running job as the workers' list shows it: its stage and progress from the
+    snapshot its worker last published (fresher than the row), else the row."""
+    published = broker_keys.decode_message(snapshot) or {}
+    return {
+        "id": job["id"],
+        "kind": job["kind"],
+        "title": _job_title(job["params"]),
+        "stage": published.get("stage", job["stage"]),
+        "progress": published.get("progress", job["progress"]),
+        "heartbeat": bool(beating),
+    }
+
+
 async def system_workers(request: Request) -> JSONResponse:
     broker = broker_of(request)
-    namespace = broker.namespace
     redis = request.app.state.redis
     running = await _running_jobs(request)
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.zrange(broker_keys.heartbeats_key(namespace), 0, -1, withscores=True)
+        pipe.zrange(broker_keys.heartbeats_key(broker.namespace), 0, -1, withscores=True)
         pipe.hgetall(broker_keys.WORKERS_KEY)
         for job in running:
             pipe.get(live.snapshot_key(job["id"]))
             pipe.exists(live.heartbeat_key(job["id"]))
         beats, records, *live_replies = await pipe.execute()
-    # The ack sets of every process that beats: the web's senders hold none.
-    queue_names = [name for queue in Queue for name in (str(queue), f"{queue}.DQ")]
-    async with redis.pipeline(transaction=False) as pipe:
-        for worker_id, _ in beats:
-            for name in queue_names:
-                pipe.smembers(broker_keys.acks_key(namespace, worker_id, name))
-        acks = await pipe.execute()
-    holder: dict[str, str] = {}  # redis message id -> the worker holding it
-    for index, (worker_id, _) in enumerate(beats):
-        for held in acks[index * len(queue_names) : (index + 1) * len(queue_names)]:
-            holder.update(dict.fromkeys(held, worker_id))
+    holder = await _holders(redis, broker.namespace, [worker_id for worker_id, _ in beats])
     held_jobs: dict[str, list[dict[str, Any]]] = {}
     unassigned = []
-    for index, job in enumerate(running):
-        snapshot = broker_keys.decode_message(live_replies[2 * index]) or {}
-        shown = {
-            "id": job["id"],
-            "kind": job["kind"],
-            "title": _job_title(job["params"]),
-            "stage": snapshot.get("stage", job["stage"]),
-            "progress": snapshot.get("progress", job["progress"]),
-            "heartbeat": bool(live_replies[2 * index + 1]),
-        }
+    for job, snapshot, beating in zip(running, live_replies[::2], live_replies[1::2], strict=True):
+        shown = _shown_job(job, snapshot, beating)
         worker_id = holder.get(job["message_id"] or "")
         if worker_id is None:
             unassigned.append(shown)

@@ -178,6 +178,31 @@ def test_a_worker_is_listed_with_the_download_it_runs_and_gone_once_it_stops(
     assert listed["id"] == silent and listed["alive"] is False and listed["host"] == "gone"
     redis_client.zrem(broker_keys.heartbeats_key(NAMESPACE), silent)
     assert api.get("/api/system/workers").json()["items"] == []
+    # A running row that no worker holds (its worker was killed): unassigned, without
+    # a heartbeat, until the lifeline takes it back.
+    from actors import stores
+    from db.models import Job, JobStatus
+
+    with stores.sessions().begin() as session:
+        session.add(
+            Job(
+                id=(orphan := str(uuid.uuid4())), kind="download", queue="interactive",
+                status=JobStatus.running, params={"url": "http://x/orphan.mp4"},
+                stage="downloading", message_id=str(uuid.uuid4()),
+            )
+        )  # fmt: skip
+    answer = api.get("/api/system/workers").json()
+    assert answer["items"] == []
+    assert answer["unassigned"] == [
+        {
+            "id": orphan,
+            "kind": "download",
+            "title": "http://x/orphan.mp4",
+            "stage": "downloading",
+            "progress": None,
+            "heartbeat": False,
+        }
+    ]
 
 
 # -- dead letters

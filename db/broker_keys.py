@@ -118,10 +118,11 @@ end
 return #ARGV / 2
 """
 
-# Purge a whole dead-letter queue; returns how many messages it held.
+# Purge a whole dead-letter queue; returns how many messages it held. UNLINK: a week
+# of dead messages is freed in the background, not while Redis serves nobody else.
 # KEYS: the dead set, its messages.
 PURGE_DEAD_SCRIPT = """
 local count = redis.call('ZCARD', KEYS[1])
-redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('UNLINK', KEYS[1], KEYS[2])
 return count
 """

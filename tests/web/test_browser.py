@@ -49,27 +49,19 @@ def test_the_link_make_run_prints_signs_in_and_forgets_the_token(
     expect(page).to_have_url(re.compile(r"/login"))
 
 
-def test_the_system_page_shows_each_panel_or_says_it_is_not_available(
-    page: Any, server: Any, worker: Any, clean_console: None
-) -> None:
+def test_the_system_page_shows_every_panel(page: Any, server: Any, clean_console: None) -> None:
     from playwright.sync_api import expect
 
     sign_in(page, server.url, path="/system")
     for panel in ("queues", "workers", "dead-letters", "streams", "schedules", "storage"):
-        expect(page.locator(f"#{panel}")).to_have_attribute(
-            "data-state", re.compile("ok|unavailable")
-        )
-    expect(page.locator("#storage")).to_have_attribute("data-state", "ok")
+        expect(page.locator(f"#{panel}")).to_have_attribute("data-state", "ok")
+    expect(page.locator("#queue-rows tr")).to_have_count(5)
+    expect(page.locator("#worker-list")).to_contain_text("No worker is running.")
+    expect(page.locator("#dead-letters .panel-state")).to_have_text("No dead letters.")
     expect(page.locator("#storage meter")).to_have_count(2)
-    expect(page.locator("#schedules")).to_have_attribute("data-state", "ok")
     expect(page.locator("#schedule-rows tr").filter(has_text="lifeline_sweep")).to_have_count(1)
-    expect(page.locator("#streams")).to_have_attribute("data-state", "ok")
     expect(page.locator("#streams-summary")).to_contain_text("0 playing")
-    for panel in page.locator(".panel[data-state=unavailable]").all():
-        expect(panel.locator(".panel-state")).to_contain_text("Not available")
-        expect(panel.locator(".panel-body")).to_be_hidden()
     expect(page.locator("#connection")).to_have_text("polling")
-    screenshot(page, "system")
 
 
 def test_a_panel_whose_endpoint_fails_says_so_and_the_others_go_on(
@@ -104,7 +96,7 @@ def test_a_viewer_gets_the_system_page_without_admin_panels_or_buttons(
     expect(page.locator("main button:visible")).to_have_count(0)
     with api_client(server.url, VIEWER_TOKEN) as viewer:
         refused = viewer.post("/api/system/dead-letters/purge", json={"queue": "bulk", "all": True})
-    assert refused.status_code in (403, 404)
+    assert refused.status_code == 403
 
 
 def test_the_page_policy_refuses_an_injected_inline_script(

@@ -320,3 +320,29 @@ def test_the_history_pages_with_more(
     # A new job goes on top, live.
     newest = api.post("/api/videos/download", json={"url": media_server.url("/media/p55.mp4")})
     expect(rows.first).to_have_attribute("data-job-id", newest.json()["id"])
+
+
+def test_the_reconnect_delay_is_exponential_with_full_jitter_up_to_ten_seconds(
+    page: Any, server: Any, clean_console: None
+) -> None:
+    sign_in(page, server.url)
+    spreads = page.evaluate(
+        """async () => {
+          const {backoffDelay} = await import("/static/js/live.js");
+          const spreads = [];
+          for (let attempt = 0; attempt < 12; attempt += 1) {
+            let low = Infinity, high = 0;
+            for (let draw = 0; draw < 2000; draw += 1) {
+              const delay = backoffDelay(attempt);
+              low = Math.min(low, delay);
+              high = Math.max(high, delay);
+            }
+            spreads.push([low, high]);
+          }
+          return spreads;
+        }"""
+    )
+    for attempt, (low, high) in enumerate(spreads):
+        bound = min(10_000, 500 * 2**attempt)
+        # Anywhere from 0 to the bound: pages dropped together come back spread out.
+        assert 0 <= low < bound * 0.05 and bound * 0.95 < high <= bound

@@ -264,3 +264,34 @@ def test_bad_list_parameters_are_a_400_naming_them(api: httpx.Client) -> None:
     assert response.status_code == 400
     assert "title order" in response.json()["error"]["message"]
     assert api.get("/api/videos", params={"cursor": title_cursor, "sort": "title"}).is_success
+
+
+def test_the_library_pages_and_hls_js_load_under_the_page_policy(server: Any) -> None:
+    """The pages hold nothing inline; the policy lets the player's Media Source
+    (a blob: URL) play and nothing else use blob:; hls.js and its worker are served
+    from our origin as scripts, byte for byte what its README names."""
+    import hashlib
+    import re
+    from pathlib import Path
+
+    from tests.web.test_http_hardening import InlineCode
+    from web.security_headers import HTML_POLICY
+
+    directives = dict(part.split(" ", 1) for part in HTML_POLICY.split("; "))
+    assert directives["media-src"] == "'self' blob:"
+    assert directives["script-src"] == "'self'" and "worker-src" not in directives
+    assert [name for name, value in directives.items() if "blob:" in value] == ["media-src"]
+    for path in ("/library", "/library/artists/1", "/library/videos/1"):
+        page = httpx.get(server.url + path)
+        assert page.status_code == 200 and page.headers["content-security-policy"] == HTML_POLICY
+        inline = InlineCode()
+        inline.feed(page.text)
+        assert inline.found == [], path
+    vendor = Path(__file__).resolve().parents[2] / "web" / "static" / "vendor"
+    readme = (vendor / "README.md").read_text()
+    for name in ("hls-1.7.4.min.js", "hls-1.7.4.worker.js"):
+        asset = httpx.get(f"{server.url}/static/vendor/{name}")
+        assert asset.status_code == 200
+        assert asset.headers["content-type"].startswith("text/javascript")
+        digest = hashlib.sha256(asset.content).hexdigest()
+        assert re.search(rf"`{re.escape(name)}`.*{digest}", readme), name

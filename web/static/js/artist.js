@@ -13,11 +13,17 @@ function artistId() {
   return match ? Number(match[1]) : null;
 }
 
+/** No picture yet: the initial of the name on a neutral square. */
+function placeholder(artist) {
+  const initial = Array.from(String(artist.name || "?").trim())[0] || "?";
+  return el("span", {className: "artist-picture thumb-placeholder", "aria-hidden": "true"}, initial.toUpperCase());
+}
+
 /** The image set as a srcset of its WebP files (the widths the server made). */
 function picture(artist) {
   const widths = Object.keys(artist.images || {}).map(Number).filter((w) => Number.isInteger(w) && w > 0).sort((a, b) => a - b);
   const webp = widths.filter((width) => artist.images[String(width)] && artist.images[String(width)].webp);
-  if (!webp.length) return el("span", {className: "artist-picture thumb-placeholder", "aria-hidden": "true"});
+  if (!webp.length) return placeholder(artist);
   const id = Number(artist.id);
   const fallback = webp.find((width) => width >= 256) || webp[webp.length - 1];
   const img = el("img", {
@@ -29,7 +35,7 @@ function picture(artist) {
     width: 128,
     height: 128,
   });
-  img.addEventListener("error", () => img.replaceWith(el("span", {className: "artist-picture thumb-placeholder", "aria-hidden": "true"})), {once: true});
+  img.addEventListener("error", () => img.replaceWith(placeholder(artist)), {once: true});
   return img;
 }
 

@@ -194,12 +194,16 @@ def test_the_player_plays_switches_versions_near_the_position_and_resumes(
     started = float(page.evaluate("() => document.querySelector('video').dataset.offset"))
     assert at - 0.5 <= started <= at + 2.5, (at, started)
     at = plays_past(started + 1)
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
     page.select_option("#quality", "hls-360p")
     attached = "() => (document.querySelector('video').src || '').startsWith('blob:')"
     wait_for(lambda: page.evaluate(attached), what="hls.js to attach")
     resumed_at = wait_for(lambda: position() > 0.1 and position(), what="HLS to start")
     assert at - 1 <= resumed_at <= at + 6, (at, resumed_at)
     plays_past(resumed_at + 1)
+    assert f"{server.url}/hls/{video['id']}/360p/index.m3u8" in requests
+    assert f"{server.url}/static/vendor/hls-1.7.4.worker.js" in requests  # not a blob: worker
     expect(page.locator(".player-status")).not_to_have_class("player-status error")
 
     # Resume: back on the original file, pause at about 2 s, reload.
@@ -232,3 +236,13 @@ def test_a_viewer_sees_no_delete_control_and_an_admin_deletes(
     admin.click("#delete-video")
     expect(admin).to_have_url(f"{server.url}/library", timeout=30_000)
     assert api.get(f"/api/videos/{video_id}").status_code == 404
+
+    # A library longer than a page: "More" brings the rest.
+    for number in range(26):
+        add_row(f"row {number:02}", None)
+    viewer.goto(server.url + "/library?sort=oldest")
+    expect(viewer.locator("#videos .video-card")).to_have_count(24)
+    viewer.click("#more")
+    expect(viewer.locator("#videos .video-card")).to_have_count(26)
+    expect(viewer.locator("#more")).to_be_hidden()
+    assert card_titles(viewer) == [f"row {number:02}" for number in range(26)]

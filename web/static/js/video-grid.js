@@ -26,7 +26,8 @@ export function qualityBadge(video) {
   const quality = video.quality;
   if (!quality || typeof quality.label !== "string") return null;
   const label = quality.label.replace(/[^a-z]/g, "");
-  return el("span", {className: "quality-label quality-" + label, title: "quality score " + quality.score}, label);
+  const score = Number.isFinite(quality.score) ? `quality score ${Math.round(quality.score)} / 100` : "quality";
+  return el("span", {className: "quality-label quality-" + label, title: score}, label);
 }
 
 /** The card's picture: the thumbnail set as a srcset, or a placeholder. */

@@ -43,9 +43,10 @@ function showFacts(video) {
   fact(facts, "Size", size(video.size));
   const quality = video.quality;
   if (quality && typeof quality.label === "string") {
-    const score = Number.isFinite(quality.score) ? ` ${quality.score} / 100` : "";
-    const resolution = typeof quality.resolution === "string" ? ` · ${quality.resolution}` : "";
-    fact(facts, "Quality", el("span", {}, qualityBadge(video), score + resolution));
+    const score = Number.isFinite(quality.score) ? ` ${Math.round(quality.score)} / 100` : "";
+    const lines = typeof quality.resolution_class === "string" ? ` · ${quality.resolution_class}` : "";
+    const better = quality.better_version ? " · a better version may exist" : "";
+    fact(facts, "Quality", el("span", {}, qualityBadge(video), score + lines + better));
   } else {
     fact(facts, "Quality", "not analysed yet");
   }

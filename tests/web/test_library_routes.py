@@ -295,3 +295,23 @@ def test_the_library_pages_and_hls_js_load_under_the_page_policy(server: Any) ->
         assert asset.headers["content-type"].startswith("text/javascript")
         digest = hashlib.sha256(asset.content).hexdigest()
         assert re.search(rf"`{re.escape(name)}`.*{digest}", readme), name
+
+
+def test_every_static_file_is_packaged() -> None:
+    """``pip install .`` (docker-compose's install) ships only what ``package_data``
+    names: a page's module or the vendored hls.js left out would be a 404 there."""
+    import configparser
+    from fnmatch import fnmatch
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    config = configparser.ConfigParser()
+    config.read(root / "setup.cfg")
+    globs = [glob.strip() for glob in config["options.package_data"]["web.static"].split(",")]
+    static = root / "web" / "static"
+    for path in static.rglob("*"):
+        if path.is_file():
+            name = path.relative_to(static).as_posix()
+            assert any(
+                glob.count("/") == name.count("/") and fnmatch(name, glob) for glob in globs
+            ), name

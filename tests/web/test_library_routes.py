@@ -175,11 +175,18 @@ def test_every_order_pages_through_the_whole_library_once(backend: str, tmp_path
                             break
                         after = tuple(rows[1][1:])
                 assert seen == expected_order(ids, sort.value), sort
-            with Session(engine) as session:
-                found = session.execute(
-                    library_page(LibraryQuery(sort=VideoSort.title, search="ZE"), 50)
-                ).all()
-                assert [row[0].id for row in found] == [ids[3], ids[0]]
+            with Session(engine) as session, session.begin():
+                wild = add_listed(session, "100% a_b", "x\\y", None)
+                add_listed(session, "100x aXb", None, None)
+
+            def found(search: str) -> list[int]:
+                query = LibraryQuery(sort=VideoSort.title, search=search)
+                with Session(engine) as session:
+                    return [row[0].id for row in session.execute(library_page(query, 50))]
+
+            assert found("ZE") == [ids[3], ids[0]]  # the artist's name, without case
+            assert found("0%") == found("A_B") == found("x\\Y") == [wild]  # no wildcards
+            assert found("ALPHA") == [ids[1], ids[3]]  # a tie of titles: by id
         finally:
             engine.dispose()
 

@@ -206,13 +206,17 @@ def test_the_player_plays_switches_versions_near_the_position_and_resumes(
     assert f"{server.url}/static/vendor/hls-1.7.4.worker.js" in requests  # not a blob: worker
     expect(page.locator(".player-status")).not_to_have_class("player-status error")
 
-    # Resume: back on the original file, pause at about 2 s, reload.
+    # Resume: back on the original file (at the same place), pause at 2 s, reload.
     page.select_option("#quality", "original")
+    back = (
+        "() => { const v = document.querySelector('video'); return v.readyState && v.currentTime; }"
+    )
+    assert wait_for(lambda: page.evaluate(back), what="the original file") > 2.5
     page.evaluate(
-        "() => { const v = document.querySelector('video'); v.currentTime = 2; v.pause(); }"
+        "() => { const v = document.querySelector('video'); v.pause(); v.currentTime = 2; }"
     )
     saved = f"() => localStorage.getItem('vidfleet:resume:{video['id']}')"
-    wait_for(lambda: page.evaluate(saved), what="the position saved")
+    wait_for(lambda: page.evaluate(saved) == "2.0", what="the position saved")
     page.reload()
     expect(page.locator("video")).to_be_visible()
     wait_for(lambda: 1.5 <= position() <= 3, what="the player to start near 2 s")

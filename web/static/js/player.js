@@ -117,6 +117,7 @@ export class Player {
       if (Date.now() - this.lastSave >= SAVE_EVERY_MS) this.save();
     });
     media.addEventListener("pause", () => { if (!media.ended) this.save(); });
+    media.addEventListener("seeked", () => { if (media.paused) this.save(); });
     media.addEventListener("ended", () => forget(this.id));
     media.addEventListener("seeking", () => this.seekProgressive());
     media.addEventListener("error", () => this.failed());

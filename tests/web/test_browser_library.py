@@ -7,12 +7,14 @@ Content-Security-Policy, with no console error; screenshots at desktop and phone
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from PIL import Image
 
 from tests.conftest import VIEWER_TOKEN
 from tests.support import make_clip, wait_for, wait_for_job
@@ -71,6 +73,22 @@ def add_row(title: str, artist: str | None) -> int:
         session.add(video)
         session.flush()
         return int(video.id)
+
+
+MBID = "0383dadf-2a4e-4d10-a46a-e9e041da8eb3"
+
+
+def enrich(artist_id: int) -> None:
+    """What a MusicBrainz match sets on an artist (actors/enrich.py)."""
+    from actors import stores
+    from db.models import Artist
+
+    with stores.sessions().begin() as session:
+        artist = session.get(Artist, artist_id)
+        assert artist is not None
+        artist.mbid, artist.country, artist.begin_year = MBID, "GB", 1999
+        artist.disambiguation = "the <i>test</i> one"
+        artist.genres = ["synth-pop", "<script>"]
 
 
 def card_titles(page: Any) -> list[str]:
@@ -135,12 +153,28 @@ def test_a_download_shows_in_the_grid_finds_by_search_sorts_and_lists_on_its_art
     expect(page.locator("#sort")).to_have_value("artist")
     expect(page.locator("#videos .title").first).to_have_text("Blue & Gold")
 
-    # The artist's page lists the video (and only the artist's).
+    # The artist's page: the picture set, what enrichment found, and the videos.
+    picture = io.BytesIO()
+    Image.new("RGB", (400, 400), (200, 40, 90)).save(picture, format="PNG")
+    response = api.put(f"/api/artists/{video['artist_id']}/image", content=picture.getvalue())
+    assert response.status_code == 202, response.text
+    assert wait_for_job(api, response.json()["id"])["status"] == "succeeded"
+    enrich(video["artist_id"])
     card.locator(".artist").click()
     expect(page).to_have_url(f"{server.url}/library/artists/{video['artist_id']}")
     expect(page.locator("#artist-name")).to_have_text("Mx <b>Test</b>")
     expect(page.locator("#videos .video-card")).to_have_count(1)
     expect(page.locator("#videos .title")).to_have_text("Blue & Gold")
+    facts = page.locator("#artist-facts")
+    expect(facts).to_contain_text("the <i>test</i> one")
+    expect(facts).to_contain_text("1999")
+    expect(facts.locator(".genres li")).to_have_text(["synth-pop", "<script>"])
+    expect(facts.locator("a")).to_have_attribute("href", f"https://musicbrainz.org/artist/{MBID}")
+    image = page.locator("img.artist-picture")
+    wait_for(
+        lambda: image.evaluate("img => img.complete && img.naturalWidth > 0"),
+        what="the artist's picture to load",
+    )
     screenshot(page, "artist")
     page.goto(f"{server.url}/library/artists/999999")
     expect(page.locator("#artist-status")).to_contain_text("no such artist")

@@ -226,7 +226,10 @@ def _key_part(value: object, kind: type) -> bool:
     if kind is int:
         return type(value) is int and 0 <= value <= MAX_ID
     if kind is float:
-        return type(value) in (int, float) and math.isfinite(value)  # type: ignore[arg-type]
+        # An int of hundreds of digits would overflow float(): bound it first.
+        if type(value) is int:
+            return abs(value) <= MAX_ID
+        return type(value) is float and math.isfinite(value)
     return isinstance(value, str) and len(value) <= MAX_NAME_LENGTH * 2 and "\x00" not in value
 
 
@@ -241,7 +244,7 @@ def decode_cursor(cursor: str, sort: VideoSort) -> tuple[Any, ...]:
         raise unknown
     try:
         decoded = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # not base64, not JSON, or nested too deep
         raise unknown from None
     if not isinstance(decoded, list) or not decoded or decoded[0] not in SORTS:
         raise unknown

@@ -258,7 +258,8 @@ def test_bad_list_parameters_are_a_400_naming_them(api: httpx.Client) -> None:
     malformed = [
         ["newest", "1"], ["newest", 2**31], ["newest", -1], ["newest", True], ["title", 1, 1],
         ["title", "a"], ["duration", 0, "NaN", 1], ["duration", 0, 1e400, 1],
-        ["artist", 0, "a\u0000", "b", 1], ["nope", 1],
+        ["artist", 0, "a\u0000", "b", 1], ["nope", 1], ["duration", 0, 10**400, 1],
+        ["artist", 0, "a" * 2000, "b", 1],
     ]  # fmt: skip
     for key in malformed:
         raw = json.dumps(key).encode()
@@ -266,6 +267,8 @@ def test_bad_list_parameters_are_a_400_naming_them(api: httpx.Client) -> None:
         sort = key[0] if key[0] != "nope" else "newest"
         response = api.get("/api/videos", params={"cursor": cursor, "sort": sort})
         assert response.status_code == 400, key
+    nested = base64.urlsafe_b64encode(b"[" * 3000).decode()
+    assert api.get("/api/videos", params={"cursor": nested}).status_code == 400
     # The cursor of one order in another: refused, saying so.
     response = api.get("/api/videos", params={"cursor": title_cursor, "sort": "artist"})
     assert response.status_code == 400

@@ -20,7 +20,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.orm import Session, contains_eager
+from sqlalchemy.orm import InstrumentedAttribute, Session, contains_eager
 
 from db.models import Artist, PlaylistEntry, Video
 
@@ -116,6 +116,16 @@ def _no_duration() -> ColumnElement[int]:
     return case((Video.duration.is_(None), 1), else_=0)
 
 
+#: How much of a title or a name sorts: a cursor carries the key, and a title can be
+#: long (SQLite does not hold it to its column's length), so titles that share their
+#: first 200 characters sort by id instead.
+KEY_CHARS = 200
+
+
+def _text_key(column: ColumnElement[str] | InstrumentedAttribute[str]) -> ColumnElement[str]:
+    return func.substr(func.lower(column), 1, KEY_CHARS)
+
+
 #: Each sort's key, most significant first, always ending with the id so that it is
 #: unique (a keyset cursor needs a total order). NULLs never take part in a comparison
 #: (a row value with a NULL compares as unknown and the row would drop out of every
@@ -124,11 +134,11 @@ def _no_duration() -> ColumnElement[int]:
 SORT_KEYS: dict[VideoSort, Callable[[], list[ColumnElement[Any]]]] = {
     VideoSort.newest: lambda: [Video.id.expression],
     VideoSort.oldest: lambda: [Video.id.expression],
-    VideoSort.title: lambda: [func.lower(Video.title), Video.id.expression],
+    VideoSort.title: lambda: [_text_key(Video.title), Video.id.expression],
     VideoSort.artist: lambda: [
         _no_artist(),
-        func.lower(func.coalesce(Artist.name, "")),
-        func.lower(Video.title),
+        _text_key(func.coalesce(Artist.name, "")),
+        _text_key(Video.title),
         Video.id.expression,
     ],
     VideoSort.duration: lambda: [

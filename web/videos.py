@@ -26,7 +26,7 @@ from starlette.routing import Route
 from db import job_service
 from db.job_requests import Submission
 from db.jobs import iso
-from db.library import KEY_TYPES, LibraryQuery, VideoSort, library_page
+from db.library import KEY_CHARS, KEY_TYPES, LibraryQuery, VideoSort, library_page
 from db.models import JobKind, Video
 from db.outbox import Outbox
 from db.queues import DOWNLOAD_QUEUES, Priority
@@ -208,7 +208,8 @@ async def submitted(request: Request, submission: Submission, outbox: Outbox) ->
 SORTS = [sort.value for sort in VideoSort]
 #: A search is 1 to this many characters.
 MAX_SEARCH = 200
-#: A cursor longer than this was not made by us (the longest key is two names and an id).
+#: A cursor longer than this was not made by us (the longest key is two texts of
+#: KEY_CHARS characters, at most 6 bytes each as JSON, and two numbers).
 MAX_CURSOR = 4096
 # Characters a search may not hold: NUL (PostgreSQL refuses it in text) and the other
 # control characters, which no title or name of ours holds either.
@@ -230,7 +231,7 @@ def _key_part(value: object, kind: type) -> bool:
         if type(value) is int:
             return abs(value) <= MAX_ID
         return type(value) is float and math.isfinite(value)
-    return isinstance(value, str) and len(value) <= MAX_NAME_LENGTH * 2 and "\x00" not in value
+    return isinstance(value, str) and len(value) <= KEY_CHARS and "\x00" not in value
 
 
 def decode_cursor(cursor: str, sort: VideoSort) -> tuple[Any, ...]:

@@ -79,6 +79,7 @@ export class Player {
     this.id = Number(video.id);
     this.duration = Number(video.duration) || null;
     this.offset = 0;  // where a progressive stream started, in the file's seconds
+    this.startAt = 0;  // where the version being loaded is to start
     this.hls = null;
     this.lastSave = 0;
     this.triedFallback = false;
@@ -106,8 +107,10 @@ export class Player {
     this.choose("original", {at: savedPosition(this.id, this.duration), play: false});
   }
 
-  /** Where playback is, in seconds of the file (whatever version plays). */
+  /** Where playback is, in seconds of the file (whatever version plays); while a
+   * version is still loading, where it is to start. */
   position() {
+    if (this.element.readyState === HTMLMediaElement.HAVE_NOTHING) return this.startAt;
     return this.offset + (this.element.currentTime || 0);
   }
 
@@ -146,6 +149,7 @@ export class Player {
     this.stop();
     const media = this.element;
     const start = at > 0 && (!this.duration || at < this.duration - 0.5) ? at : 0;
+    this.startAt = start;
     if (option.kind === "progressive") {
       this.offset = start;
       media.dataset.offset = String(start);

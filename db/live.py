@@ -75,6 +75,11 @@ def auth_failures_key(client: str) -> str:
     return f"vf:auth:failures:{client}"
 
 
+def login_failures_key(name_digest: str) -> str:
+    """Wrong passwords for one user name (the sha256 of its casefold) in its window."""
+    return f"vf:auth:login-failures:{name_digest}"
+
+
 PROGRESS_FIELD = "progress_of"  # on a progress event only: the job's id
 
 

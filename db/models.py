@@ -100,7 +100,8 @@ class Job(Base):
     parent_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id"), default=None)
     retry_of: Mapped[str | None] = mapped_column(ForeignKey("jobs.id"), default=None)
     message_id: Mapped[str | None] = mapped_column(String(64), default=None)
-    #: The credential that asked for the job (its role today), for per-credential caps.
+    #: The credential that asked for the job (``user:<id>`` for a user's session or API
+    #: token, else the bootstrap token's role), for per-credential caps.
     owner: Mapped[str | None] = mapped_column(String(64), default=None)
     # Set while the job is queued/running and there must be only one such job for it
     # (e.g. "download:<url>"); a partial unique index enforces that under races.
@@ -346,3 +347,56 @@ class ScheduleRun(Base):
     job_id: Mapped[str | None] = mapped_column(String(36), default=None)
     #: ``{"type", "message"}`` of a failed run.
     error: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+
+
+class Role(enum.StrEnum):
+    """What a credential may do: an admin anything, a viewer only read."""
+
+    admin = "admin"
+    viewer = "viewer"
+
+
+class User(Base):
+    """A person who signs in with a name and password (db/users.py)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: As given; unique through ``name_key``.
+    name: Mapped[str] = mapped_column(String(64))
+    #: ``name.casefold()``: names compare case-insensitively. A column of its own, not an
+    #: index on lower(name): SQLite's lower() folds ASCII only, Python's casefold all of
+    #: Unicode, the same on every database.
+    name_key: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(
+        SqlEnum(Role, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e])
+    )
+    password_hash: Mapped[str] = mapped_column(String(512))
+    #: Bumped by a password change: every session cookie made before it no longer counts.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        Index("uq_users_name_key", "name_key", unique=True),
+        # Never an id again once removed (SQLite would reuse the highest): a removed
+        # user's cookie names its id, and must not become a new user's session.
+        {"sqlite_autoincrement": True},
+    )
+
+
+class ApiToken(Base):
+    """A bearer token that acts as its user; only its sha256 is kept."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    token_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    __table_args__ = (
+        Index("uq_api_tokens_token_hash", "token_hash", unique=True),
+        {"sqlite_autoincrement": True},  # a revoked token's id never names another
+    )

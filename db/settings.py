@@ -64,6 +64,9 @@ class Settings:
     redis_embedded: bool
     admin_token: Secret
     viewer_token: Secret | None
+    #: The key of user session cookies and CSRF tokens (VIDFLEET_SECRET_KEY); None: one
+    #: derived from the admin token (web/cookies.py).
+    secret_key: Secret | None
     allow_private_urls: bool
     enable_generic_extractor: bool
     allowed_origins: tuple[str, ...]
@@ -92,6 +95,8 @@ class Settings:
     max_replay_events: int
     events_max_mb: int
     auth_failures_per_minute: int
+    #: Wrong passwords one user name may get in 15 minutes before its sign-ins wait.
+    login_failures_per_user: int
     min_free_bytes: int
     db_connect_timeout: float
     db_statement_timeout: float
@@ -205,6 +210,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             raise SettingsError(f"PORT: {port} is not a TCP port")
         redis_raw = config("REDIS_URL", default="")
         viewer = config("VIDFLEET_VIEWER_TOKEN", default="")
+        secret_key = config("VIDFLEET_SECRET_KEY", default="")
+        if secret_key and len(secret_key) < 32:
+            raise SettingsError("VIDFLEET_SECRET_KEY: must be at least 32 characters")
         settings = Settings(
             port=port,
             data_dir=data_dir,
@@ -214,6 +222,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             redis_embedded=not redis_raw,
             admin_token=_admin_token(config, data_dir),
             viewer_token=Secret(viewer) if viewer else None,
+            secret_key=Secret(secret_key) if secret_key else None,
             allow_private_urls=config("VIDFLEET_ALLOW_PRIVATE_URLS", cast=bool, default=False),
             enable_generic_extractor=config(
                 "VIDFLEET_ENABLE_GENERIC_EXTRACTOR", cast=bool, default=False
@@ -256,6 +265,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             auth_failures_per_minute=config(
                 "VIDFLEET_AUTH_FAILURES_PER_MINUTE", cast=int, default=10
             ),
+            login_failures_per_user=config("VIDFLEET_LOGIN_FAILURES_PER_USER", cast=int, default=5),
             min_free_bytes=config("VIDFLEET_MIN_FREE_MB", cast=int, default=512) * 1024**2,
             db_connect_timeout=config("VIDFLEET_DB_CONNECT_TIMEOUT", cast=float, default=5.0),
             db_statement_timeout=config("VIDFLEET_DB_STATEMENT_TIMEOUT", cast=float, default=30.0),
@@ -317,6 +327,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ("VIDFLEET_EVENTS_MAX_MB", settings.events_max_mb),
         ("VIDFLEET_MAX_UPLOAD_BYTES", settings.max_upload_bytes),
         ("VIDFLEET_AUTH_FAILURES_PER_MINUTE", settings.auth_failures_per_minute),
+        ("VIDFLEET_LOGIN_FAILURES_PER_USER", settings.login_failures_per_user),
     ):
         if value < 1:
             raise SettingsError(f"{name}: must be at least 1")

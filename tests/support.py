@@ -66,7 +66,7 @@ def empty_the_stores(settings: Any) -> None:
     from sqlalchemy import delete
 
     from actors import stores
-    from db.models import Artist, Job, Playlist, PlaylistEntry, ScheduleRun, Video
+    from db.models import Artist, Job, Playlist, PlaylistEntry, ScheduleRun, User, Video
 
     stores.redis_client().flushall()
     with stores.sessions().begin() as session:
@@ -77,6 +77,7 @@ def empty_the_stores(settings: Any) -> None:
         session.execute(delete(Artist))
         session.execute(delete(Job).where(Job.parent_id.is_not(None)))
         session.execute(delete(Job))
+        session.execute(delete(User))  # and their API tokens, by the foreign key
     shutil.rmtree(settings.media_root, ignore_errors=True)
     shutil.rmtree(settings.tmp_dir, ignore_errors=True)
     shutil.rmtree(settings.stream_cache_dir, ignore_errors=True)

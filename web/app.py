@@ -38,12 +38,17 @@ from web import (
     streams,
     system,
     thumbnails,
+    tokens,
+    users,
     videos,
 )
 from web.auth import AuthMiddleware, GuessLimiter
 from web.body_limit import BodyLimit
+from web.cookies import server_secret
+from web.credentials import CredentialCache
 from web.errors import exception_handlers
 from web.hub import ProgressHub
+from web.login_limit import LoginLimiter
 from web.security_headers import SecurityHeaders
 from web.sessions import StreamRegistry
 from web.ws import JobEvents
@@ -83,6 +88,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
             statement_timeout=settings.db_statement_timeout,
         )
         app.state.redis = live.async_client(settings.redis_url, timeout=settings.redis_timeout)
+        app.state.credentials = CredentialCache(app.state.store)
+        app.state.login_limiter = LoginLimiter(
+            app.state.redis, limit=settings.login_failures_per_user
+        )
         # What the jobs service asks of Redis goes out through it (db/outbox.py).
         app.state.courier = Courier(app.state.redis, web_sender(settings))
         app.state.hub = ProgressHub(settings.redis_url)
@@ -117,6 +126,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             *pages.routes,
             *health.routes,
             *session.routes,
+            *users.routes,
+            *tokens.routes,
             *videos.routes,
             *bulk.routes,
             *jobs.routes,
@@ -141,4 +152,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     app.state.settings = settings
     app.state.guess_limiter = limiter
+    app.state.secret = server_secret(settings)
     return app

@@ -1,16 +1,26 @@
 """Who may call what: a bearer token, or the browser's signed session cookie.
 
-``/api``, ``/stream``, ``/hls``, ``/thumbnails`` and ``/ws`` need a credential. The admin token
-may mutate; the optional viewer token only reads. A cookie on a WebSocket (or on a
-mutating request) is only accepted from an allowed Origin: the page's own, or one in
-VIDFLEET_ALLOWED_ORIGINS.
+``/api``, ``/stream``, ``/hls``, ``/thumbnails``, ``/artists`` and ``/ws`` need a
+credential; this middleware refuses every request there that has none (default deny:
+a new route cannot forget a decorator). Credentials:
 
-The session cookie is ``v1.<role>.<issued>.<session id>.<mac>``, the MAC keyed by the
-very token it was traded for: every web replica checks it without shared state, and
-rotating or removing that token ends every session made with it. Signing out marks the
-session id revoked in Redis for the rest of its life. Every credential input is
-hostile: anything that is not exactly that shape (non-ASCII, surrogates, extra dots,
-odd bytes) is simply not a credential, never an error.
+- the admin token (may mutate) and the optional viewer token (only reads): the
+  bootstrap credentials from the settings;
+- a user's API token (``vf_...``, db/users.py), acting as its user with its role;
+- the session cookie (web/cookies.py) traded for one of those tokens or for a user's
+  name and password; a user's cookie stops counting when the user's session epoch
+  moves on (a password change) or the user is removed.
+
+A cookie on a WebSocket or a mutating request is only accepted from an allowed
+Origin (the page's own, or one in VIDFLEET_ALLOWED_ORIGINS), and a mutating request
+with a cookie must also carry the session's CSRF token in ``X-CSRF-Token``: a plain
+cross-site form can send neither. Bearer requests need neither, as no browser adds
+them by itself. Signing out marks the session id revoked in Redis for the rest of its
+life. Every credential input is hostile: anything that is not exactly a credential is
+simply not one, never an error.
+
+Viewers get a 403 on every mutating request, except on the few self-service routes
+(own password, own API tokens) that check ownership themselves.
 
 Failed credentials are counted per client address; past
 ``VIDFLEET_AUTH_FAILURES_PER_MINUTE`` that address gets 429s until the minute is over.
@@ -18,13 +28,10 @@ Failed credentials are counted per client address; past
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
-import re
-import secrets
 import time
-from enum import StrEnum
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from redis.exceptions import RedisError
@@ -34,80 +41,66 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from db import live
-from db.outages import describe_failure
+from db.models import Role
+from db.outages import describe_failure, unavailable_store
 from db.settings import Settings
-from web.errors import ApiError
+from db.users import UserAuth
+from web.cookies import SESSION_COOKIE, CookieSession, csrf_matches, parse_cookie, raw, token_of
+from web.credentials import CredentialCache
+from web.errors import ApiError, unavailable
 
 logger = logging.getLogger(__name__)
 
-SESSION_COOKIE = "vf_session"
-SESSION_MAX_AGE_S = 30 * 24 * 3600
 PROTECTED_PREFIXES = ("/api/", "/stream/", "/hls/", "/thumbnails/", "/artists/", "/ws")
 OPEN_PATHS = frozenset({"/api/session"})
+#: Mutating routes a viewer may call: each one lets a caller change only what is its own.
+SELF_SERVICE_PATHS = frozenset({"/api/session/password", "/api/tokens"})
+SELF_SERVICE_PREFIXES = ("/api/tokens/",)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CSRF_HEADER = "x-csrf-token"
 MAX_TOKEN_LENGTH = 512
 FAILURE_WINDOW_S = 60
 MAX_BLOCKED = 100_000
-_COOKIE = re.compile(r"v1\.(admin|viewer)\.([0-9]{1,12})\.([A-Za-z0-9_-]{16,64})\.([0-9a-f]{64})")
 
 
-class Role(StrEnum):
-    admin = "admin"
-    viewer = "viewer"
+@dataclass(frozen=True)
+class Principal:
+    """Who a request is: its role, the user (None for a bootstrap token), the stable
+    id per-credential caps count (``user:<id>``, or the bootstrap role), and the
+    cookie's session when it came with one."""
 
-
-def _raw(text: str) -> bytes:
-    # surrogatepass: a lone surrogate from JSON ("\ud800") compares unequal, not a crash.
-    return text.encode("utf-8", "surrogatepass")
-
-
-def _token_of(settings: Settings, role: Role) -> str | None:
-    secret = settings.admin_token if role is Role.admin else settings.viewer_token
-    return str(secret) if secret is not None else None
+    role: Role
+    credential: str
+    user: UserAuth | None = None
+    session: CookieSession | None = None
 
 
 def role_of_token(settings: Settings, token: object) -> Role | None:
+    """The bootstrap role of the admin or viewer token; None for anything else."""
     if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN_LENGTH:
         return None
     for role in Role:
-        expected = _token_of(settings, role)
-        if expected is not None and hmac.compare_digest(_raw(token), _raw(expected)):
+        expected = token_of(settings, role)
+        if expected is not None and hmac.compare_digest(raw(token), raw(expected)):
             return role
     return None
 
 
-def _mac(key: str, payload: str) -> str:
-    return hmac.new(_raw(key), payload.encode(), hashlib.sha256).hexdigest()
+def of_user(user: UserAuth, session: CookieSession | None = None) -> Principal:
+    return Principal(role=user.role, credential=f"user:{user.id}", user=user, session=session)
 
 
-def make_session_cookie(settings: Settings, role: Role) -> str:
-    key = _token_of(settings, role)
-    assert key is not None, "a session is only made for a token that exists"
-    payload = f"v1.{role}.{int(time.time())}.{secrets.token_urlsafe(16)}"
-    return f"{payload}.{_mac(key, payload)}"
-
-
-def parse_session_cookie(settings: Settings, value: str) -> tuple[Role, str, int] | None:
-    """``(role, session id, seconds left)`` of a cookie whose MAC holds under the
-    role's current token; None for anything else."""
-    match = _COOKIE.fullmatch(value) if value.isascii() else None
-    if match is None:
-        return None
-    role, issued, session_id, mac = Role(match[1]), int(match[2]), match[3], match[4]
-    left = issued + SESSION_MAX_AGE_S - time.time()
-    key = _token_of(settings, role)
-    if key is None or not 0 < left <= SESSION_MAX_AGE_S:
-        return None
-    payload = value.rsplit(".", 1)[0]
-    if not hmac.compare_digest(mac.encode(), _mac(key, payload).encode()):
-        return None
-    return role, session_id, int(left)
+def principal_of(connection: HTTPConnection) -> Principal:
+    """The request's principal, set by :class:`AuthMiddleware` on protected paths."""
+    principal = connection.scope.get("principal")
+    assert isinstance(principal, Principal), "only protected paths have a principal"
+    return principal
 
 
 async def session_revoked(connection: HTTPConnection, session_id: str) -> bool:
     """Whether the session signed out. While Redis cannot answer, a cookie whose MAC
-    holds stays valid (reads keep working in an outage); rotating the token is the
-    revocation that needs no Redis."""
+    holds stays valid (reads keep working in an outage); rotating the token or the
+    secret is the revocation that needs no Redis."""
     try:
         return bool(await connection.app.state.redis.exists(live.revoked_session_key(session_id)))
     except (RedisError, OSError) as exc:
@@ -119,6 +112,23 @@ async def session_revoked(connection: HTTPConnection, session_id: str) -> bool:
 
 async def revoke_session(connection: HTTPConnection, session_id: str, ttl: int) -> None:
     await connection.app.state.redis.set(live.revoked_session_key(session_id), "1", ex=ttl)
+
+
+async def cookie_principal(connection: HTTPConnection, value: str) -> Principal | None:
+    """The principal of a session cookie that is valid now: its MAC holds, it has not
+    expired or signed out, and a user's is of the user's current session epoch."""
+    state = connection.app.state
+    session = parse_cookie(state.settings, state.secret, value)
+    if session is None or await session_revoked(connection, session.session_id):
+        return None
+    if session.role is not None:
+        return Principal(role=session.role, credential=str(session.role), session=session)
+    assert session.user_id is not None
+    credentials: CredentialCache = state.credentials
+    user = await credentials.user(session.user_id)
+    if user is None or user.session_epoch != session.epoch:
+        return None
+    return of_user(user, session)
 
 
 def origin_allowed(settings: Settings, headers: Headers) -> bool:
@@ -194,8 +204,9 @@ class GuessLimiter:
 
 
 class AuthMiddleware:
-    """Puts ``scope["role"]`` and ``scope["credential"]`` on protected requests, or
-    answers 401/403/429 itself."""
+    """Puts ``scope["principal"]``, ``scope["role"]`` and ``scope["credential"]`` on
+    protected requests, or answers 401/403/429 (503 while the database cannot say who
+    a user is) itself."""
 
     def __init__(self, app: ASGIApp, *, settings: Settings, limiter: GuessLimiter) -> None:
         self.app = app
@@ -208,56 +219,100 @@ class AuthMiddleware:
             return
         connection = HTTPConnection(scope)
         try:
-            role, via_cookie = await self._authenticate(connection)
-            self._check(scope, connection, role, via_cookie)
-        except ApiError as refusal:
+            principal, via_cookie = await self._authenticate(connection)
+            self._check(scope, connection, principal, via_cookie)
+        except Exception as exc:
+            refusal = exc if isinstance(exc, ApiError) else self._outage(exc)
             if scope["type"] == "websocket":
                 # Closing before accept makes the server answer the handshake with 403.
-                await send({"type": "websocket.close", "code": status.WS_1008_POLICY_VIOLATION})
+                code = (
+                    status.WS_1013_TRY_AGAIN_LATER
+                    if refusal.status_code == status.HTTP_503_SERVICE_UNAVAILABLE
+                    else status.WS_1008_POLICY_VIOLATION
+                )
+                await send({"type": "websocket.close", "code": code})
                 return
             await refusal.response()(scope, receive, send)
             return
-        scope["role"] = role
-        scope["credential"] = str(role)
+        assert principal is not None
+        scope["principal"] = principal
+        scope["role"] = principal.role
+        scope["credential"] = principal.credential
         await self.app(scope, receive, send)
+
+    @staticmethod
+    def _outage(exc: Exception) -> ApiError:
+        """A store that could not answer becomes a 503; anything else is a bug."""
+        store = unavailable_store(exc)
+        if store is None:
+            raise exc
+        logger.warning("could not check a credential: the %s is unavailable", store)
+        return unavailable(store)
 
     @staticmethod
     def _protected(path: str) -> bool:
         return path not in OPEN_PATHS and (path == "/ws" or path.startswith(PROTECTED_PREFIXES))
 
-    async def _authenticate(self, connection: HTTPConnection) -> tuple[Role | None, bool]:
+    async def _authenticate(self, connection: HTTPConnection) -> tuple[Principal | None, bool]:
         header = connection.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
+        bearer = scheme.lower() == "bearer" and bool(token)
         cookie = connection.cookies.get(SESSION_COOKIE)
-        if not (scheme.lower() == "bearer" and token) and not cookie:
+        if not bearer and not cookie:
             return None, False  # no credential at all: not a guess
         self.limiter.check(connection)
-        role: Role | None = None
-        if scheme.lower() == "bearer" and token:
-            role, via_cookie = role_of_token(self.settings, token.strip()), False
+        principal: Principal | None = None
+        if bearer:
+            principal = await self._bearer(connection, token.strip())
         else:
-            via_cookie = True
-            session = parse_session_cookie(self.settings, cookie or "")
-            if session is not None and not await session_revoked(connection, session[1]):
-                role = session[0]
-        if role is None:
+            principal = await cookie_principal(connection, cookie or "")
+        if principal is None:
             await self.limiter.failed(connection)
-        return role, via_cookie
+        return principal, not bearer
+
+    async def _bearer(self, connection: HTTPConnection, token: str) -> Principal | None:
+        if len(token) > MAX_TOKEN_LENGTH:
+            return None
+        role = role_of_token(self.settings, token)
+        if role is not None:
+            return Principal(role=role, credential=str(role))
+        credentials: CredentialCache = connection.app.state.credentials
+        found = await credentials.token(token)
+        return None if found is None else of_user(found.user)
+
+    @staticmethod
+    def _self_service(path: str) -> bool:
+        return path in SELF_SERVICE_PATHS or path.startswith(SELF_SERVICE_PREFIXES)
 
     def _check(
-        self, scope: Scope, connection: HTTPConnection, role: Role | None, via_cookie: bool
+        self,
+        scope: Scope,
+        connection: HTTPConnection,
+        principal: Principal | None,
+        via_cookie: bool,
     ) -> None:
-        if role is None:
+        if principal is None:
             raise ApiError(
                 status.HTTP_401_UNAUTHORIZED,
                 "unauthorized",
                 "a valid credential is required",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        cross_site_risk = scope["type"] == "websocket" or scope["method"] not in SAFE_METHODS
+        mutating = scope["type"] == "http" and scope["method"] not in SAFE_METHODS
+        cross_site_risk = mutating or scope["type"] == "websocket"
         if via_cookie and cross_site_risk and not origin_allowed(self.settings, connection.headers):
             raise ApiError(
                 status.HTTP_403_FORBIDDEN, "bad_origin", "this Origin may not use the cookie"
             )
-        if scope["type"] == "http" and scope["method"] not in SAFE_METHODS and role != Role.admin:
-            raise ApiError(status.HTTP_403_FORBIDDEN, "forbidden", "the viewer token can only read")
+        if via_cookie and mutating:
+            assert principal.session is not None
+            given = connection.headers.get(CSRF_HEADER)
+            if not csrf_matches(connection.app.state.secret, principal.session.session_id, given):
+                raise ApiError(
+                    status.HTTP_403_FORBIDDEN,
+                    "csrf",
+                    "a request with the session cookie must carry its X-CSRF-Token "
+                    "(from /api/session)",
+                )
+        if mutating and principal.role != Role.admin and not self._self_service(scope["path"]):
+            raise ApiError(status.HTTP_403_FORBIDDEN, "forbidden", "a viewer can only read")

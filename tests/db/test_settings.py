@@ -28,6 +28,7 @@ def test_defaults_run_embedded(tmp_path: Path) -> None:
     assert (settings.max_active_jobs, settings.max_active_jobs_per_credential) == (20_000, 10_000)
     assert (settings.max_websockets, settings.max_websockets_per_credential) == (4_096, 1_024)
     assert (settings.max_replay_events, settings.auth_failures_per_minute) == (5_000, 10)
+    assert (settings.secret_key, settings.login_failures_per_user) == (None, 5)
     assert (settings.job_retention_days, settings.failed_job_retention_days) == (30, 90)
     assert (settings.musicbrainz_url, settings.musicbrainz_contact) == (
         "https://musicbrainz.org",
@@ -75,6 +76,9 @@ def test_heroku_style_urls_are_rewritten(tmp_path: Path) -> None:
         ("VIDFLEET_MAX_WEBSOCKETS_PER_CREDENTIAL", "-5"),
         ("VIDFLEET_MAX_REPLAY_EVENTS", "0"),
         ("VIDFLEET_AUTH_FAILURES_PER_MINUTE", "0"),
+        ("VIDFLEET_LOGIN_FAILURES_PER_USER", "0"),
+        ("VIDFLEET_LOGIN_FAILURES_PER_USER", "five"),
+        ("VIDFLEET_SECRET_KEY", "too short a secret"),
         ("VIDFLEET_JOB_RETENTION_DAYS", "-1"),
         ("VIDFLEET_JOB_RETENTION_DAYS", "30d"),
         ("VIDFLEET_FAILED_JOB_RETENTION_DAYS", "36501"),

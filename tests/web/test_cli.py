@@ -4,14 +4,17 @@ restart under it, Ctrl-C, the job commands and ``migrate``."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pty
 import re
+import select
 import signal
 import sqlite3
 import subprocess
 import sys
+import termios
 import threading
 import time
 from collections.abc import Iterator
@@ -366,3 +369,132 @@ def test_migrate_creates_the_schema_of_a_fresh_database_and_then_has_nothing_to_
     )
     assert second.returncode == 0, second.stderr
     assert second.stdout == f"the database is already at the latest migration ({head})\n"
+
+
+def user_command(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``vidfleet user ...`` on the tests' database (their settings are in the environment)."""
+    return subprocess.run(
+        [str(VIDFLEET), "user", *args],
+        input=stdin,
+        env=cli_env("http://127.0.0.1:9", token=None),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_user_add_then_sign_in_as_the_user_and_list_passwd_remove(server: Any) -> None:
+    added = user_command("add", "Uma", "--role", "admin", "--password-stdin", stdin="first pass\n")
+    assert added.returncode == 0, added.stderr
+    assert "Uma added (admin)" in added.stdout
+
+    def sign_in(password: str) -> httpx.Response:
+        return httpx.post(
+            f"{server.url}/api/session",
+            json={"username": "uma", "password": password},
+            headers={"Origin": server.url},
+        )
+
+    signed_in = sign_in("first pass")
+    assert signed_in.status_code == 200, signed_in.text
+    assert signed_in.json()["user"]["name"] == "Uma" and signed_in.json()["role"] == "admin"
+
+    twice = user_command("add", "UMA", "--password-stdin", stdin="other pass\n")
+    assert twice.returncode == 1
+    assert twice.stderr == "vidfleet: a user named 'UMA' already exists\n"
+    short = user_command("add", "val", "--password-stdin", stdin="short\n")
+    assert short.returncode == 1 and "8 to 1024 characters" in short.stderr
+    hostile = user_command("add", "a\x1b[2Jb", "--password-stdin", stdin="long enough\n")
+    assert hostile.returncode == 1 and "\x1b" not in hostile.stderr
+
+    listed = user_command("list")
+    assert listed.returncode == 0
+    assert listed.stdout.splitlines()[0].split() == ["ID", "ROLE", "AGE", "NAME"]
+    assert listed.stdout.splitlines()[1].split()[1::2] == ["admin", "Uma"]
+
+    changed = user_command("passwd", "uma", "--password-stdin", stdin="second pass\n")
+    assert changed.returncode == 0, changed.stderr
+    assert sign_in("first pass").status_code == 401
+    assert sign_in("second pass").status_code == 200
+    unknown = user_command("passwd", "nobody", "--password-stdin", stdin="second pass\n")
+    assert unknown.returncode == 1 and "there is no user 'nobody'" in unknown.stderr
+
+    removed = user_command("remove", "Uma")
+    assert removed.returncode == 0, removed.stderr
+    assert sign_in("second pass").status_code == 401
+    assert user_command("remove", "Uma").returncode == 1
+    assert user_command("list").stdout == "no users\n"
+
+
+def test_user_add_prompts_twice_for_the_password_on_a_terminal(server: Any) -> None:
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [str(VIDFLEET), "user", "add", "wes"],
+        env=cli_env(server.url, token=None),
+        stdin=terminal,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        # The terminal becomes the process's controlling one: getpass reads /dev/tty.
+        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+    )
+    os.close(terminal)
+
+    def answer(prompt: bytes, typed: bytes) -> None:
+        seen = b""
+        deadline = time.monotonic() + 30
+        while prompt not in seen:
+            assert time.monotonic() < deadline, f"no {prompt!r} prompt, only {seen!r}"
+            if select.select([controller], [], [], 1)[0]:
+                seen += os.read(controller, 1024)
+        assert typed not in seen  # what was typed before (the first answer) not echoed
+        os.write(controller, typed + b"\n")
+
+    try:
+        answer(b"password: ", b"typed password")
+        answer(b"again: ", b"typed password")
+        assert process.wait(60) == 0, process.stderr.read() if process.stderr else ""
+    finally:
+        os.close(controller)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    signed_in = httpx.post(
+        f"{server.url}/api/session",
+        json={"username": "wes", "password": "typed password"},
+        headers={"Origin": server.url},
+    )
+    assert signed_in.status_code == 200, signed_in.text
+
+
+def test_token_create_for_a_user_works_as_vidfleet_token_until_revoked(server: Any) -> None:
+    added = user_command("add", "xena", "--role", "admin", "--password-stdin", stdin="pass word\n")
+    assert added.returncode == 0, added.stderr
+
+    made = vidfleet("token", "create", "ci", "--user", "xena", url=server.url)
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip()
+    assert made.stdout == token + "\n" and token.startswith("vf_")  # alone on stdout
+    assert "not shown again" in made.stderr and token not in made.stderr
+
+    jobs = vidfleet("jobs", url=server.url, token=token)
+    assert jobs.returncode == 0, jobs.stderr
+
+    listed = vidfleet("token", "list", url=server.url)
+    assert listed.returncode == 0, listed.stderr
+    row = listed.stdout.splitlines()[1].split()
+    assert row[1] == "xena" and row[-1] == "ci" and token not in listed.stdout
+    token_id = row[0]
+
+    # Without --user the admin token is no user: the server says user is required.
+    no_user = vidfleet("token", "create", "ci2", url=server.url)
+    assert no_user.returncode == 1 and "field user" in no_user.stderr
+
+    revoked = vidfleet("token", "revoke", token_id, url=server.url)
+    assert revoked.returncode == 0, revoked.stderr
+    assert revoked.stdout == f"token {token_id} revoked\n"
+    refused = vidfleet("jobs", url=server.url, token=token)
+    assert refused.returncode == 1
+    assert "401 unauthorized" in refused.stderr and "VIDFLEET_TOKEN" in refused.stderr
+    assert vidfleet("token", "list", url=server.url).stdout == "no API tokens\n"

@@ -127,15 +127,17 @@ def test_a_session_ends_when_its_token_is_rotated_or_removed(lenient: Any) -> No
 
 
 def test_signing_out_revokes_the_session_on_the_server(client: TestClient) -> None:
-    cookie = sign_in(client, ADMIN_TOKEN).cookies["vf_session"]
+    signed_in = sign_in(client, ADMIN_TOKEN)
+    cookie, csrf = signed_in.cookies["vf_session"], signed_in.json()["csrf"]
     assert client.get("/api/jobs", cookies={"vf_session": cookie}).status_code == 200
-    out = client.request(
-        "DELETE",
-        "/api/session",
-        headers={"Origin": "http://testserver"},
-        cookies={"vf_session": cookie},
-    )
-    assert out.status_code == 200
+    for headers, status in (
+        ({"Origin": "http://testserver"}, 403),  # a cross-site page cannot sign you out
+        ({"Origin": "http://testserver", "X-CSRF-Token": csrf}, 200),
+    ):
+        out = client.request(
+            "DELETE", "/api/session", headers=headers, cookies={"vf_session": cookie}
+        )
+        assert out.status_code == status, out.text
     # A copy of the cookie kept elsewhere (stolen, or another tab) no longer works.
     assert client.get("/api/jobs", cookies={"vf_session": cookie}).status_code == 401
 

@@ -47,6 +47,8 @@ PLACEHOLDER_ID = str(uuid.UUID(int=1))  # what the router walk puts in for a job
 BODIES: dict[str, dict[str, Any]] = {
     "/api/videos/download": {"url": "http://127.0.0.1:9/walk.mp4"},
     "/api/session": {"token": ADMIN_TOKEN},
+    "/api/users": {"name": "walker", "password": "a walking password", "role": "viewer"},
+    "/api/tokens": {"name": "walk", "user": "walker"},
 }
 SUBSCRIBE_ALL = json.dumps({"action": "subscribe", "jobs": ["*"], "since": "0-0"})
 

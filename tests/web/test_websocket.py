@@ -73,13 +73,18 @@ def test_a_cookie_websocket_is_accepted_from_its_own_origin_and_refused_from_ano
 
 def test_a_cookie_cannot_mutate_from_a_foreign_origin(server: Any, media_server: Any) -> None:
     with httpx.Client(base_url=server.url) as browser:
-        browser.post("/api/session", json={"token": ADMIN_TOKEN}, headers={"Origin": server.url})
+        login = browser.post(
+            "/api/session", json={"token": ADMIN_TOKEN}, headers={"Origin": server.url}
+        )
+        csrf = {"X-CSRF-Token": login.json()["csrf"]}
         body = {"url": media_server.url("/media/csrf.mp4")}
         refused = browser.post(
-            "/api/videos/download", json=body, headers={"Origin": "http://evil.example"}
+            "/api/videos/download", json=body, headers={"Origin": "http://evil.example", **csrf}
         )
         assert refused.status_code == 403
-        accepted = browser.post("/api/videos/download", json=body, headers={"Origin": server.url})
+        accepted = browser.post(
+            "/api/videos/download", json=body, headers={"Origin": server.url, **csrf}
+        )
         assert accepted.status_code == 202
 
 

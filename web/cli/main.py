@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "web.cli.downloads",
     "web.cli.jobs",
     "web.cli.tokens",
+    "web.cli.users",
     "web.cli.migrate",
 )
 

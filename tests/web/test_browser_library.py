@@ -23,6 +23,7 @@ from tests.web.browser import needs_browser, screenshot, sign_in
 pytestmark = needs_browser
 
 CLIP = "library-clip.mp4"
+PASSWORD = "a long enough password"
 CLIP_SECONDS = 14
 
 
@@ -89,6 +90,16 @@ def enrich(artist_id: int) -> None:
         artist.mbid, artist.country, artist.begin_year = MBID, "GB", 1999
         artist.disambiguation = "the <i>test</i> one"
         artist.genres = ["synth-pop", "<script>"]
+
+
+def sign_in_as(page: Any, base_url: str, user: str, *, path: str) -> None:
+    """Sign in on the login page as a user, on the way to ``path``."""
+    page.goto(f"{base_url}/login?next={path}")
+    page.fill("#username", user)
+    page.fill("#password", PASSWORD)
+    page.click("#login-form button")
+    page.wait_for_url(base_url + path)
+    page.wait_for_selector("nav.topbar")
 
 
 def card_titles(page: Any) -> list[str]:
@@ -259,17 +270,26 @@ def test_the_player_plays_switches_versions_near_the_position_and_resumes(
 def test_a_viewer_sees_no_delete_control_and_an_admin_deletes(
     new_page: Any, server: Any, api: httpx.Client, worker: Any, clean_console: None
 ) -> None:
+    """Users of each role (signed in with a password: the cookie and its CSRF token
+    carry the delete), and the bootstrap viewer token."""
     from playwright.sync_api import expect
 
     video_id = add_row("delete me", "Somebody")
+    for name, role in (("vera", "viewer"), ("ada", "admin")):
+        made = api.post("/api/users", json={"name": name, "password": PASSWORD, "role": role})
+        assert made.status_code == 201, made.text
     viewer = new_page()
-    sign_in(viewer, server.url, token=VIEWER_TOKEN, path=f"/library/videos/{video_id}")
+    sign_in_as(viewer, server.url, "vera", path=f"/library/videos/{video_id}")
     expect(viewer.locator("#video-title")).to_have_text("delete me")
     expect(viewer.locator("#delete-video")).to_be_hidden()
     assert viewer.locator("body").get_attribute("data-role") == "viewer"
+    by_token = new_page()
+    sign_in(by_token, server.url, token=VIEWER_TOKEN, path=f"/library/videos/{video_id}")
+    expect(by_token.locator("#video-title")).to_have_text("delete me")
+    expect(by_token.locator("#delete-video")).to_be_hidden()
 
     admin = new_page()
-    sign_in(admin, server.url, path=f"/library/videos/{video_id}")
+    sign_in_as(admin, server.url, "ada", path=f"/library/videos/{video_id}")
     admin.on("dialog", lambda dialog: dialog.accept())
     admin.click("#delete-video")
     expect(admin).to_have_url(f"{server.url}/library", timeout=30_000)

@@ -2,17 +2,24 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Two stamps: running needs only the package (`pip install -e .`); testing, checking
+# and the chaos trials add the dev extra (pytest, ruff, mypy, Playwright...) on top.
+RUN_INSTALLED := $(VENV)/.installed-run
 INSTALLED := $(VENV)/.installed
 
 .PHONY: run test check bench chaos clean
 
-$(INSTALLED): setup.cfg pyproject.toml
+$(RUN_INSTALLED): setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $@
+
+$(INSTALLED): $(RUN_INSTALLED)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
-run: $(INSTALLED)
+run: $(RUN_INSTALLED)
 	$(BIN)/python -m web.launch
 
 # The suite runs on TEST_WORKERS processes (pytest-xdist); the tests that measure

@@ -32,6 +32,7 @@ from actors.schedule_runs import ScheduleRuns
 from actors.shutdown import GroupSignals
 from actors.slot_gate import SlotGate
 from actors.warm_processes import WarmMediaProcesses
+from actors.worker_registry import WorkerRegistry
 from db import live
 from db.queues import Queue
 from db.settings import Settings, get_settings
@@ -120,6 +121,7 @@ def make_broker(settings: Settings) -> RedisBroker:
             GroupSignals(),
             WarmMediaProcesses(),
             LifelineRunner(),
+            WorkerRegistry(),  # who each worker is, for the system page
         ],
     )
     for queue in Queue:

@@ -39,11 +39,13 @@ from db.jobs import (
     JOBS,
     PUBLIC_FIELDS,
     TIME_FIELDS,
+    contains_pattern,
     decode_cursor,
     dedupe_key,
     encode_cursor,
     iso,
     job_to_dict,
+    text_matches,
 )
 from db.models import JobStatus, Video, utcnow
 
@@ -159,8 +161,10 @@ _JSON_FIELDS = ("params", "result", "error")
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
-@lru_cache(maxsize=16)
-def _page_statement(status: bool, kind: bool, parent_id: bool, cursor: bool) -> Select[Any]:
+@lru_cache(maxsize=32)
+def _page_statement(
+    status: bool, kind: bool, parent_id: bool, cursor: bool, text: bool = False
+) -> Select[Any]:
     # The JSON and time columns come as the driver gives them: on SQLite, text that
     # jobs_page_json puts into the page as it is (JSON) or reads with fromisoformat,
     # much cheaper than SQLAlchemy's decoding followed by encoding it all again.
@@ -175,6 +179,8 @@ def _page_statement(status: bool, kind: bool, parent_id: bool, cursor: bool) -> 
         query = query.where(JOBS.c.kind == bindparam("kind"))
     if parent_id:
         query = query.where(JOBS.c.parent_id == bindparam("parent_id"))
+    if text:
+        query = query.where(text_matches(bindparam("text_pattern")))
     if cursor:
         created = bindparam("cursor_created", type_=JOBS.c.created_at.type)
         job_id = bindparam("cursor_id", type_=JOBS.c.id.type)
@@ -217,10 +223,12 @@ def jobs_page_json(
     parent_id: str | None = None,
     cursor: str | None = None,
     limit: int = 50,
+    q: str | None = None,
 ) -> str:
     """One page of the job history, newest first, as :func:`db.jobs.list_jobs_query`
-    reads it, as the JSON text of ``{"items": [<job_to_dict of each job>], "next":
-    <the cursor of the next page, or null on the last one>}``.
+    reads it (``q``: the jobs whose URL, title or error contains it, in any case), as
+    the JSON text of ``{"items": [<job_to_dict of each job>], "next": <the cursor of
+    the next page, or null on the last one>}``.
 
     Raises:
       InvalidCursor: a cursor we did not hand out.
@@ -232,9 +240,11 @@ def jobs_page_json(
         parameters["kind"] = kind
     if parent_id:
         parameters["parent_id"] = parent_id
+    if q:
+        parameters["text_pattern"] = contains_pattern(q)
     if cursor:
         parameters["cursor_created"], parameters["cursor_id"] = decode_cursor(cursor)
-    statement = _page_statement(bool(status), bool(kind), bool(parent_id), bool(cursor))
+    statement = _page_statement(bool(status), bool(kind), bool(parent_id), bool(cursor), bool(q))
     rows = connection.execute(statement, parameters).mappings().all()
     page, more = rows[:limit], len(rows) > limit
     # SQLite hands back the JSON columns' own text; a driver with JSON types of its

@@ -30,6 +30,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from db import jobs
 from db.job_requests import Submission, submit_job
 from db.models import ACTIVE, FINISHED, Job, JobKind, JobStatus, utcnow
+from db.outages import unavailable_store
 from db.outbox import Outbox
 
 WORKER_LOST = {
@@ -362,3 +363,78 @@ def _summary(children: Sequence[Row[Any]]) -> dict[str, Any]:
         "skipped": skipped,
         "cancelled": cancelled,
     }
+
+
+# -- dead letters: a message Dramatiq gave up on, brought back by the job's truth
+
+
+@dataclass(frozen=True)
+class Revival:
+    """What became of a dead-lettered message of a job (:func:`revive`).
+
+    ``outcome``: ``resent`` (the job is still queued: its message was sent again),
+    ``retried`` (it failed or was cancelled: ``retry_id`` is the new job),
+    ``already_active`` (it ended, and another job already holds the same work),
+    ``too_many_jobs`` (it ended, and a retry would pass the job caps: nothing done),
+    ``unavailable`` (the database stopped answering before its turn: nothing done) or
+    ``purged`` (it runs or succeeded, is a batch's parent, or is gone: nothing to do).
+    ``status``: the job's status, None when it is gone.
+    """
+
+    outcome: str
+    status: str | None
+    retry_id: str | None = None
+
+
+def revive(
+    connection: Connection | Session, job_ids: Sequence[str], *, owner: str | None, room: int
+) -> tuple[dict[str, Revival], Outbox]:
+    """Decide, for each job whose message was dead-lettered, what the message becomes
+    (:class:`Revival`): a queued job's message is sent again (:func:`resend`), a failed
+    or cancelled job is retried (:func:`retry`, a new job asked for by ``owner``; at
+    most ``room`` of them), anything else needs no message. Each retry is committed as
+    it is made; if the database stops answering on the way, the jobs not done yet are
+    ``unavailable`` (those done stay done). A database that does not answer the first
+    read raises: nothing was decided."""
+    rows = connection.execute(
+        select(Job.id, Job.kind, Job.queue, Job.status).where(Job.id.in_(list(job_ids)))
+    ).all()
+    connection.commit()  # end the read: each retry commits on its own
+    found = {row.id: row for row in rows}
+    revivals: dict[str, Revival] = {}
+    outbox = Outbox()
+    lost: list[dict[str, Any]] = []
+    for job_id in job_ids:
+        row = found.get(job_id)
+        status = str(row.status) if row is not None else None
+        if row is None or job_id in revivals:
+            revivals[job_id] = revivals.get(job_id) or Revival("purged", status)
+        elif row.status == JobStatus.queued:
+            lost.append({"id": row.id, "kind": row.kind, "queue": row.queue})
+            revivals[job_id] = Revival("resent", status)
+        elif row.status in (JobStatus.failed, JobStatus.cancelled):
+            if room <= 0:
+                revivals[job_id] = Revival("too_many_jobs", status)
+                continue
+            try:
+                job, sent = retry(connection, job_id, owner=owner)
+            except AlreadyActive:
+                revivals[job_id] = Revival("already_active", status)
+                continue
+            except Exception as exc:
+                if unavailable_store(exc) is None:
+                    raise
+                for undone in job_ids:
+                    known = found.get(undone)
+                    status = str(known.status) if known is not None else None
+                    revivals.setdefault(undone, Revival("unavailable", status))
+                break
+            if job is None:
+                revivals[job_id] = Revival("purged", status)
+            else:
+                room -= 1
+                outbox.add(sent)
+                revivals[job_id] = Revival("retried", status, retry_id=job["id"])
+        else:
+            revivals[job_id] = Revival("purged", status)
+    return revivals, outbox.add(resend(lost))

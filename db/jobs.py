@@ -524,9 +524,38 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         created, job_id = raw.split("|", 1)
+        if not job_id.isprintable():  # a NUL would have PostgreSQL refuse the query
+            raise ValueError(job_id)
         return datetime.fromisoformat(created), job_id
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise InvalidCursor(cursor) from exc
+
+
+#: What a search of the job history (``q``) reads: the URL and title it was asked for
+#: and the message of its error.
+SEARCHED_TEXT = (("params", "url"), ("params", "title"), ("error", "message"))
+LIKE_ESCAPE = "\\"
+
+
+def contains_pattern(text: str) -> str:
+    """The LIKE pattern of the values that contain ``text`` as it is: its own ``%``,
+    ``_`` and escape characters match themselves (see :data:`LIKE_ESCAPE`)."""
+    for special in (LIKE_ESCAPE, "%", "_"):
+        text = text.replace(special, LIKE_ESCAPE + special)
+    return f"%{text}%"
+
+
+def text_matches(pattern: Any) -> ColumnElement[bool]:
+    """Jobs one of whose :data:`SEARCHED_TEXT` values is LIKE ``pattern`` (a value or a
+    bind parameter), in any case: ILIKE on PostgreSQL; ``lower()`` on both sides on
+    SQLite, which folds ASCII letters only. A JSON path, so a key's name never matches;
+    a job without that value (NULL) matches on the others."""
+    return or_(
+        *(
+            JOBS.c[column][key].as_string().ilike(pattern, escape=LIKE_ESCAPE)
+            for column, key in SEARCHED_TEXT
+        )
+    )
 
 
 def list_jobs_query(
@@ -536,9 +565,11 @@ def list_jobs_query(
     parent_id: str | None = None,
     cursor: str | None = None,
     limit: int = 50,
+    q: str | None = None,
 ) -> Select[Any]:
     """Newest first, as plain rows (``.mappings()``; no ORM objects to build for a page);
-    fetch ``limit + 1`` rows to know whether there is a next page."""
+    fetch ``limit + 1`` rows to know whether there is a next page. ``q``: the jobs whose
+    URL, title or error message contains it (:func:`text_matches`)."""
     query = select(*JOBS.c).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
     if status:
         query = query.where(Job.status == status)
@@ -546,6 +577,8 @@ def list_jobs_query(
         query = query.where(Job.kind == kind)
     if parent_id:
         query = query.where(Job.parent_id == parent_id)
+    if q:
+        query = query.where(text_matches(contains_pattern(q)))
     if cursor:
         created, job_id = decode_cursor(cursor)
         query = query.where(

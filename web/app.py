@@ -28,6 +28,8 @@ from db.settings import Settings, get_settings
 from web import (
     artists,
     bulk,
+    dead_letters,
+    fleet,
     health,
     hls,
     jobs,
@@ -137,6 +139,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             *playlists.routes,
             *hls.routes,
             *system.routes,
+            *fleet.routes,
+            *dead_letters.routes,
             *sessions.routes,
             WebSocketRoute("/ws", JobEvents),
             Mount("/static", PageAssets(directory=pages.STATIC), name="static"),

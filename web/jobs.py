@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+MAX_QUERY_LENGTH = 200
 CAP_RETRY_AFTER_S = 30
 
 
@@ -78,6 +79,40 @@ def parse_limit(request: Request) -> int:
     return limit
 
 
+def _has_control(text: str) -> bool:
+    return any(ord(c) < 32 or ord(c) == 127 for c in text)
+
+
+def parse_text_query(request: Request) -> str | None:
+    """``q``, the text a job search looks for: 1 to :data:`MAX_QUERY_LENGTH` characters,
+    none of them a control character (PostgreSQL refuses a NUL in text)."""
+    q = request.query_params.get("q")
+    if q is None:
+        return None
+    if not 1 <= len(q) <= MAX_QUERY_LENGTH or _has_control(q):
+        raise ApiError(
+            status.HTTP_400_BAD_REQUEST,
+            "invalid_q",
+            f"q must be 1 to {MAX_QUERY_LENGTH} characters, without control characters",
+            field="q",
+        )
+    return q
+
+
+def _plain_filter(request: Request, name: str) -> str | None:
+    """A filter compared as it is (``kind``, ``parent_id``): one with a control
+    character matches no job, and a NUL would make PostgreSQL refuse the query."""
+    value = request.query_params.get(name)
+    if value is not None and (len(value) > MAX_QUERY_LENGTH or _has_control(value)):
+        raise ApiError(
+            status.HTTP_400_BAD_REQUEST,
+            f"invalid_{name}",
+            f"{name} must be at most {MAX_QUERY_LENGTH} characters, without control characters",
+            field=name,
+        )
+    return value
+
+
 def parse_job_id(request: Request) -> str:
     raw = request.path_params["job_id"]
     try:
@@ -105,15 +140,17 @@ async def list_jobs(request: Request) -> Response:
             field="status",
         )
     limit = parse_limit(request)
+    q = parse_text_query(request)
     try:
         page = await request.app.state.store.run(
             partial(
                 job_requests.jobs_page_json,
                 status=job_status,
-                kind=params.get("kind"),
-                parent_id=params.get("parent_id"),
+                kind=_plain_filter(request, "kind"),
+                parent_id=_plain_filter(request, "parent_id"),
                 cursor=params.get("cursor"),
                 limit=limit,
+                q=q,
             )
         )
     except jobs.InvalidCursor:

@@ -271,3 +271,54 @@ def test_the_runners_writes_follow_each_other_without_meeting_sqlites_lock(tmp_p
         assert connection.exec_driver_sql("SELECT count(*) FROM written").scalar() == 40 - len(
             collided
         )
+
+
+def test_a_search_finds_its_text_in_urls_titles_and_errors_in_any_case_literally(
+    database_url: str,  # noqa: F811
+) -> None:
+    add_rows(
+        database_url,
+        a_job(1, params={"url": "http://x/Blue-Monday.mp4"}),
+        a_job(2, params={"url": "http://x/2", "title": "Blue Monday (live)"}),
+        a_job(3, status=JobStatus.failed, error={"type": "x", "message": "BLUE screen"}),
+        a_job(4, params={"url": "http://x/100%_real.mp4"}),
+        a_job(5, params={"url": "http://x/1000_real.mp4"}),
+        a_job(6, params={"url": "http://x/a\\b.mp4"}),
+        a_job(7, params={"url": "http://x/ab.mp4", "title": "url"}),
+        a_job(8, params={"items": [1, 2]}),  # no URL, no title, no error: never found
+    )
+
+    def found(**query: Any) -> list[str]:
+        page = json.loads(run(database_url, partial(jobs_page_json, **query)))
+        return [job["id"][-2:] for job in page["items"]]
+
+    assert found(q="blue") == ["03", "02", "01"]
+    assert found(q="blue", status="failed") == ["03"]
+    assert found(q="blue", kind="download", status="succeeded") == ["02", "01"]
+    assert found(q="blue", kind="upload") == []
+    # LIKE's wildcards and escape character are the characters themselves.
+    assert found(q="100%_") == ["04"]
+    assert found(q="%") == ["04"]
+    assert found(q="_real") == ["05", "04"]
+    assert found(q="a\\b") == ["06"]
+    assert found(q="\\") == ["06"]
+    # The JSON keys are not the text: "url" is found in a title only.
+    assert found(q="url") == ["07"]
+    assert found(q="items") == []
+    # Paging with the search: the cursor of a searched page goes on with the search.
+    pages, cursor = [], None
+    while True:
+        page = json.loads(
+            run(database_url, partial(jobs_page_json, q="http://x/", limit=2, cursor=cursor))
+        )
+        pages.append([job["id"][-2:] for job in page["items"]])
+        cursor = page["next"]
+        if cursor is None:
+            break
+    assert pages == [["07", "06"], ["05", "04"], ["03", "02"], ["01"]]
+    # The list query (the reference the page is checked against) finds the same.
+    engine = make_engine(database_url)
+    with engine.connect() as connection:
+        rows = connection.execute(jobs.list_jobs_query(q="_REAL")).mappings().all()
+    engine.dispose()
+    assert [row["id"][-2:] for row in rows] == ["05", "04"]

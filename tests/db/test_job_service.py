@@ -279,3 +279,43 @@ def test_a_retried_part_of_a_finished_batch_reopens_it_and_the_summary_is_summed
     (summed,) = job_service.roll_up(connection, parent["id"]).publish
     assert summed["status"] == "succeeded"
     assert summed["result"]["done"] == 4 and summed["result"]["failed_count"] == 0
+
+
+def test_revive_follows_each_jobs_truth(
+    connection: Connection, courier: Courier, redis_client: Any
+) -> None:
+    ids = {
+        name: submit(connection, f"http://x/{name}.mp4")[0].job["id"]
+        for name in ("queued", "running", "succeeded", "held", "failed", "cancelled", "capped")
+    }
+    for name in ("running", "succeeded", "failed", "cancelled", "capped"):
+        set_status(connection, ids[name], JobStatus(name if name != "capped" else "failed"))
+    set_status(connection, ids["held"], JobStatus.failed)
+    # Another job already holds the work of "held": its retry would be a duplicate.
+    holder = submit(connection, "http://x/held.mp4")[0].job["id"]
+    gone = "00000000-0000-0000-0000-00000000dead"
+    asked = [*ids.values(), ids["queued"], gone]
+
+    revivals, outbox = job_service.revive(connection, asked, owner="admin", room=2)
+    outcomes = {name: revivals[job_id].outcome for name, job_id in ids.items()}
+    assert outcomes == {
+        "queued": "resent",
+        "running": "purged",
+        "succeeded": "purged",
+        "failed": "retried",
+        "cancelled": "retried",
+        "capped": "too_many_jobs",  # room for two retries only
+        "held": "already_active",
+    }
+    assert revivals[gone] == job_service.Revival("purged", None)
+    assert revivals[ids["capped"]].status == "failed"
+    retried = {revivals[ids[name]].retry_id for name in ("failed", "cancelled")}
+    # Sent: the queued job once (asked twice) and the two retries, nothing else.
+    assert sorted(job["id"] for job in outbox.send) == sorted({ids["queued"], *retried})
+    assert courier.deliver(outbox).ok
+    assert sorted(args[0] for args in queued_messages(redis_client, "interactive")) == sorted(
+        {ids["queued"], *retried}
+    )
+    rows = dict(connection.execute(select(Job.id, Job.retry_of)).all())
+    assert {rows[job_id] for job_id in retried} == {ids["failed"], ids["cancelled"]}
+    assert holder in rows and len(rows) == len(ids) + 1 + 2

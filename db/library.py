@@ -1,11 +1,26 @@
-"""The library's rows: a downloaded video added (with its artist), one removed."""
+"""The library's rows: a downloaded video added (with its artist), one removed, and the
+library listed a page at a time in one of its orders (a keyset per order)."""
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import delete, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    case,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.orm import InstrumentedAttribute, Session, contains_eager
 
 from db.models import Artist, PlaylistEntry, Video
 
@@ -81,3 +96,107 @@ def remove_video(session: Session, video_id: int) -> bool:
     )
     removed = session.execute(delete(Video).where(Video.id == video_id))
     return bool(removed.rowcount)  # type: ignore[attr-defined]
+
+
+class VideoSort(enum.Enum):
+    """The orders the library lists in (``GET /api/videos?sort=``)."""
+
+    newest = "newest"
+    oldest = "oldest"
+    title = "title"
+    artist = "artist"
+    duration = "duration"
+
+
+def _no_artist() -> ColumnElement[int]:
+    return case((Video.artist_id.is_(None), 1), else_=0)
+
+
+def _no_duration() -> ColumnElement[int]:
+    return case((Video.duration.is_(None), 1), else_=0)
+
+
+#: How much of a title or a name sorts: a cursor carries the key, and a title can be
+#: long (SQLite does not hold it to its column's length), so titles that share their
+#: first 200 characters sort by id instead.
+KEY_CHARS = 200
+
+
+def _text_key(column: ColumnElement[str] | InstrumentedAttribute[str]) -> ColumnElement[str]:
+    return func.substr(func.lower(column), 1, KEY_CHARS)
+
+
+#: Each sort's key, most significant first, always ending with the id so that it is
+#: unique (a keyset cursor needs a total order). NULLs never take part in a comparison
+#: (a row value with a NULL compares as unknown and the row would drop out of every
+#: page): a 0/1 flag sorts the videos without an artist or a duration last, the way
+#: both SQLite and PostgreSQL do it, and the value beside it is coalesced.
+SORT_KEYS: dict[VideoSort, Callable[[], list[ColumnElement[Any]]]] = {
+    VideoSort.newest: lambda: [Video.id.expression],
+    VideoSort.oldest: lambda: [Video.id.expression],
+    VideoSort.title: lambda: [_text_key(Video.title), Video.id.expression],
+    VideoSort.artist: lambda: [
+        _no_artist(),
+        _text_key(func.coalesce(Artist.name, "")),
+        _text_key(Video.title),
+        Video.id.expression,
+    ],
+    VideoSort.duration: lambda: [
+        _no_duration(),
+        func.coalesce(Video.duration, 0.0),
+        Video.id.expression,
+    ],
+}
+#: The Python type of each part of a sort's key, as a cursor carries it.
+KEY_TYPES: dict[VideoSort, tuple[type, ...]] = {
+    VideoSort.newest: (int,),
+    VideoSort.oldest: (int,),
+    VideoSort.title: (str, int),
+    VideoSort.artist: (int, str, str, int),
+    VideoSort.duration: (int, float, int),
+}
+
+
+@dataclass(frozen=True)
+class LibraryQuery:
+    """What a page of the library asks for: its order, a case-insensitive substring of
+    the title or the artist's name, one artist, and the key of the last video of the
+    page before (``after``, as :func:`library_page` returned it)."""
+
+    sort: VideoSort = VideoSort.newest
+    search: str | None = None
+    artist_id: int | None = None
+    after: tuple[Any, ...] | None = None
+
+
+def library_page(query: LibraryQuery, limit: int) -> Select[tuple[Any, ...]]:
+    """The statement for one page of ``limit`` videos (ask for one more to learn that
+    another page follows). Each row is the video, then the parts of its sort key: the
+    last row's key is the next page's ``after``.
+
+    The key is compared as a row value, ``(k1, k2, id) > (:k1, :k2, :id)``, which both
+    SQLite (3.15+) and PostgreSQL evaluate with the collation ORDER BY uses, so a page
+    starts exactly after the previous one whatever the titles hold. The search is
+    ``LIKE`` with its wildcards escaped (``50%`` finds "50%", not "50 and anything")."""
+    keys = SORT_KEYS[query.sort]()
+    descending = query.sort is VideoSort.newest
+    statement = (
+        select(Video, *keys)
+        .outerjoin(Artist, Video.artist_id == Artist.id)
+        .options(contains_eager(Video.artist))
+    )
+    if query.search is not None:
+        statement = statement.where(
+            or_(
+                Video.title.icontains(query.search, autoescape=True),
+                Artist.name.icontains(query.search, autoescape=True),
+            )
+        )
+    if query.artist_id is not None:
+        statement = statement.where(Video.artist_id == query.artist_id)
+    if query.after is not None:
+        mark = tuple_(*keys)
+        after = tuple_(*(literal(value) for value in query.after))
+        statement = statement.where(mark < after if descending else mark > after)
+    order = [key.desc() for key in keys] if descending else keys
+    return statement.order_by(*order).limit(limit)

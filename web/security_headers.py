@@ -21,7 +21,10 @@ HTML_POLICY = "; ".join(
         "script-src 'self'",
         "style-src 'self'",
         "img-src 'self' data:",
-        "media-src 'self'",
+        # The player's HLS (hls.js) feeds the <video> through Media Source Extensions,
+        # whose source is a blob: URL of the page's own making. Its transmuxing worker
+        # is a file of ours (script-src 'self' covers it), never a blob: worker.
+        "media-src 'self' blob:",
         "connect-src 'self'",
         "object-src 'none'",
         "base-uri 'none'",

@@ -1,8 +1,15 @@
-"""``/api/videos``: ask for a download, list the library, one video."""
+"""``/api/videos``: ask for a download, list the library, one video.
+
+The library is listed in one of several orders a page at a time; a page's ``next`` is
+an opaque cursor carrying its order and the sort key of its last video (a keyset: the
+next page starts right after that video, whatever was added or removed meanwhile)."""
 
 from __future__ import annotations
 
+import base64
 import ipaddress
+import json
+import math
 import re
 from functools import partial
 from typing import Any
@@ -19,6 +26,7 @@ from starlette.routing import Route
 from db import job_service
 from db.job_requests import Submission
 from db.jobs import iso
+from db.library import KEY_CHARS, KEY_TYPES, LibraryQuery, VideoSort, library_page
 from db.models import JobKind, Video
 from db.outbox import Outbox
 from db.queues import DOWNLOAD_QUEUES, Priority
@@ -197,17 +205,103 @@ async def submitted(request: Request, submission: Submission, outbox: Outbox) ->
     )
 
 
+SORTS = [sort.value for sort in VideoSort]
+#: A search is 1 to this many characters.
+MAX_SEARCH = 200
+#: A cursor longer than this was not made by us (the longest key is two texts of
+#: KEY_CHARS characters, at most 6 bytes each as JSON, and two numbers).
+MAX_CURSOR = 4096
+# Characters a search may not hold: NUL (PostgreSQL refuses it in text) and the other
+# control characters, which no title or name of ours holds either.
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def encode_cursor(sort: VideoSort, key: tuple[Any, ...]) -> str:
+    """The opaque cursor of the page after a video whose sort key is ``key``."""
+    raw = json.dumps([sort.value, *key], separators=(",", ":"), ensure_ascii=False)
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _key_part(value: object, kind: type) -> bool:
+    """Whether ``value`` is a well-formed part of a key of that type."""
+    if kind is int:
+        return type(value) is int and 0 <= value <= MAX_ID
+    if kind is float:
+        # An int of hundreds of digits would overflow float(): bound it first.
+        if type(value) is int:
+            return abs(value) <= MAX_ID
+        return type(value) is float and math.isfinite(value)
+    return isinstance(value, str) and len(value) <= KEY_CHARS and "\x00" not in value
+
+
+def decode_cursor(cursor: str, sort: VideoSort) -> tuple[Any, ...]:
+    """The sort key a cursor of :func:`encode_cursor` carries.
+
+    Raises:
+      ApiError: 400 (``field: cursor``) for anything else, or a cursor of another sort.
+    """
+    unknown = _bad("invalid_cursor", "unknown cursor", "cursor")
+    if len(cursor) > MAX_CURSOR:
+        raise unknown
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, RecursionError):  # not base64, not JSON, or nested too deep
+        raise unknown from None
+    if not isinstance(decoded, list) or not decoded or decoded[0] not in SORTS:
+        raise unknown
+    if decoded[0] != sort.value:
+        raise _bad(
+            "invalid_cursor",
+            f"this cursor pages the {decoded[0]} order, not {sort.value}: start without it",
+            "cursor",
+        )
+    key, kinds = decoded[1:], KEY_TYPES[sort]
+    if len(key) != len(kinds) or not all(map(_key_part, key, kinds)):
+        raise unknown
+    return tuple(
+        float(part) if kind is float else part for part, kind in zip(key, kinds, strict=True)
+    )
+
+
+def library_query(request: Request) -> LibraryQuery:
+    """``sort``, ``q``, ``artist_id`` and ``cursor``, checked.
+
+    Raises:
+      ApiError: 400 naming the parameter that is wrong.
+    """
+    params = request.query_params
+    raw_sort = params.get("sort", VideoSort.newest.value)
+    if raw_sort not in SORTS:
+        raise _bad("invalid_sort", f"sort must be one of {', '.join(SORTS)}", "sort")
+    sort = VideoSort(raw_sort)
+    search = params.get("q")
+    if search is not None and (
+        not 1 <= len(search) <= MAX_SEARCH or CONTROL.search(search) or not search.strip()
+    ):
+        raise _bad("invalid_search", f"q must be text of 1 to {MAX_SEARCH} characters", "q")
+    artist_id = params.get("artist_id")
+    if artist_id is not None and not (
+        artist_id.isascii() and artist_id.isdigit() and 1 <= int(artist_id) <= MAX_ID
+    ):
+        raise _bad("invalid_artist_id", "artist_id must be an artist's id", "artist_id")
+    cursor = params.get("cursor")
+    return LibraryQuery(
+        sort=sort,
+        search=search,
+        artist_id=None if artist_id is None else int(artist_id),
+        after=None if cursor is None else decode_cursor(cursor, sort),
+    )
+
+
 async def list_videos(request: Request) -> JSONResponse:
-    """The library, newest first; ``?quality=LABEL``, ``?min_score=N`` and
-    ``?better_version=true|false`` keep the videos whose analysis found that label, at
-    least that score, or that a better version is (or is not) worth looking for."""
+    """The library in one of its orders (``sort``, newest first by default), a page at a
+    time; ``q`` finds a text in titles and artists' names, ``artist_id`` one artist's
+    videos; ``?quality=LABEL``, ``?min_score=N`` and ``?better_version=true|false`` keep
+    the videos whose analysis found that label, at least that score, or that a better
+    version is (or is not) worth looking for."""
     limit = parse_limit(request)
-    cursor = request.query_params.get("cursor")
-    query = select(Video).options(selectinload(Video.artist)).order_by(Video.id.desc())
-    if cursor is not None:
-        if not cursor.isdigit() or int(cursor) > MAX_ID:
-            raise _bad("invalid_cursor", "unknown cursor", "cursor")
-        query = query.where(Video.id < int(cursor))
+    asked = library_query(request)
+    query = library_page(asked, limit + 1)
     label = request.query_params.get("quality")
     if label is not None:
         if not QUALITY_LABEL.fullmatch(label):
@@ -226,10 +320,13 @@ async def list_videos(request: Request) -> JSONResponse:
             )
         query = query.where(Video.better_version.is_(better == "true"))
     async with request.app.state.db() as session:
-        rows = list((await session.scalars(query.limit(limit + 1))).all())
+        rows = list((await session.execute(query)).all())
     page, more = rows[:limit], len(rows) > limit
     return JSONResponse(
-        {"items": [video_to_dict(v) for v in page], "next": str(page[-1].id) if more else None}
+        {
+            "items": [video_to_dict(row[0]) for row in page],
+            "next": encode_cursor(asked.sort, tuple(page[-1][1:])) if more else None,
+        }
     )
 
 

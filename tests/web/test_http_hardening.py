@@ -355,7 +355,7 @@ def test_the_page_is_served_under_a_policy_that_allows_only_our_own_origin(
 def test_the_page_assets_are_revalidated_and_locked_down(app_server: LiveServer) -> None:
     from web.security_headers import OTHER_POLICY
 
-    for name in ("app.js", "app.css"):
+    for name in ("js/jobs.js", "css/jobs.css"):
         asset = httpx.get(f"{app_server.url}/static/{name}")
         assert asset.status_code == 200
         assert asset.headers["cache-control"] == "no-cache"

@@ -8,6 +8,8 @@ export class ApiError extends Error {
     this.status = status;
     this.code = (error && error.code) || "http_" + status;
     this.field = (error && error.field) || null;
+    // What else the error carries (`video_id` of a 409 already_in_library, `store`...).
+    this.details = (error && typeof error === "object") ? error : {};
   }
 }
 

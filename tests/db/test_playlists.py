@@ -3,18 +3,14 @@ when ``TEST_DATABASE_URL`` is set."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, inspect, select, update
 
 from db import playlists
-from db.engine import make_engine
 from db.models import EntryState, Job, JobStatus, PlaylistEntry, Video
-from tests.db.databases import BACKENDS, migrated_database
 
 CAPS = {"max_attempts": 3, "max_active": 1000, "max_active_of_owner": 1000}
 
@@ -25,14 +21,6 @@ class Listed:
     source_id: str | None = None
     title: str | None = None
     refused: str | None = None
-
-
-@pytest.fixture(params=BACKENDS)
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    with migrated_database(request.param, tmp_path) as url:
-        engine = make_engine(url)
-        yield engine
-        engine.dispose()
 
 
 def new_playlist(engine: Engine, url: str = "https://example.com/list", **fields: Any) -> int:

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,22 +15,12 @@ from sqlalchemy.sql.expression import Executable
 
 from bench.history import fill, query_plan
 from db import retention
-from db.engine import make_engine
 from db.job_requests import _page_statement
 from db.models import Job, JobStatus, utcnow
 from db.retention import RetentionPolicy, prune_batch
-from tests.db.databases import BACKENDS, migrated_database
 
 POLICY = RetentionPolicy(days=30, failed_days=90)
 NOW = utcnow()
-
-
-@pytest.fixture(params=BACKENDS)
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    with migrated_database(request.param, tmp_path) as url:
-        engine = make_engine(url)
-        yield engine
-        engine.dispose()
 
 
 def job(

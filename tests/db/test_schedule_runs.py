@@ -3,25 +3,12 @@ PostgreSQL (when ``TEST_DATABASE_URL`` is set)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
-import pytest
 from sqlalchemy import Engine, func, select
 
-from db.engine import make_engine
 from db.models import RunOutcome, ScheduleRun, utcnow
 from db.schedule_runs import Run, error_of, last_runs, record_run
-from tests.db.databases import BACKENDS, migrated_database
-
-
-@pytest.fixture(params=BACKENDS)
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    with migrated_database(request.param, tmp_path) as url:
-        engine = make_engine(url)
-        yield engine
-        engine.dispose()
 
 
 def test_each_run_replaces_the_last_run_of_its_schedule_only(engine: Engine) -> None:

@@ -5,26 +5,14 @@ PostgreSQL when ``TEST_DATABASE_URL`` is set."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import Engine, select
 
 from db import users
-from db.engine import make_engine
 from db.models import ApiToken, Role, utcnow
-from tests.db.databases import BACKENDS, migrated_database
-
-
-@pytest.fixture(params=BACKENDS)
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    with migrated_database(request.param, tmp_path) as url:
-        engine = make_engine(url)
-        yield engine
-        engine.dispose()
 
 
 def add(engine: Engine, name: str, role: Role = Role.viewer, password: str = "a password") -> int:

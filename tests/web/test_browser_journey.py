@@ -12,17 +12,10 @@ import httpx
 
 from tests.support import wait_for, wait_for_job
 from tests.web.browser import needs_browser
+from tests.web.test_browser_jobs import PROGRESS_GROWS
 from tests.web.test_browser_users import PASSWORD, add_user
 
 pytestmark = needs_browser
-
-# The value of the row's bar, sampled every 50 ms until it has grown while under 100 %.
-PROGRESS_GROWS = """([selector]) => {
-  const bar = document.querySelector(selector);
-  if (!bar || !bar.hasAttribute("value") || bar.value <= 0 || bar.value >= 1) return false;
-  window.firstProgress ??= bar.value;
-  return bar.value > window.firstProgress;
-}"""
 
 
 def tab_to(page: Any, selector: str, *, most: int = 60) -> None:

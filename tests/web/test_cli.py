@@ -215,7 +215,8 @@ def test_download_wait_follows_the_job_through_a_web_restart(
 ) -> None:
     web, port = start_web()
     url = f"http://127.0.0.1:{port}"
-    waiter = Running("download", media_server.url("/slow/cli-restart.mp4"), "--wait", url=url)
+    # Throttled hard (about 15 s): the job outlives the restart even on a loaded machine.
+    waiter = Running("download", media_server.url("/crawl/cli-restart.mp4"), "--wait", url=url)
     running.append(waiter)
     job_id = waiter.job_id()
     waiter.wait_for_line(r"running")  # the socket is open and has delivered an event

@@ -56,7 +56,9 @@ async def _owner(request: Request, body: dict[str, Any]) -> int:
     except InvalidInput as exc:
         raise invalid(exc) from None
     user = await request.app.state.store.run(users.find_user, name)
-    if principal.role != Role.admin and (user is None or principal.user != user):
+    if principal.role != Role.admin and (
+        user is None or principal.user is None or principal.user.id != user.id
+    ):
         # Said the same way whether or not the user exists.
         raise ApiError(
             status.HTTP_403_FORBIDDEN, "forbidden", "only an admin makes tokens for other users"

@@ -7,24 +7,10 @@ from typing import Any
 
 import httpx
 
-from tests.support import wait_for
 from tests.web.browser import needs_browser, screenshot, sign_in
+from tests.web.test_system_api import dead_letter
 
 pytestmark = needs_browser
-
-
-def dead_letter(queue: str) -> str:
-    """Take the next message of ``queue`` as a worker does and give up on it (Dramatiq's
-    nack moves it to the queue's dead letters); its Redis id."""
-    from actors import broker
-
-    consumer = broker.consume(queue, prefetch=1, timeout=100)
-    try:
-        message = wait_for(lambda: next(consumer), timeout=10, what=f"a message on {queue}")
-        consumer.nack(message)
-    finally:
-        consumer.close()
-    return str(message.options["redis_message_id"])
 
 
 def test_the_system_page_requeues_and_purges_dead_letters_and_shows_the_worker(

@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 RUN_INSTALLED := $(VENV)/.installed-run
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test check bench chaos clean
+.PHONY: run test check bench load chaos clean
 
 $(RUN_INSTALLED): setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ $(BENCH_INSTALLED): $(INSTALLED) bench/ws_client/package-lock.json
 
 bench: $(BENCH_INSTALLED)
 	$(BIN)/python -m bench
+
+# The fleet under everything at once for 60 s (bench/load.py); exits 1 on any error.
+load: $(BENCH_INSTALLED)
+	$(BIN)/python -m bench.load $(LOAD_ARGS)
 
 chaos: $(INSTALLED)
 	$(BIN)/python -m tests.chaos $(CHAOS_ARGS)

@@ -2,7 +2,7 @@
 // one Node.js process, for bench/ws_fanout.py (which may start several such processes
 // and merge their histograms).
 //
-// argv[2]: JSON {"mode": "ws"|"sio", "url", "clients", "token"?, "parallel"?}
+// argv[2]: JSON {"mode": "ws"|"sio", "url", "clients", "token"?, "parallel"?, "clock"?}
 // stdout: one JSON line per report; stdin: one command per line:
 //   (on its own, once every socket is open or failed) {"ready": ...}
 //   "start T"  forget what was counted so far and count trial T's events from now (events
@@ -50,7 +50,36 @@ function emit(obj) {
   process.stdout.write(JSON.stringify(obj) + '\n');
 }
 
+// With `"clock": "stream"` in the config (the load test's real jobs, which carry no
+// creation time), an event's latency is its arrival minus the millisecond part of its
+// stream id (`<ms>-<n>`: when Redis added it, XADD's clock), every event counts whatever
+// the trial, and a duplicate is an id not above the last one this socket saw.
+const lastId = new Array(N).fill(null);
+
+function newerId(a, b) {
+  // whether stream id a comes after b ("ms-seq", compared numerically part by part)
+  const [am, as] = a.split('-').map(Number);
+  const [bm, bs] = b.split('-').map(Number);
+  return am > bm || (am === bm && as > bs);
+}
+
+function recordByStreamId(i, event, at) {
+  if (!event || event.type !== 'job' || typeof event.id !== 'string') return;
+  if (lastId[i] !== null && !newerId(event.id, lastId[i])) duplicates++;
+  else lastId[i] = event.id;
+  const latency = at - Number(event.id.split('-')[0]);
+  if (latency > maxLatency) maxLatency = latency;
+  const status = event.job && event.job.status;
+  if (status && status !== 'running') stateEvents++;
+  let bucket = Math.floor(latency / BUCKET_MS);
+  if (bucket < 0) bucket = 0;
+  if (bucket >= BUCKETS) bucket = BUCKETS - 1;
+  histogram[bucket]++;
+  events++;
+}
+
 function record(i, event, at) {
+  if (config.clock === 'stream') return recordByStreamId(i, event, at);
   if (!event || event.type !== 'job') return;
   const params = event.job && event.job.params;
   if (!params || typeof params.t !== 'number') return;

@@ -128,7 +128,7 @@ def _operation(route: Route, method: str, operation: Operation) -> Schema:
     if operation.description:
         document["description"] = operation.description
     if protected:
-        cookie = {"session": [], "csrf": []} if mutating else {"session": []}
+        cookie: dict[str, list[str]] = {"session": [], "csrf": []} if mutating else {"session": []}
         document["security"] = [{"bearer": []}, cookie]
     else:
         document["security"] = []
@@ -170,7 +170,7 @@ def paths_of(routes: list[BaseRoute]) -> dict[str, dict[str, Schema]]:
 def _error_responses() -> dict[str, Schema]:
     responses = {}
     for code, description in ERROR_TEXT.items():
-        body = {"description": description}
+        body: Schema = {"description": description}
         if code in (status.HTTP_429_TOO_MANY_REQUESTS, status.HTTP_503_SERVICE_UNAVAILABLE):
             body["headers"] = RETRY_AFTER
         responses[f"HeadError{code}"] = dict(body)

@@ -542,7 +542,9 @@ def test_every_route_is_walked_or_a_documented_public_exception() -> None:
     walked = set(PROTECTED)
     for method, path in every_route(app.routes):
         template = next(
-            r.path for r in app.routes if isinstance(r, Route | WebSocketRoute) and filled(r) == path
+            r.path
+            for r in app.routes
+            if isinstance(r, Route | WebSocketRoute) and filled(r) == path
         )
         assert (method, path) in walked or template in OPEN_PATHS, (method, path)
         # The walk's exceptions are exactly the paths the middleware leaves open.

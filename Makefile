@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 RUN_INSTALLED := $(VENV)/.installed-run
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test check bench load chaos clean
+.PHONY: run test check bench load chaos fuzz clean
 
 $(RUN_INSTALLED): setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,11 @@ load: $(BENCH_INSTALLED)
 
 chaos: $(INSTALLED)
 	$(BIN)/python -m tests.chaos $(CHAOS_ARGS)
+
+# schemathesis over /openapi.json on a real web process and stores of its own
+# (tests/fuzz.py); FUZZ_ARGS go to it (e.g. --max-examples 20, or any `st run` option).
+fuzz: $(INSTALLED)
+	$(BIN)/python -m tests.fuzz $(FUZZ_ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache

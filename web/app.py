@@ -33,6 +33,7 @@ from web import (
     health,
     hls,
     jobs,
+    openapi,
     pages,
     playlists,
     session,
@@ -127,6 +128,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=[
             *pages.routes,
             *health.routes,
+            *openapi.routes,
             *session.routes,
             *users.routes,
             *tokens.routes,

@@ -36,9 +36,24 @@ from db.models import Artist, JobKind, utcnow
 from db.queues import Queue
 from media.errors import MediaError
 from media.images import inspect_image
-from web.bulk import selection, start_batch
+from web.apidoc import (
+    INT,
+    OBJECT,
+    STRING,
+    TIME,
+    Answer,
+    array,
+    documented,
+    integer,
+    nullable,
+    obj,
+    page_of,
+    query,
+    ref,
+)
+from web.bulk import selection, selection_body, start_batch
 from web.errors import ApiError, not_found, read_json_object
-from web.jobs import check_job_caps, parse_limit
+from web.jobs import LIMIT, check_job_caps, parse_limit
 from web.streams import MEDIA_HEADERS
 from web.thumbnails import CACHE_CONTROL, not_modified
 from web.videos import MAX_ID, nearest_width
@@ -48,6 +63,27 @@ NAME = re.compile(r"(?P<width>[0-9]{1,4})\.(?P<ext>webp|jpg|avif)")
 TYPES = {"webp": "image/webp", "jpg": "image/jpeg", "avif": "image/avif"}
 #: The width of the image an artist's JSON links to.
 IMAGE_WIDTH = 256
+
+
+#: An image's file name in its URL, as :data:`NAME` matches it.
+IMAGE_NAME = {"type": "string", "pattern": f"^{NAME.pattern}$"}
+#: An artist's JSON, as :func:`artist_to_dict` makes it.
+ARTIST = obj(
+    {
+        "id": INT,
+        "name": STRING,
+        "created_at": nullable(TIME),
+        "image_url": nullable(STRING),
+        "images": {"type": "object", "additionalProperties": {"type": "object"}},
+        "mbid": nullable(STRING),
+        "disambiguation": nullable(STRING),
+        "country": nullable(STRING),
+        "begin_year": nullable(INT),
+        "genres": array(STRING),
+        "source_image_url": nullable(STRING),
+        "enrichment": nullable(OBJECT),
+    }
+)
 
 
 def artist_to_dict(artist: Artist) -> dict[str, Any]:
@@ -89,6 +125,12 @@ async def _load(request: Request, artist_id: int) -> Artist:
     return artist
 
 
+@documented(
+    "The artists, by name",
+    {200: page_of(ARTIST)},
+    errors=(400,),
+    parameters=(LIMIT, query("cursor", STRING, "the `next` of the page before")),
+)
 async def list_artists(request: Request) -> JSONResponse:
     """Artists by name; ``cursor`` is the last name of the page before."""
     limit = parse_limit(request)
@@ -103,10 +145,17 @@ async def list_artists(request: Request) -> JSONResponse:
     )
 
 
+@documented("One artist", {200: ARTIST}, errors=(404,), path_params={"artist_id": integer(0)})
 async def get_artist(request: Request) -> JSONResponse:
     return JSONResponse(artist_to_dict(await _load(request, _artist_id(request))))
 
 
+@documented(
+    "Look artists up on MusicBrainz",
+    {202: Answer("The parent job", ref("Job"), headers=("Location",))},
+    errors=(400, 429),
+    body=selection_body(("all",)),
+)
 async def bulk_enrich(request: Request) -> JSONResponse:
     key, ids = selection(await read_json_object(request))
     query = select(Artist.id).order_by(Artist.id)
@@ -138,6 +187,15 @@ async def _upload(request: Request) -> bytes:
         return await files[0].read()
 
 
+@documented(
+    "Upload an artist's picture",
+    {202: Answer("The job making the image set", ref("Job"), headers=("Location",))},
+    errors=(400, 404, 413, 415, 429),
+    body={"type": "string", "format": "binary"},
+    body_types=("image/jpeg", "image/png", "image/webp", "image/gif", "image/avif"),
+    path_params={"artist_id": integer(0)},
+    description="The raw picture, or the one file of a `multipart/form-data` body.",
+)
 async def put_image(request: Request) -> JSONResponse:
     artist_id = _artist_id(request)
     await _load(request, artist_id)
@@ -188,6 +246,15 @@ def _keep(folder: Path, name: str, data: bytes) -> None:
     partial.replace(folder / name)
 
 
+@documented(
+    "An artist's image",
+    {
+        200: Answer("The image", None, "image/*", ("ETag", "Last-Modified")),
+        304: Answer("Not modified", None, None),
+    },
+    errors=(404,),
+    path_params={"artist_id": integer(0), "name": IMAGE_NAME},
+)
 async def image(request: Request) -> Response:
     artist_id = _artist_id(request)
     name = NAME.fullmatch(request.path_params["name"])

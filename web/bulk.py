@@ -20,6 +20,7 @@ from starlette.routing import Route
 from db import job_service
 from db.models import JobKind, Video
 from db.queues import Queue
+from web.apidoc import Answer, Schema, array, documented, integer, obj, ref
 from web.errors import ApiError, not_found, read_json_object
 from web.jobs import check_job_caps
 from web.videos import MAX_ID
@@ -30,6 +31,14 @@ MAX_IDS = 10_000
 
 def _bad(code: str, message: str, field: str | None = None) -> ApiError:
     return ApiError(status.HTTP_400_BAD_REQUEST, code, message, field=field)
+
+
+def _is_id(value: object) -> bool:
+    """A video's or artist's id: JSON's ``7`` or ``7.0`` (one number to JSON, and to
+    the JSON Schema of ``/openapi.json``), never ``true`` or ``7.5``."""
+    if type(value) is float and value.is_integer():
+        value = int(value)
+    return type(value) is int and 1 <= value <= MAX_ID
 
 
 def selection(body: dict[str, Any], flags: tuple[str, ...] = ("all",)) -> tuple[str, Any]:
@@ -52,13 +61,21 @@ def selection(body: dict[str, Any], flags: tuple[str, ...] = ("all",)) -> tuple[
         if (
             not isinstance(ids, list)
             or not 1 <= len(ids) <= MAX_IDS
-            or not all(type(i) is int and 1 <= i <= MAX_ID for i in ids)
+            or not all(_is_id(i) for i in ids)
         ):
             raise _bad("invalid_ids", f"ids must be 1 to {MAX_IDS} ids", "ids")
-        return key, sorted(set(ids))
+        return key, sorted({int(i) for i in ids})
     if body[key] is not True:
         raise _bad("invalid_selection", f"{key} must be true", key)
     return key, None
+
+
+def selection_body(flags: tuple[str, ...]) -> Schema:
+    """The schema of what :func:`selection` takes: exactly one of ``ids`` or a flag."""
+    ids = array(integer(1, MAX_ID), minItems=1, maxItems=MAX_IDS)
+    choices = [obj({"ids": ids}, closed=True)]
+    choices += [obj({flag: {"const": True}}, closed=True) for flag in flags]
+    return {"oneOf": choices}
 
 
 async def start_batch(
@@ -131,6 +148,12 @@ async def _bulk_on_videos(
     )
 
 
+@documented(
+    "Make the thumbnails of videos",
+    {202: Answer("The parent job", ref("Job"), headers=("Location",))},
+    errors=(400, 429),
+    body=selection_body(("all", "missing")),
+)
 async def bulk_thumbnails(request: Request) -> JSONResponse:
     return await _bulk_on_videos(
         request,
@@ -141,6 +164,12 @@ async def bulk_thumbnails(request: Request) -> JSONResponse:
     )
 
 
+@documented(
+    "Analyse videos (the quality sweep)",
+    {202: Answer("The parent job", ref("Job"), headers=("Location",))},
+    errors=(400, 429),
+    body=selection_body(("all", "unanalyzed")),
+)
 async def bulk_analyze(request: Request) -> JSONResponse:
     """The quality sweep: each video's analysis (probe, quality, thumbnails), as after
     a download; ``unanalyzed`` names the videos never analysed."""
@@ -153,6 +182,12 @@ async def bulk_analyze(request: Request) -> JSONResponse:
     )
 
 
+@documented(
+    "Delete videos",
+    {202: Answer("The parent job", ref("Job"), headers=("Location",))},
+    errors=(400, 429),
+    body=selection_body(("all",)),
+)
 async def bulk_delete(request: Request) -> JSONResponse:
     return await _bulk_on_videos(
         request,
@@ -163,6 +198,12 @@ async def bulk_delete(request: Request) -> JSONResponse:
     )
 
 
+@documented(
+    "Delete one video",
+    {202: Answer("The parent job", ref("Job"), headers=("Location",))},
+    errors=(404, 429),
+    path_params={"video_id": integer(0)},
+)
 async def delete_video(request: Request) -> JSONResponse:
     """One video deleted as a batch of one: ``202`` + the parent job, or ``404``."""
     video_id = request.path_params["video_id"]

@@ -32,15 +32,56 @@ from starlette.routing import Route
 from db import broker_keys, job_service, jobs
 from db.models import Job
 from db.queues import ACTOR_OF_KIND, Queue
+from web.apidoc import INT, STRING, array, choice, documented, obj, query, text
 from web.errors import ApiError, read_json_object
 from web.fleet import broker_of, moment
-from web.jobs import job_owner, parse_limit
+from web.jobs import LIMIT, job_owner, parse_limit
 
 #: The most messages one request names, or takes with ``all`` (the oldest first; the
 #: answer's ``remaining`` says how many are left for the next).
 MAX_MESSAGES = 1000
 MAX_MESSAGE_ID_LENGTH = 128
 JOB_ACTORS = frozenset(ACTOR_OF_KIND.values())
+
+
+DEAD_LETTER = obj(
+    {
+        "message_id": STRING,
+        "queue": choice(Queue),
+        "actor": {"type": ["string", "null"]},
+        "dead_at": {"type": ["string", "null"]},
+        "job_id": STRING,
+        "reason": STRING,
+    },
+    required=["message_id", "queue", "actor", "dead_at"],
+)
+#: What :func:`_selection` takes: a queue and exactly one of the ids or ``all``.
+SELECTION = {
+    "oneOf": [
+        obj(
+            {
+                "queue": choice(Queue),
+                "message_ids": array(
+                    text(1, MAX_MESSAGE_ID_LENGTH), minItems=1, maxItems=MAX_MESSAGES
+                ),
+                "all": {"not": {}},  # never both
+            },
+            required=["queue", "message_ids"],
+        ),
+        obj(
+            {"queue": choice(Queue), "all": {"const": True}, "message_ids": {"not": {}}},
+            required=["queue", "all"],
+        ),
+    ]
+}
+OUTCOMES = obj(
+    {
+        "queue": choice(Queue),
+        "items": array(obj({"message_id": STRING, "outcome": STRING})),
+        "counts": {"type": "object", "additionalProperties": INT},
+        "remaining": INT,
+    }
+)
 
 
 def _queue(raw: Any, *, required: bool) -> Queue | None:
@@ -78,6 +119,12 @@ def _reason(message: dict[str, Any], error: Any) -> str | None:
     return None
 
 
+@documented(
+    "The dead-lettered messages, newest first",
+    {200: obj({"items": array(DEAD_LETTER), "total": INT})},
+    errors=(400,),
+    parameters=(query("queue", choice(Queue)), LIMIT),
+)
 async def list_dead_letters(request: Request) -> JSONResponse:
     queue = _queue(request.query_params.get("queue"), required=False)
     limit = parse_limit(request)
@@ -215,6 +262,12 @@ async def _revive_jobs(
         )
 
 
+@documented(
+    "Bring dead messages back by their job's truth (admin)",
+    {200: OUTCOMES},
+    errors=(400,),
+    body=SELECTION,
+)
 async def requeue_dead_letters(request: Request) -> JSONResponse:
     queue, asked = await _selection(request)
     ids, taken = await _take(request, queue, asked)
@@ -267,6 +320,7 @@ async def requeue_dead_letters(request: Request) -> JSONResponse:
     return await _answer(request, queue, items)
 
 
+@documented("Delete dead messages (admin)", {200: OUTCOMES}, errors=(400,), body=SELECTION)
 async def purge_dead_letters(request: Request) -> JSONResponse:
     queue, asked = await _selection(request)
     namespace = broker_of(request).namespace

@@ -28,9 +28,13 @@ from db.job_service import PARENT_KINDS
 from db.jobs import iso
 from db.models import Job, JobStatus
 from db.queues import Queue
+from web.apidoc import BOOL, INT, NUMBER, STRING, array, choice, documented, nullable, obj
 
 #: The most running jobs the workers' list shows (the oldest first).
 MAX_RUNNING = 500
+
+
+RUNNING = obj({"id": STRING, "kind": STRING, "heartbeat": BOOL}, ["id", "kind", "heartbeat"])
 
 
 def broker_of(request: Request) -> RedisBroker:
@@ -43,6 +47,28 @@ def moment(millis: float) -> str | None:
     return iso(datetime.fromtimestamp(millis / 1000, UTC))
 
 
+@documented(
+    "Every queue's depth",
+    {
+        200: obj(
+            {
+                "items": array(
+                    obj(
+                        {
+                            "queue": choice(Queue),
+                            "ready": INT,
+                            "delayed": INT,
+                            "dead": INT,
+                            "oldest_ready_age_s": NUMBER,
+                        },
+                        required=["queue", "ready", "delayed", "dead"],
+                    )
+                ),
+                "at": nullable(STRING),
+            }
+        )
+    },
+)
 async def system_queues(request: Request) -> JSONResponse:
     namespace = broker_of(request).namespace
     async with request.app.state.redis.pipeline(transaction=False) as pipe:
@@ -130,6 +156,27 @@ def _shown_job(job: dict[str, Any], snapshot: str | None, beating: int) -> dict[
     }
 
 
+@documented(
+    "The worker processes and the jobs they run",
+    {
+        200: obj(
+            {
+                "items": array(
+                    obj(
+                        {
+                            "id": STRING,
+                            "last_seen": nullable(STRING),
+                            "alive": BOOL,
+                            "jobs": array(RUNNING),
+                        },
+                    )
+                ),
+                "unassigned": array(RUNNING),
+                "at": nullable(STRING),
+            }
+        )
+    },
+)
 async def system_workers(request: Request) -> JSONResponse:
     broker = broker_of(request)
     redis = request.app.state.redis

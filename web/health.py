@@ -12,14 +12,32 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from web import system
+from web.apidoc import STRING, Answer, documented, obj
 
 CHECK_TIMEOUT_S = 2.0
 
 
+READY = obj(
+    {
+        "status": {"enum": ["ok", "degraded", "unavailable"]},
+        "checks": obj({"database": STRING, "redis": STRING}),
+        "storage": {"type": "object"},
+    }
+)
+
+
+@documented("The process answers", {200: obj({"status": {"const": "ok"}})})
 async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
+@documented(
+    "Redis and the database answer",
+    {
+        200: READY,
+        503: Answer("A store does not answer: `checks` says which", READY),
+    },
+)
 async def readyz(request: Request) -> JSONResponse:
     async def database() -> None:
         async with request.app.state.db() as session:

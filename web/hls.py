@@ -36,6 +36,7 @@ from media.transcode import (
     hls_segment_argv,
     hls_segments,
 )
+from web.apidoc import Answer, choice, documented, integer
 from web.errors import ApiError, not_found
 from web.sessions import StreamRegistry, StreamSession, StreamsFull, streams_full
 from web.streams import library_file
@@ -67,6 +68,12 @@ async def _video_and_file(request: Request) -> tuple[Video, Path, os.stat_result
     return video, path, source, quality
 
 
+@documented(
+    "A video's HLS playlist at a quality",
+    {200: Answer("The VOD playlist", None, "application/vnd.apple.mpegurl")},
+    errors=(400, 404, 409),
+    path_params={"video_id": integer(0), "quality": choice(QUALITIES)},
+)
 async def playlist(request: Request) -> Response:
     video, _path, _source, _quality = await _video_and_file(request)
     assert video.duration is not None
@@ -77,6 +84,19 @@ async def playlist(request: Request) -> Response:
     )
 
 
+@documented(
+    "One HLS segment, made on demand",
+    {
+        200: Answer("The MPEG-TS segment", None, "video/mp2t"),
+        206: Answer("The ranges asked for", None, "video/mp2t"),
+    },
+    errors=(400, 404, 409, 416, 422, 503),
+    path_params={
+        "video_id": integer(0),
+        "quality": choice(QUALITIES),
+        "segment": {"type": "string", "pattern": f"^{SEGMENT_NAME.pattern}$"},
+    },
+)
 async def segment(request: Request) -> Response:
     match = SEGMENT_NAME.fullmatch(request.path_params["segment"])
     if match is None:

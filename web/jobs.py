@@ -18,6 +18,19 @@ from starlette.routing import Route
 
 from db import job_requests, job_service, jobs, live
 from db.models import Job, JobStatus
+from web.apidoc import (
+    JOB,
+    STRING,
+    UUID,
+    Answer,
+    choice,
+    documented,
+    integer,
+    page_of,
+    query,
+    ref,
+    text,
+)
 from web.errors import ApiError, not_found, unavailable
 
 logger = logging.getLogger(__name__)
@@ -26,6 +39,13 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 MAX_QUERY_LENGTH = 200
 CAP_RETRY_AFTER_S = 30
+
+
+#: No control character anywhere (PostgreSQL refuses a NUL in text).
+NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
+LIMIT = query("limit", integer(1, MAX_LIMIT), f"1 to {MAX_LIMIT}, default {DEFAULT_LIMIT}")
+#: A filter compared as it is (``kind``, ``parent_id``).
+FILTER = text(0, MAX_QUERY_LENGTH, pattern=NO_CONTROL)
 
 
 def job_owner(request: Request) -> str:
@@ -129,6 +149,19 @@ async def load_job(request: Request, job_id: str) -> Job:
     return job
 
 
+@documented(
+    "The jobs, newest first",
+    {200: page_of(ref("Job"))},
+    errors=(400,),
+    parameters=(
+        query("status", choice(JobStatus)),
+        query("kind", FILTER),
+        query("parent_id", FILTER),
+        query("q", text(1, MAX_QUERY_LENGTH, pattern=NO_CONTROL), "text in URL, title, error"),
+        LIMIT,
+        query("cursor", STRING, "the `next` of the page before; empty: the first page"),
+    ),
+)
 async def list_jobs(request: Request) -> Response:
     params = request.query_params
     job_status = params.get("status")
@@ -160,6 +193,12 @@ async def list_jobs(request: Request) -> Response:
     return Response(page, media_type="application/json")
 
 
+@documented(
+    "One job, with its children's counts for a parent",
+    {200: {**JOB, "properties": {**JOB["properties"], "children": {"type": "object"}}}},
+    errors=(404,),
+    path_params={"job_id": UUID},
+)
 async def get_job(request: Request) -> JSONResponse:
     job = await load_job(request, parse_job_id(request))
     data = jobs.job_to_dict(job)
@@ -173,6 +212,12 @@ async def get_job(request: Request) -> JSONResponse:
     return JSONResponse(data)
 
 
+@documented(
+    "A job's latest published state",
+    {200: {"type": "object", "required": ["id", "status"]}},
+    errors=(404,),
+    path_params={"job_id": UUID},
+)
 async def job_progress(request: Request) -> JSONResponse:
     """The freshest state: the snapshot the worker last published, else the row."""
     job_id = parse_job_id(request)
@@ -187,6 +232,12 @@ async def job_progress(request: Request) -> JSONResponse:
     return JSONResponse(snapshot)
 
 
+@documented(
+    "Cancel a job",
+    {202: {**JOB, "properties": {**JOB["properties"], "cancel_requested": {"const": True}}}},
+    errors=(404, 409),
+    path_params={"job_id": UUID},
+)
 async def cancel_job(request: Request) -> JSONResponse:
     """A queued job (and its queued children) ends ``cancelled`` here and never starts;
     a running one gets a cancel request that its worker acts on within a second."""
@@ -206,6 +257,12 @@ async def cancel_job(request: Request) -> JSONResponse:
     return JSONResponse(data, status_code=status.HTTP_202_ACCEPTED)
 
 
+@documented(
+    "Retry a failed or cancelled job as a new job",
+    {202: Answer("The new job", ref("Job"), headers=("Location",))},
+    errors=(404, 409, 429),
+    path_params={"job_id": UUID},
+)
 async def retry_job(request: Request) -> JSONResponse:
     """A new job with ``retry_of`` set; the failed or cancelled one stays in history."""
     job_id = parse_job_id(request)

@@ -16,6 +16,8 @@ from starlette.requests import Request
 from starlette.responses import FileResponse
 from starlette.routing import Route
 
+from web.apidoc import Answer, documented
+
 STATIC = Path(__file__).with_name("static")
 
 # path -> the page's file in web/static
@@ -30,6 +32,10 @@ PAGES = {
 
 
 def _serve(name: str) -> Callable[[Request], Awaitable[FileResponse]]:
+    @documented(
+        "A page of the browser UI (a static shell; its data comes from the API)",
+        {200: Answer("The page", None, "text/html")},
+    )
     async def serve(request: Request) -> FileResponse:
         return FileResponse(STATIC / name, headers={"Cache-Control": "no-cache"})
 

@@ -19,11 +19,71 @@ from starlette.routing import Route
 
 from db import cron, playlists
 from media.formats import QUALITY_FORMATS
+from web.apidoc import (
+    BOOL,
+    INT,
+    STRING,
+    TIME,
+    Answer,
+    documented,
+    integer,
+    nullable,
+    obj,
+    page_of,
+    query,
+    ref,
+    text,
+)
+from web.apidoc import choice as choice_schema
 from web.errors import ApiError, not_found, read_json_object
-from web.jobs import check_job_caps, job_owner, parse_limit
-from web.videos import MAX_ID, choice, optional_text, submitted, url_field
+from web.jobs import LIMIT, check_job_caps, job_owner, parse_limit
+from web.videos import MAX_ID, MAX_NAME_LENGTH, choice, optional_text, submitted, url_field
 
 CURSOR_PART = 10  # digits of each number of an entries cursor
+
+
+#: A playlist's JSON (:func:`db.playlists.playlist_to_dict`).
+PLAYLIST = obj(
+    {
+        "id": INT,
+        "url": STRING,
+        "name": nullable(STRING),
+        "auto_download": BOOL,
+        "quality": STRING,
+        "schedule": nullable(STRING),
+        "created_at": nullable(TIME),
+        "last_sync_job_id": nullable(STRING),
+        "last_sync_requested_at": nullable(TIME),
+        "last_synced_at": nullable(TIME),
+        "entry_count": nullable(INT),
+        "entries_by_state": {"type": "object", "additionalProperties": INT},
+    }
+)
+ENTRY = obj(
+    {
+        "id": INT,
+        "url": STRING,
+        "source_id": nullable(STRING),
+        "title": nullable(STRING),
+        "position": INT,
+        "state": STRING,
+        "reason": nullable(STRING),
+        "first_seen_at": nullable(TIME),
+        "removed_at": nullable(TIME),
+        "download_job_id": nullable(STRING),
+        "download_status": nullable(STRING),
+        "video_id": nullable(INT),
+    }
+)
+PLAYLIST_DETAILS = {
+    **PLAYLIST,
+    "properties": {**PLAYLIST["properties"], "entries": page_of(ENTRY)},
+    "required": [*PLAYLIST["required"], "entries"],
+}
+PLAYLIST_CREATED = {
+    **PLAYLIST_DETAILS,
+    "properties": {**PLAYLIST_DETAILS["properties"], "sync_job": nullable(ref("Job"))},
+}
 
 
 def _bad(code: str, message: str, field: str) -> ApiError:
@@ -49,6 +109,21 @@ def _playlist_id(request: Request) -> int:
     return playlist_id
 
 
+@documented(
+    "Follow a playlist or channel",
+    {201: Answer("The playlist, with its first sync", PLAYLIST_CREATED, headers=("Location",))},
+    errors=(400, 409, 429),
+    body=obj(
+        {
+            "url": text(1),
+            "auto_download": BOOL,
+            "name": nullable(text(1, MAX_NAME_LENGTH, pattern=r"\S")),
+            "quality": choice_schema(QUALITY_FORMATS),
+            "schedule": nullable(STRING),
+        },
+        required=["url", "auto_download"],
+    ),
+)
 async def create_playlist(request: Request) -> JSONResponse:
     body = await read_json_object(request)
     settings = request.app.state.settings
@@ -108,6 +183,12 @@ async def create_playlist(request: Request) -> JSONResponse:
     )
 
 
+@documented(
+    "The playlists, newest first",
+    {200: page_of(PLAYLIST)},
+    errors=(400,),
+    parameters=(LIMIT, query("cursor", {"type": "string", "pattern": r"^[0-9]+$"})),
+)
 async def list_playlists(request: Request) -> JSONResponse:
     """Playlists, newest first; each with its entries counted by state."""
     limit = parse_limit(request)
@@ -132,6 +213,16 @@ def _entries_cursor(request: Request) -> tuple[int, int] | None:
     return int(position), int(entry_id)
 
 
+@documented(
+    "One playlist and a page of its entries",
+    {200: PLAYLIST_DETAILS},
+    errors=(400, 404),
+    parameters=(
+        LIMIT,
+        query("cursor", {"type": "string", "pattern": r"^[0-9]{1,10}\.[0-9]{1,10}$"}),
+    ),
+    path_params={"playlist_id": integer(0)},
+)
 async def get_playlist(request: Request) -> JSONResponse:
     """A playlist and a page of its entries in its order (``limit``, ``cursor``), each
     with its state."""
@@ -146,6 +237,15 @@ async def get_playlist(request: Request) -> JSONResponse:
     return JSONResponse(data)
 
 
+@documented(
+    "Sync a playlist now",
+    {
+        202: Answer("The new sync", ref("Job"), headers=("Location",)),
+        200: Answer("The sync already queued or running", ref("Job")),
+    },
+    errors=(404, 429),
+    path_params={"playlist_id": integer(0)},
+)
 async def sync_playlist(request: Request) -> JSONResponse:
     """``202`` + a new sync job; ``200`` + the sync already queued or running."""
     playlist_id = _playlist_id(request)
@@ -167,6 +267,12 @@ async def sync_playlist(request: Request) -> JSONResponse:
     return await submitted(request, submission, outbox)
 
 
+@documented(
+    "Stop following a playlist",
+    {200: obj({"id": INT, "deleted": {"const": True}, "entries_deleted": INT})},
+    errors=(404,),
+    path_params={"playlist_id": integer(0)},
+)
 async def delete_playlist(request: Request) -> JSONResponse:
     """The playlist and its entries go (a sync under way is cancelled); the videos its
     downloads filed stay in the library."""

@@ -30,6 +30,7 @@ from starlette.routing import Route
 from db import users
 from db.models import Role
 from db.users import InvalidInput, UserAuth
+from web.apidoc import INT, STRING, Answer, choice, documented, nullable, obj, text
 from web.auth import (
     CSRF_HEADER,
     GuessLimiter,
@@ -52,6 +53,14 @@ from web.cookies import (
 from web.credentials import CredentialCache
 from web.errors import ApiError, read_json_object, unavailable
 from web.login_limit import LoginLimiter
+
+SESSION = obj(
+    {
+        "user": nullable(obj({"id": INT, "name": STRING})),
+        "role": choice(Role),
+        "csrf": STRING,
+    }
+)
 
 
 def _check_origin(request: Request) -> None:
@@ -134,6 +143,18 @@ async def _password_sign_in(request: Request, body: dict[str, Any]) -> JSONRespo
     return user_session(request, login.user)
 
 
+@documented(
+    "Sign the browser in: with a user's name and password, or a token",
+    {200: Answer("Signed in; the session cookie is set", SESSION, headers=("Set-Cookie",))},
+    errors=(400, 401, 403, 429),
+    body={
+        "oneOf": [
+            obj({"username": text(1), "password": text(1)}, closed=True),
+            obj({"token": text(1)}, closed=True),
+        ]
+    },
+    description="Only from our own page's Origin (else `403 bad_origin`).",
+)
 async def create_session(request: Request) -> JSONResponse:
     _check_origin(request)
     settings = request.app.state.settings
@@ -153,6 +174,7 @@ async def _signed_in(request: Request) -> Principal | None:
     return await cookie_principal(request, request.cookies.get(SESSION_COOKIE, ""))
 
 
+@documented("Who is signed in", {200: SESSION}, errors=(401,))
 async def read_session(request: Request) -> JSONResponse:
     """The signed-in session of this cookie, for the page; 401 without one."""
     principal = await _signed_in(request)
@@ -168,6 +190,12 @@ async def read_session(request: Request) -> JSONResponse:
     )
 
 
+@documented(
+    "Sign out",
+    {200: obj({"role": {"type": "null"}})},
+    errors=(403,),
+    description="Only from our own page's Origin; with a valid cookie, its `X-CSRF-Token` too.",
+)
 async def delete_session(request: Request) -> JSONResponse:
     _check_origin(request)
     state = request.app.state
@@ -188,6 +216,17 @@ async def delete_session(request: Request) -> JSONResponse:
     return response
 
 
+@documented(
+    "Change your own password",
+    {200: Answer("A fresh session; every other one ends", SESSION, headers=("Set-Cookie",))},
+    errors=(400, 401),
+    body=obj(
+        {
+            "current": text(1),
+            "new": text(users.MIN_PASSWORD_LENGTH, users.MAX_PASSWORD_LENGTH),
+        }
+    ),
+)
 async def change_password(request: Request) -> JSONResponse:
     """``{"current", "new"}``: the signed-in user's own password."""
     principal = principal_of(request)

@@ -33,6 +33,7 @@ from starlette.routing import Route
 
 from db import live
 from db.slots import Slots
+from web.apidoc import INT, array, documented, obj
 from web.errors import ApiError, describe_failure
 
 logger = logging.getLogger(__name__)
@@ -208,6 +209,15 @@ def streams_full(exc: StreamsFull) -> ApiError:
     )
 
 
+@documented(
+    "The fleet's live streams (admin)",
+    {
+        200: obj(
+            {"streams": array({"type": "object"}), "limit": INT, "this_process": {"type": "object"}}
+        )
+    },
+    errors=(403,),
+)
 async def list_streams(request: Request) -> JSONResponse:
     if request.scope.get("role") != "admin":
         raise ApiError(status.HTTP_403_FORBIDDEN, "forbidden", "only the admin token lists streams")

@@ -30,6 +30,8 @@ from starlette.routing import Route
 
 from db.models import Video
 from media.mediainfo import MediaInfo, content_type
+from media.transcode import FORMAT_CODECS, QUALITIES
+from web.apidoc import Answer, choice, documented, integer, query
 from web.errors import ApiError, not_found
 from web.transcode import transcoded, wants_transcode
 from web.videos import MAX_ID, load_video
@@ -124,6 +126,23 @@ async def _file_row(request: Request) -> Row[tuple[str, str | None, str | None, 
     return row
 
 
+@documented(
+    "A library file: the file itself (with Range), or remuxed/transcoded as it streams",
+    {
+        200: Answer("The file, or the stream", None, "video/*", ("ETag", "Last-Modified")),
+        206: Answer("The ranges asked for", None, "video/*", ("Content-Range",)),
+        304: Answer("Not modified", None, None),
+    },
+    errors=(400, 404, 416, 422, 503),
+    parameters=(
+        query("quality", choice(QUALITIES)),
+        query("format", choice(FORMAT_CODECS)),
+        query("start", {"type": "number", "minimum": 0}, "seconds into the file"),
+    ),
+    path_params={"video_id": integer(0)},
+    description="Any of `quality`, `format`, `start` asks for a remux or transcode "
+    "(`X-Stream-Mode`); none, the file itself.",
+)
 async def stream_file(request: Request) -> Response:
     if wants_transcode(request):
         return await _transcoded(request)

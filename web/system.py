@@ -25,8 +25,13 @@ from db.schedule_runs import last_runs
 from db.schedules import SCHEDULES
 from db.settings import Settings
 from media.disk import disk_usage
+from web.apidoc import BOOL, INT, STRING, array, documented, nullable, obj
 
 STATVFS_TIMEOUT_S = 2.0
+
+
+USAGE = nullable(obj({"free_bytes": INT, "total_bytes": INT}))
+STORAGE = obj({"work": USAGE, "library": USAGE, "reserve_bytes": INT, "degraded": BOOL})
 
 
 async def _usage(path: Path) -> dict[str, int] | None:
@@ -57,11 +62,34 @@ def is_low(report: dict[str, Any]) -> bool:
     )
 
 
+@documented("Free space of the work folder and the library", {200: STORAGE})
 async def system_storage(request: Request) -> JSONResponse:
     report = await storage(request.app.state.settings)
     return JSONResponse({**report, "degraded": is_low(report)})
 
 
+@documented(
+    "Every schedule, its last and next runs",
+    {
+        200: obj(
+            {
+                "items": array(
+                    obj(
+                        {
+                            "name": STRING,
+                            "queue": STRING,
+                            "cron": STRING,
+                            "does": STRING,
+                            "last_run": nullable({"type": "object"}),
+                            "next_run": nullable(STRING),
+                        }
+                    )
+                ),
+                "next": {"type": "null"},
+            }
+        )
+    },
+)
 async def system_schedules(request: Request) -> JSONResponse:
     async with request.app.state.db() as session:
         runs = await session.run_sync(last_runs)

@@ -22,6 +22,7 @@ from starlette.staticfiles import NotModifiedResponse
 
 from db.jobs import dedupe_key
 from db.models import ACTIVE, Job, JobKind, Video
+from web.apidoc import Answer, documented, integer
 from web.errors import ApiError, not_found
 from web.streams import MEDIA_HEADERS
 from web.videos import MAX_ID
@@ -31,6 +32,18 @@ TYPES = {"webp": "image/webp", "jpg": "image/jpeg"}
 CACHE_CONTROL = "private, max-age=86400"
 
 
+THUMBNAIL_NAME = {"type": "string", "pattern": f"^{NAME.pattern}$"}
+
+
+@documented(
+    "A video's thumbnail",
+    {
+        200: Answer("The image", None, "image/*", ("ETag", "Last-Modified")),
+        304: Answer("Not modified", None, None),
+    },
+    errors=(404,),
+    path_params={"video_id": integer(0), "name": THUMBNAIL_NAME},
+)
 async def thumbnail(request: Request) -> Response:
     video_id = request.path_params["video_id"]
     name = NAME.fullmatch(request.path_params["name"])

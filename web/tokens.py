@@ -19,13 +19,26 @@ from starlette.routing import Route
 from db import users
 from db.models import Role
 from db.users import InvalidInput
+from web.apidoc import INT, STRING, TIME, array, documented, integer, nullable, obj
 from web.auth import principal_of
 from web.credentials import CredentialCache
 from web.errors import ApiError, not_found, read_json_object
-from web.users import invalid
+from web.users import NAME, invalid
 from web.videos import MAX_ID
 
+TOKEN = obj(
+    {
+        "id": INT,
+        "name": STRING,
+        "user": STRING,
+        "created_at": nullable(TIME),
+        "last_used_at": nullable(TIME),
+    },
+    required=["id", "name", "user", "created_at"],
+)
 
+
+@documented("API tokens: an admin's all, a viewer's own", {200: obj({"items": array(TOKEN)})})
 async def list_tokens(request: Request) -> JSONResponse:
     principal = principal_of(request)
     items: list[dict[str, Any]] = []
@@ -70,6 +83,13 @@ async def _owner(request: Request, body: dict[str, Any]) -> int:
     return user.id
 
 
+@documented(
+    "Make an API token",
+    {201: {**TOKEN, "properties": {**TOKEN["properties"], "token": STRING}}},
+    errors=(400, 403, 409),
+    body=obj({"name": NAME, "user": NAME}, required=["name"]),
+    description="`token` is shown this once. `user` defaults to the caller's own user.",
+)
 async def create_token(request: Request) -> JSONResponse:
     body = await read_json_object(request)
     try:
@@ -103,6 +123,12 @@ async def create_token(request: Request) -> JSONResponse:
     )
 
 
+@documented(
+    "Revoke an API token",
+    {200: obj({"id": INT, "revoked": {"const": True}})},
+    errors=(404,),
+    path_params={"token_id": integer(0)},
+)
 async def revoke_token(request: Request) -> JSONResponse:
     token_id: int = request.path_params["token_id"]
     principal = principal_of(request)

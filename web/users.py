@@ -19,10 +19,15 @@ from db import users
 from db.jobs import iso
 from db.models import Role, utcnow
 from db.users import InvalidInput
+from web.apidoc import INT, STRING, TIME, array, choice, documented, integer, nullable, obj, text
 from web.auth import principal_of
 from web.credentials import CredentialCache
 from web.errors import ApiError, not_found, read_json_object
 from web.videos import MAX_ID
+
+USER = obj({"id": INT, "name": STRING, "role": choice(Role), "created_at": nullable(TIME)})
+#: What :func:`db.users.checked_name` takes (it also wants every character printable).
+NAME = text(1, users.MAX_NAME_LENGTH, pattern=r"^[^\s\x00-\x1f\x7f](.*[^\s\x00-\x1f\x7f])?$")
 
 
 def require_admin(request: Request) -> None:
@@ -35,11 +40,25 @@ def invalid(exc: InvalidInput) -> ApiError:
     return ApiError(status.HTTP_400_BAD_REQUEST, "invalid_field", str(exc), field=exc.field)
 
 
+@documented("The users (admin)", {200: obj({"items": array(USER)})}, errors=(403,))
 async def list_users(request: Request) -> JSONResponse:
     require_admin(request)
     return JSONResponse({"items": await request.app.state.store.run(users.list_users)})
 
 
+@documented(
+    "Add a user (admin)",
+    {201: USER},
+    errors=(400, 409),
+    body=obj(
+        {
+            "name": NAME,
+            "password": text(users.MIN_PASSWORD_LENGTH, users.MAX_PASSWORD_LENGTH),
+            "role": choice(Role),
+        },
+        required=["name", "password"],
+    ),
+)
 async def create_user(request: Request) -> JSONResponse:
     require_admin(request)
     body = await read_json_object(request)
@@ -75,6 +94,12 @@ async def create_user(request: Request) -> JSONResponse:
     )
 
 
+@documented(
+    "Remove a user (admin)",
+    {200: obj({"id": INT, "deleted": {"const": True}})},
+    errors=(404,),
+    path_params={"user_id": integer(0)},
+)
 async def delete_user(request: Request) -> JSONResponse:
     user_id: int = request.path_params["user_id"]
     if user_id > MAX_ID:

@@ -34,8 +34,29 @@ from db.settings import Settings
 from media.errors import UrlRejected
 from media.formats import QUALITY_FORMATS
 from media.urls import check_url, parse_url
+from web.apidoc import (
+    BOOL,
+    INT,
+    NUMBER,
+    OBJECT,
+    STRING,
+    TIME,
+    Answer,
+    array,
+    documented,
+    integer,
+    nullable,
+    obj,
+    page_of,
+    query,
+    ref,
+    text,
+)
+from web.apidoc import (
+    choice as choice_schema,
+)
 from web.errors import ApiError, not_found, read_json_object
-from web.jobs import job_owner, parse_limit, too_many_jobs
+from web.jobs import LIMIT, job_owner, parse_limit, too_many_jobs
 
 MAX_NAME_LENGTH = 300
 MAX_ID = 2**31 - 1
@@ -71,6 +92,39 @@ def video_to_dict(video: Video, *, full: bool = False) -> dict[str, Any]:
     if full:
         data["probe"] = video.probe
     return data
+
+
+#: A video's JSON, as :func:`video_to_dict` makes it.
+VIDEO = obj(
+    {
+        "id": INT,
+        "title": nullable(STRING),
+        "artist": nullable(STRING),
+        "artist_id": nullable(INT),
+        "duration": nullable(NUMBER),
+        "width": nullable(INT),
+        "height": nullable(INT),
+        "vcodec": nullable(STRING),
+        "acodec": nullable(STRING),
+        "container": nullable(STRING),
+        "source_url": nullable(STRING),
+        "extractor": nullable(STRING),
+        "extractor_id": nullable(STRING),
+        "path": STRING,
+        "size": nullable(INT),
+        "created_at": nullable(TIME),
+        "stream_url": STRING,
+        "analyzed_at": nullable(TIME),
+        "quality": nullable(OBJECT),
+        "thumbnail_widths": array(INT),
+        "thumbnail_url": nullable(STRING),
+        "probe": nullable(OBJECT),
+    },
+    required=[
+        "id", "title", "artist", "artist_id", "duration", "path", "created_at", "stream_url",
+        "analyzed_at", "quality", "thumbnail_widths", "thumbnail_url",
+    ],
+)  # fmt: skip
 
 
 #: The width of the thumbnail a video's JSON links to (others: change the name).
@@ -149,6 +203,26 @@ async def url_field(body: dict[str, Any], settings: Settings) -> str:
         raise _bad("invalid_url", exc.message, "url") from None
 
 
+@documented(
+    "Ask for a video's download",
+    {
+        202: Answer("The new job", ref("Job"), headers=("Location",)),
+        200: Answer("The job already downloading this URL", ref("Job")),
+    },
+    errors=(400, 409, 429),
+    body=obj(
+        {
+            "url": text(1),
+            "quality": choice_schema(QUALITY_FORMATS),
+            "priority": choice_schema(Priority),
+            "artist": nullable(text(1, MAX_NAME_LENGTH, pattern=r"\S")),
+            "title": nullable(text(1, MAX_NAME_LENGTH, pattern=r"\S")),
+            "force": BOOL,
+        },
+        required=["url"],
+    ),
+    description="A URL already in the library is a 409 (with `video_id`) unless `force`.",
+)
 async def request_download(request: Request) -> JSONResponse:
     body = await read_json_object(request)
     settings = request.app.state.settings
@@ -214,6 +288,10 @@ MAX_CURSOR = 4096
 # Characters a search may not hold: NUL (PostgreSQL refuses it in text) and the other
 # control characters, which no title or name of ours holds either.
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+#: ``q``: 1 to MAX_SEARCH characters, none of them a control character, not only spaces.
+SEARCH = text(1, MAX_SEARCH, pattern=r"^[^\x00-\x1f\x7f]*[^\x00-\x20\x7f][^\x00-\x1f\x7f]*$")
 
 
 def encode_cursor(sort: VideoSort, key: tuple[Any, ...]) -> str:
@@ -293,6 +371,21 @@ def library_query(request: Request) -> LibraryQuery:
     )
 
 
+@documented(
+    "The library, a page at a time",
+    {200: page_of(VIDEO)},
+    errors=(400,),
+    parameters=(
+        LIMIT,
+        query("cursor", text(1, MAX_CURSOR), "the `next` of the page before, same `sort`"),
+        query("sort", choice_schema(SORTS)),
+        query("q", SEARCH, "text in titles or artists' names"),
+        query("artist_id", integer(1, MAX_ID)),
+        query("quality", {"type": "string", "pattern": QUALITY_LABEL.pattern}),
+        query("min_score", integer(0, 100)),
+        query("better_version", choice_schema(["true", "false"])),
+    ),
+)
 async def list_videos(request: Request) -> JSONResponse:
     """The library in one of its orders (``sort``, newest first by default), a page at a
     time; ``q`` finds a text in titles and artists' names, ``artist_id`` one artist's
@@ -343,6 +436,12 @@ async def load_video(request: Request) -> Video:
     return video
 
 
+@documented(
+    "One video, with its whole probe",
+    {200: {**VIDEO, "required": [*VIDEO["required"], "probe"]}},
+    errors=(404,),
+    path_params={"video_id": integer(0)},
+)
 async def get_video(request: Request) -> JSONResponse:
     return JSONResponse(video_to_dict(await load_video(request), full=True))
 

@@ -32,7 +32,7 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from tests.conftest import ADMIN_TOKEN
+from tests.conftest import ADMIN_TOKEN, VIEWER_TOKEN
 from tests.support import LiveServer, free_port, live_server, wait_for
 from web.launch import procfile_command
 from web.pages import PAGES
@@ -430,7 +430,8 @@ class InlineCode(HTMLParser):
 
 # The walk over the router. Routes anyone may call; everything else needs a credential.
 # The pages are static shells: their data comes from the API, with a credential.
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/api/session", *PAGES})
+# The schema tells only the API's shape (README, API): public like the health checks.
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/api/session", "/openapi.json", *PAGES})
 OPEN_MOUNTS = frozenset({"/static"})
 ANY_METHOD = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
@@ -523,6 +524,35 @@ def test_the_walk_reaches_the_mutating_and_self_service_routes() -> None:
     assert len(MUTATING) > 10 and set(MUTATING) >= SELF_SERVICE
 
 
+def every_route(routes: list[BaseRoute]) -> Iterator[tuple[str, str]]:
+    """(method, path) of every endpoint of the router, open or not."""
+    for route in routes:
+        if isinstance(route, Route):
+            yield from ((method, filled(route)) for method in route.methods or ANY_METHOD)
+        elif isinstance(route, WebSocketRoute):
+            yield "WEBSOCKET", filled(route)
+
+
+def test_every_route_is_walked_or_a_documented_public_exception() -> None:
+    from db.settings import get_settings
+    from web.app import create_app
+    from web.auth import AuthMiddleware
+
+    app = create_app(get_settings())
+    walked = set(PROTECTED)
+    for method, path in every_route(app.routes):
+        template = next(
+            r.path
+            for r in app.routes
+            if isinstance(r, Route | WebSocketRoute) and filled(r) == path
+        )
+        assert (method, path) in walked or template in OPEN_PATHS, (method, path)
+        # The walk's exceptions are exactly the paths the middleware leaves open.
+        assert AuthMiddleware._protected(path) == ((method, path) in walked), (method, path)
+    mounts = {r.path for r in app.routes if isinstance(r, Mount)}
+    assert mounts == OPEN_MOUNTS
+
+
 @pytest.mark.parametrize(("method", "path"), MUTATING, ids=[f"{m} {p}" for m, p in MUTATING])
 def test_every_mutating_route_refuses_a_cookie_without_its_csrf_token(
     app_server: LiveServer, method: str, path: str
@@ -546,12 +576,23 @@ def test_every_mutating_route_refuses_a_viewer_but_its_own_things(
         token = admin.post("/api/tokens", json={"name": "walk", "user": "walker"}).json()["token"]
     headers = signed_in_cookie(app_server, {"username": "walker", "password": "walking password"})
     headers["X-CSRF-Token"] = headers.pop("csrf")
+    viewer_cookie = signed_in_cookie(app_server, {"token": VIEWER_TOKEN})
+    viewer_cookie["X-CSRF-Token"] = viewer_cookie.pop("csrf")
+    # A viewer user's API token and cookie, then the bootstrap viewer token and its cookie.
     for credential in ({"Authorization": f"Bearer {token}"}, headers):
         response = httpx.request(method, f"{app_server.url}{path}", headers=credential, json={})
         if (method, path) in SELF_SERVICE:
             # Past the middleware: the route's own answer (an empty body is a 400; the
             # token with id 1 is the walker's own, revoked by the first credential).
             assert response.status_code in (200, 400, 404), response.text
+        else:
+            assert response.status_code == 403, response.text
+            assert response.json()["error"]["code"] == "forbidden"
+    for credential in ({"Authorization": f"Bearer {VIEWER_TOKEN}"}, viewer_cookie):
+        response = httpx.request(method, f"{app_server.url}{path}", headers=credential, json={})
+        if (method, path) in SELF_SERVICE:
+            # The bootstrap viewer is no user: no password, no tokens of its own.
+            assert response.status_code in (400, 404), response.text
         else:
             assert response.status_code == 403, response.text
             assert response.json()["error"]["code"] == "forbidden"

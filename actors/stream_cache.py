@@ -103,7 +103,11 @@ def warm_stream_cache() -> None:
 def _parse(member: str) -> tuple[int | None, str, str]:
     video, _, rest = member.partition(":")
     quality, _, format = rest.partition(":")
-    if not video.isdigit() or quality not in QUALITIES or format not in ("mp4", "webm"):
+    if (
+        not (video.isascii() and video.isdigit())
+        or quality not in QUALITIES
+        or format not in ("mp4", "webm")
+    ):
         return None, "", ""
     return int(video), quality, format
 

@@ -129,7 +129,7 @@ def fetch_picture(url: str, dest: str, *, max_bytes: int, user_agent: str) -> di
                     retryable=response.status_code >= 500,
                 )
             declared = response.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > max_bytes:
+            if declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
                 raise _too_large(max_bytes)
             for chunk in response.iter_bytes():
                 data += chunk

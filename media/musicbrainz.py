@@ -317,7 +317,7 @@ def _retry_after(headers: httpx.Headers) -> float | None:
     value = headers.get("retry-after", "").strip()
     if not value:
         return None
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # "²".isdigit() too, and int() refuses it
         return float(int(value))
     try:
         when = parsedate_to_datetime(value)
@@ -347,7 +347,9 @@ def _candidate(artist: Any) -> Candidate | None:
     if not isinstance(artist, dict):
         return None
     mbid, name, score = _mbid(artist.get("id")), _text(artist.get("name"), 300), artist.get("score")
-    if isinstance(score, str) and score.isdigit():  # older servers send it as a string
+    if (
+        isinstance(score, str) and score.isascii() and score.isdigit()
+    ):  # older servers send it as a string
         score = int(score)
     if mbid is None or name is None or type(score) is not int:
         return None

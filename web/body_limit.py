@@ -103,7 +103,7 @@ def _parse_length(values: set[bytes]) -> int | None:
     if len(values) != 1:
         return None
     (value,) = values
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):  # "²".isdigit(), and int() refuses it
         return None
     return int(value) if len(value) <= MAX_LENGTH_DIGITS else 10**MAX_LENGTH_DIGITS
 

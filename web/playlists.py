@@ -193,7 +193,7 @@ async def list_playlists(request: Request) -> JSONResponse:
     """Playlists, newest first; each with its entries counted by state."""
     limit = parse_limit(request)
     cursor = request.query_params.get("cursor")
-    if cursor is not None and (not cursor.isdigit() or int(cursor) > MAX_ID):
+    if cursor is not None and not (cursor.isascii() and cursor.isdigit() and int(cursor) <= MAX_ID):
         raise _bad("invalid_cursor", "unknown cursor", "cursor")
     items, after = await request.app.state.store.run(
         partial(
@@ -208,7 +208,10 @@ def _entries_cursor(request: Request) -> tuple[int, int] | None:
     if cursor is None:
         return None
     position, _, entry_id = cursor.partition(".")
-    if not all(part.isdigit() and len(part) <= CURSOR_PART for part in (position, entry_id)):
+    if not all(
+        part.isascii() and part.isdigit() and len(part) <= CURSOR_PART
+        for part in (position, entry_id)
+    ):
         raise _bad("invalid_cursor", "unknown cursor", "cursor")
     return int(position), int(entry_id)
 

@@ -402,7 +402,7 @@ async def list_videos(request: Request) -> JSONResponse:
         query = query.where(Video.quality_label == label)
     min_score = request.query_params.get("min_score")
     if min_score is not None:
-        if not (min_score.isdigit() and 0 <= int(min_score) <= 100):
+        if not (min_score.isascii() and min_score.isdigit() and 0 <= int(min_score) <= 100):
             raise _bad("invalid_min_score", "min_score must be a number from 0 to 100", "min_score")
         query = query.where(Video.quality_score >= int(min_score))
     better = request.query_params.get("better_version")

@@ -134,9 +134,10 @@ def test_unknown_playlists_are_a_404_and_bad_cursors_and_limits_a_400(
         assert_error(api.post(f"/api/playlists/{playlist_id}/sync"), 404)
         assert_error(api.delete(f"/api/playlists/{playlist_id}"), 404)
     playlist = add(api, media_server.url("/feed/cursor.xml")).json()
-    assert_error(api.get("/api/playlists?cursor=abc"), 400, "cursor")
+    for cursor in ("abc", "%C2%B2"):  # "²" is a digit to str.isdigit(), not to int()
+        assert_error(api.get(f"/api/playlists?cursor={cursor}"), 400, "cursor")
     assert_error(api.get("/api/playlists?limit=0"), 400, "limit")
-    for cursor in ("x", "1", "1.", ".1", "1.2.3", "9" * 11 + ".1"):
+    for cursor in ("x", "1", "1.", ".1", "1.2.3", "9" * 11 + ".1", "%C2%B2.1"):
         assert_error(api.get(f"/api/playlists/{playlist['id']}?cursor={cursor}"), 400, "cursor")
 
 

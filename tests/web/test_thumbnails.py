@@ -140,7 +140,7 @@ def test_the_library_filters_on_the_quality_label_and_score(
     assert ids("?min_score=50") == [fair, good]
     assert ids("?quality=fair&min_score=60") == []
     for bad in ("?quality=GOOD!", "?quality=" + "a" * 17, "?min_score=101", "?min_score=-1",
-                "?min_score=x", "?cursor=99999999999999"):  # fmt: skip
+                "?min_score=x", "?min_score=%C2%B2", "?cursor=99999999999999"):  # fmt: skip
         response = api.get(f"/api/videos{bad}")
         assert response.status_code == 400, bad
         assert response.json()["error"]["field"] in ("quality", "min_score", "cursor")

@@ -43,9 +43,11 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +142,9 @@ class Process:
         return "\n".join(f"  {self.name} | {line}" for line in lines[-LOG_TAIL_LINES:])
 
 
-def fleet_environment(root: Path, redis_url: str, database_url: str, **extra: str) -> dict[str, str]:
+def fleet_environment(
+    root: Path, redis_url: str, database_url: str, **extra: str
+) -> dict[str, str]:
     """Our environment without any vidfleet setting of its own (under pytest, the
     suite's), plus the demo's stores and ``extra``."""
     env = {
@@ -171,13 +175,15 @@ def fleet_environment(root: Path, redis_url: str, database_url: str, **extra: st
     return env
 
 
-def start_procfile_line(name: str, line: str, env: dict[str, str], root: Path, **extra: str) -> Process:
+def start_procfile_line(
+    name: str, line: str, env: dict[str, str], root: Path, **extra: str
+) -> Process:
     from web.launch import procfile_command
 
     log = root / f"{name}.log"
     with log.open("ab") as output:
         popen = subprocess.Popen(
-            ["sh", "-c", f"exec {procfile_command(line)}"],
+            ["sh", "-c", procfile_command(line)],
             cwd=ROOT,
             env={**env, **extra},
             start_new_session=True,
@@ -228,7 +234,7 @@ def registered_workers(fleet: Fleet, api: httpx.Client) -> dict[str, int]:
 
 @contextmanager
 def scale_fleet(
-    root: Path, *, heartbeat_timeout: float = 5.0, slow_delay: float = 0.1
+    root: Path, *, heartbeat_timeout: int = 3, slow_delay: float = 0.1
 ) -> Iterator[Fleet]:
     """Redis, a database, the release, two webs, two workers, the scheduler and a media
     server, all ready; stopped (and the database dropped) on the way out."""
@@ -243,8 +249,8 @@ def scale_fleet(
             root,
             redis_server.url,
             database_url,
-            VIDFLEET_HEARTBEAT_TIMEOUT=f"{heartbeat_timeout:g}",
-            VIDFLEET_LIFELINE_INTERVAL=f"{max(1.0, heartbeat_timeout / 2):g}",
+            VIDFLEET_HEARTBEAT_TIMEOUT=str(heartbeat_timeout),
+            VIDFLEET_LIFELINE_INTERVAL=str(max(1, heartbeat_timeout // 2)),
         )
         release = start_procfile_line("release", "release", env, root)
         if release.popen.wait(120) != 0:
@@ -258,8 +264,7 @@ def scale_fleet(
         # Stopped in reverse: the scheduler and workers before the webs.
         stack.callback(lambda: [stop_process_group(p.popen, 30) for p in reversed(processes)])
         webs = [
-            start_procfile_line(f"web{n}", "web", env, root, PORT=str(free_port()))
-            for n in (1, 2)
+            start_procfile_line(f"web{n}", "web", env, root, PORT=str(free_port())) for n in (1, 2)
         ]
         processes += webs
         workers = [start_procfile_line(f"worker{n}", "worker", env, root) for n in (1, 2)]
@@ -307,7 +312,7 @@ class EventRecorder(threading.Thread):
         self.connections: list[str] = []  # the URL of each connection it had
         self.reconnect_s: list[float] = []  # from a drop to the next subscription
         self.problems: list[str] = []
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._subscribed = threading.Event()
 
     @property
@@ -319,13 +324,13 @@ class EventRecorder(threading.Thread):
             raise DemoError(f"client {self.label} could not subscribe: {self.problems}")
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(10)
 
     def run(self) -> None:
         target = 0
         dropped_at: float | None = None
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             url = self.urls[target % len(self.urls)]
             try:
                 with connect(
@@ -345,14 +350,14 @@ class EventRecorder(threading.Thread):
                     self._receive(ws)
             except (ConnectionClosed, InvalidHandshake, OSError, TimeoutError):
                 pass
-            if self._stop.is_set():
+            if self._halt.is_set():
                 return
             dropped_at = dropped_at or time.monotonic()
             target += 1
-            self._stop.wait(RECONNECT_DELAY_S)  # a reconnect's pause, as live.js backs off
+            self._halt.wait(RECONNECT_DELAY_S)  # a reconnect's pause, as live.js backs off
 
     def _receive(self, ws: ClientConnection) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             try:
                 frame = ws.recv(timeout=0.5)
             except TimeoutError:
@@ -374,7 +379,9 @@ class Delivery:
     problems: list[str] = field(default_factory=list)
 
 
-def check_delivery(stream: list[tuple[str, dict[str, str]]], events: list[dict[str, Any]]) -> Delivery:
+def check_delivery(
+    stream: list[tuple[str, dict[str, str]]], events: list[dict[str, Any]]
+) -> Delivery:
     """Every state change of ``stream`` once and in order; a progress event at most once,
     skipped only when a later event of its job was received."""
     from db import live
@@ -424,7 +431,7 @@ class Report:
     stream_events: int = 0
     deliveries: dict[str, Delivery] = field(default_factory=dict)
     killed_worker_jobs: int = 0
-    recovery_s: float = 0.0  # from the worker's SIGKILL to its last job succeeded
+    recovery_s: float = 0.0  # from the worker's SIGKILL to the last of its jobs ending
     reconnect_s: float = 0.0  # from the web's SIGKILL to its client subscribed again
     connections: dict[str, int] = field(default_factory=dict)
     attempts: dict[str, int] = field(default_factory=dict)  # job id -> attempts
@@ -440,7 +447,9 @@ class Report:
         lines = [
             f"database: {self.backend}; {2 * self.jobs} downloads in two batches of {self.jobs}",
             "batch 1 finished per worker: "
-            + ", ".join(f"{name} {count}" for name, count in sorted(self.downloads_by_worker.items())),
+            + ", ".join(
+                f"{name} {count}" for name, count in sorted(self.downloads_by_worker.items())
+            ),
             f"batch 2: a worker SIGKILLed holding {self.killed_worker_jobs} downloads; "
             f"its last one succeeded {self.recovery_s:.1f} s later",
             f"web2 SIGKILLed: its client subscribed on web1 again {self.reconnect_s:.2f} s later",
@@ -471,13 +480,14 @@ class RunSampler(threading.Thread):
         super().__init__(name="scale-demo-sampler", daemon=True)
         self.fleet = fleet
         self.api = api
-        self.ran_on: dict[str, str] = {}
+        self.ran_on: dict[str, str] = {}  # the last worker line seen running it
+        self.seen_on: dict[str, set[str]] = defaultdict(set)  # every one seen
         self.downloading: dict[str, set[str]] = {}  # worker line -> jobs with progress
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._pids: dict[int, str] = {}
 
     def run(self) -> None:
-        while not self._stop.wait(SAMPLE_EVERY_S):
+        while not self._halt.wait(SAMPLE_EVERY_S):
             with suppress(httpx.HTTPError, ValueError, KeyError):
                 self.sample()
 
@@ -493,12 +503,13 @@ class RunSampler(threading.Thread):
             name = self._pids[pid]
             for job in item["jobs"]:
                 self.ran_on[job["id"]] = name
+                self.seen_on[job["id"]].add(name)
                 if job["kind"] == "download" and (job["progress"] or 0) > 0:
                     downloading.setdefault(name, set()).add(job["id"])
         self.downloading = downloading
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(10)
 
 
@@ -584,10 +595,8 @@ def run_demo(fleet: Fleet, *, jobs: int) -> Report:
             what=f"{victim.name} to be downloading",
             error=DemoError,
         )
-        held = {job_id for job_id in second if sampler.ran_on.get(job_id) == victim.name}
         victim.kill()
-        killed_at = time.monotonic()
-        report.killed_worker_jobs = len(held)
+        killed_at = datetime.now(UTC)
         web2.kill()
         web_killed_at = time.monotonic()
         wait_for(
@@ -596,24 +605,27 @@ def run_demo(fleet: Fleet, *, jobs: int) -> Report:
             what="client B to reconnect",
             error=DemoError,
         )
-        report.reconnect_s = recorders["B"].reconnect_s[-1] if recorders["B"].reconnect_s else (
-            time.monotonic() - web_killed_at
-        )
-        recovered_at: dict[str, float] = {}
-
-        def recovered() -> bool:
-            for job_id, job in jobs_of(api, sorted(held - set(recovered_at))).items():
-                if job["status"] in FINISHED:
-                    recovered_at[job_id] = time.monotonic()
-            return len(recovered_at) == len(held)
-
-        wait_for(recovered, timeout=FINISH_TIMEOUT_S, interval=0.2, what="the killed jobs", error=DemoError)
-        report.recovery_s = max(recovered_at.values(), default=killed_at) - killed_at
+        report.reconnect_s = (recorders["B"].reconnect_s or [time.monotonic() - web_killed_at])[-1]
         states = wait_finished(api, second, "the second batch to finish")
         for job_id, job in states.items():
             if job["status"] != "succeeded":
                 report.problems.append(f"batch 2: job {job_id} {job['status']}: {job['error']}")
-        wait_for(lambda: all_quiet(api), timeout=FINISH_TIMEOUT_S, what="every job to end", error=DemoError)
+        held = [job for job_id, job in states.items() if victim.name in sampler.seen_on[job_id]]
+        report.killed_worker_jobs = len(held)
+        report.recovery_s = (
+            max(
+                (datetime.fromisoformat(job["finished_at"]) - killed_at).total_seconds()
+                for job in held
+            )
+            if held
+            else 0.0
+        )
+        wait_for(
+            lambda: all_quiet(api),
+            timeout=FINISH_TIMEOUT_S,
+            what="every job to end",
+            error=DemoError,
+        )
         report.attempts = {
             job_id: int(job["attempts"]) for job_id, job in jobs_of(api, first + second).items()
         }
@@ -640,7 +652,9 @@ def run_demo(fleet: Fleet, *, jobs: int) -> Report:
             delivery = check_delivery(stream, recorder.events)
             report.deliveries[name] = delivery
             report.connections[name] = len(recorder.connections)
-            report.problems += [f"client {name}: {p}" for p in delivery.problems + recorder.problems]
+            report.problems += [
+                f"client {name}: {p}" for p in delivery.problems + recorder.problems
+            ]
         if report.connections["A"] != 1:
             report.problems.append(
                 f"client A, on the web that lived, was disconnected: {recorders['A'].connections}"
@@ -671,7 +685,9 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="vidfleet-scale-"))
     try:
         with scale_fleet(root) as fleet:
-            print(f"vidfleet scale demo: 2 webs, 2 workers, a scheduler; {fleet.backend}", flush=True)
+            print(
+                f"vidfleet scale demo: 2 webs, 2 workers, a scheduler; {fleet.backend}", flush=True
+            )
             try:
                 report = run_demo(fleet, jobs=args.jobs)
             except DemoError as exc:

@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 RUN_INSTALLED := $(VENV)/.installed-run
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test check bench chaos clean
+.PHONY: run test check bench chaos scale-demo clean
 
 $(RUN_INSTALLED): setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ bench: $(BENCH_INSTALLED)
 
 chaos: $(INSTALLED)
 	$(BIN)/python -m tests.chaos $(CHAOS_ARGS)
+
+# Two webs, two workers and the scheduler on one Redis and database (PostgreSQL at
+# 127.0.0.1:5432 when it answers, else SQLite); kills a worker and a web mid-work.
+scale-demo: $(INSTALLED)
+	$(BIN)/python -m tests.scale_demo $(SCALE_DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache

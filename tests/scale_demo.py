@@ -683,10 +683,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="vidfleet-scale-"))
+    started = time.monotonic()
     try:
         with scale_fleet(root) as fleet:
             print(
-                f"vidfleet scale demo: 2 webs, 2 workers, a scheduler; {fleet.backend}", flush=True
+                f"vidfleet scale demo: 2 webs, 2 workers and a scheduler on {fleet.backend}, "
+                f"up in {time.monotonic() - started:.1f} s",
+                flush=True,
             )
             try:
                 report = run_demo(fleet, jobs=args.jobs)

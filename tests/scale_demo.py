@@ -73,7 +73,7 @@ FINISHED = ("succeeded", "failed", "cancelled")
 START_TIMEOUT_S = 90.0  # for the fleet to come up on a busy 2-core machine
 FINISH_TIMEOUT_S = 90.0  # for a batch to finish (the killed worker's jobs included)
 SAMPLE_EVERY_S = 0.1  # how often the workers' list is read while jobs run
-RECONNECT_DELAY_S = 0.1  # a client's pause between two connection attempts
+RECONNECT_DELAY_S = 0.5  # a client's pause before reconnecting (live.js's first backoff)
 LOG_TAIL_LINES = 30
 
 
@@ -311,6 +311,7 @@ class EventRecorder(threading.Thread):
         self.events: list[dict[str, Any]] = []
         self.connections: list[str] = []  # the URL of each connection it had
         self.reconnect_s: list[float] = []  # from a drop to the next subscription
+        self.away: list[tuple[float, float]] = []  # (dropped, subscribed again), epoch s
         self.problems: list[str] = []
         self._halt = threading.Event()
         self._subscribed = threading.Event()
@@ -344,7 +345,9 @@ class EventRecorder(threading.Thread):
                     ws.send(json.dumps({"action": "subscribe", "jobs": ["*"], "since": since}))
                     self.connections.append(url)
                     if dropped_at is not None:
-                        self.reconnect_s.append(time.monotonic() - dropped_at)
+                        gone_for = time.monotonic() - dropped_at
+                        self.reconnect_s.append(gone_for)
+                        self.away.append((time.time() - gone_for, time.time()))
                         dropped_at = None
                     self._subscribed.set()
                     self._receive(ws)
@@ -433,6 +436,7 @@ class Report:
     killed_worker_jobs: int = 0
     recovery_s: float = 0.0  # from the worker's SIGKILL to the last of its jobs ending
     reconnect_s: float = 0.0  # from the web's SIGKILL to its client subscribed again
+    published_while_away: int = 0  # events the dropped client got only by its resume
     connections: dict[str, int] = field(default_factory=dict)
     attempts: dict[str, int] = field(default_factory=dict)  # job id -> attempts
     library_rows: int = 0
@@ -452,7 +456,8 @@ class Report:
             ),
             f"batch 2: a worker SIGKILLed holding {self.killed_worker_jobs} downloads; "
             f"its last one succeeded {self.recovery_s:.1f} s later",
-            f"web2 SIGKILLed: its client subscribed on web1 again {self.reconnect_s:.2f} s later",
+            f"web2 SIGKILLed: its client subscribed on web1 again {self.reconnect_s:.2f} s later; "
+            f"{self.published_while_away} events were published meanwhile",
             f"events in the stream: {self.stream_events}",
         ]
         for name, delivery in sorted(self.deliveries.items()):
@@ -639,6 +644,12 @@ def run_demo(fleet: Fleet, *, jobs: int) -> Report:
         with live.sync_client(fleet.redis_url) as redis_client:
             stream = redis_client.xrange(live.EVENTS_STREAM)
         report.stream_events = len(stream)
+        report.published_while_away = sum(
+            1
+            for stream_id, _fields in stream
+            for dropped, back in recorders["B"].away
+            if dropped * 1000 <= int(stream_id.split("-")[0]) <= back * 1000
+        )
         newest = stream[-1][0] if stream else None
         with suppress(DemoError):
             wait_for(

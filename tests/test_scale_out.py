@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.scale_demo import run_demo, scale_fleet
+from tests.scale_demo import DemoError, run_demo, scale_fleet
 
 
 # Timing-sensitive: a worker must be caught mid-download, and recovery is bounded.
@@ -22,7 +22,10 @@ def test_two_webs_and_two_workers_share_the_work_and_a_killed_one_of_each_loses_
     tmp_path: Path,
 ) -> None:
     with scale_fleet(tmp_path) as fleet:
-        report = run_demo(fleet, jobs=4)
+        try:
+            report = run_demo(fleet, jobs=4)
+        except DemoError as exc:
+            pytest.fail(f"{exc}\n{fleet.log_tails()}")
     assert report.problems == [], "\n".join(report.lines() + report.problems)
     assert report.downloads_by_worker == {"worker1": 2, "worker2": 2}
     assert report.killed_worker_jobs >= 1

@@ -57,6 +57,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from tests.support import (
     MediaServer,
+    alive,
     api_client,
     descendants,
     frames_to_events,
@@ -132,7 +133,8 @@ class Process:
         return self.popen.poll() is None
 
     def kill(self) -> None:
-        """SIGKILL the whole process group: the process and everything it started."""
+        """SIGKILL its process group (a worker's download processes, in sessions of their
+        own, notice their worker is gone and stop by themselves)."""
         with suppress(ProcessLookupError):
             os.killpg(self.popen.pid, signal.SIGKILL)
         self.popen.wait(10)
@@ -261,8 +263,13 @@ def scale_fleet(
         ).start()
         stack.callback(media.stop)
         processes: list[Process] = []
-        # Stopped in reverse: the scheduler and workers before the webs.
-        stack.callback(lambda: [stop_process_group(p.popen, 30) for p in reversed(processes)])
+
+        def stop_processes() -> None:
+            # In reverse: the scheduler and workers before the webs.
+            for process in reversed(processes):
+                stop_process_group(process.popen, 30)
+
+        stack.callback(stop_processes)
         webs = [
             start_procfile_line(f"web{n}", "web", env, root, PORT=str(free_port())) for n in (1, 2)
         ]
@@ -600,6 +607,7 @@ def run_demo(fleet: Fleet, *, jobs: int) -> Report:
             what=f"{victim.name} to be downloading",
             error=DemoError,
         )
+        victim_tree = descendants(victim.popen.pid)
         victim.kill()
         killed_at = datetime.now(UTC)
         web2.kill()
@@ -616,6 +624,15 @@ def run_demo(fleet: Fleet, *, jobs: int) -> Report:
             if job["status"] != "succeeded":
                 report.problems.append(f"batch 2: job {job_id} {job['status']}: {job['error']}")
         held = [job for job_id, job in states.items() if victim.name in sampler.seen_on[job_id]]
+        with suppress(DemoError):
+            wait_for(
+                lambda: not any(alive(pid) for pid in victim_tree),
+                timeout=10,
+                what="the killed worker's processes to end",
+                error=DemoError,
+            )
+        if survivors := sorted(pid for pid in victim_tree if alive(pid)):
+            report.problems.append(f"the killed worker's processes {survivors} outlived it")
         report.killed_worker_jobs = len(held)
         report.recovery_s = (
             max(

@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 RUN_INSTALLED := $(VENV)/.installed-run
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test check bench load chaos fuzz clean
+.PHONY: run test check bench load chaos fuzz scale-demo clean
 
 $(RUN_INSTALLED): setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -58,6 +58,11 @@ chaos: $(INSTALLED)
 # (tests/fuzz.py); FUZZ_ARGS go to it (e.g. --max-examples 20, or any `st run` option).
 fuzz: $(INSTALLED)
 	$(BIN)/python -m tests.fuzz $(FUZZ_ARGS)
+
+# Two webs, two workers and the scheduler on one Redis and database (PostgreSQL at
+# 127.0.0.1:5432 when it answers, else SQLite); kills a worker and a web mid-work.
+scale-demo: $(INSTALLED)
+	$(BIN)/python -m tests.scale_demo $(SCALE_DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache

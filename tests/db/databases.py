@@ -25,17 +25,25 @@ def migrated_database(backend: str, tmp_path: Path) -> Iterator[str]:
         upgrade(url)
         yield url
         return
+    with postgres_schema(os.environ["TEST_DATABASE_URL"]) as url:
+        upgrade(url)
+        yield url
+
+
+@contextmanager
+def postgres_schema(server_url: str, *, prefix: str = "vf_test") -> Iterator[str]:
+    """The URL of an empty schema of its own (``<prefix>_<random>``, dropped afterwards)
+    on the PostgreSQL at ``server_url``: every connection made from it has that schema
+    as its ``search_path``, so parallel test processes never share tables."""
     from db.settings import _database_url
 
-    base = _database_url(os.environ["TEST_DATABASE_URL"], tmp_path)
-    schema = f"vf_test_{uuid.uuid4().hex[:12]}"
+    base = _database_url(server_url, Path("."))
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = create_engine(base)
     with admin.begin() as connection:
         connection.execute(text(f"CREATE SCHEMA {schema}"))
-    url = f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
     try:
-        upgrade(url)
-        yield url
+        yield f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
     finally:
         with admin.begin() as connection:
             connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))

@@ -27,11 +27,13 @@ from periodiq import PeriodiqMiddleware
 
 from actors.job_tracking import JobTracking
 from actors.lifeline_runner import LifelineRunner
+from actors.log_format import LogFormat
 from actors.orphans import OrphanRecovery
 from actors.schedule_runs import ScheduleRuns
 from actors.shutdown import GroupSignals
 from actors.slot_gate import SlotGate
 from actors.warm_processes import WarmMediaProcesses
+from actors.worker_metrics import worker_metrics
 from actors.worker_registry import WorkerRegistry
 from db import live
 from db.queues import Queue
@@ -96,7 +98,10 @@ def make_broker(settings: Settings) -> RedisBroker:
         # drops the timeouts.)
         connection_pool=live.broker_pool(settings),
         middleware=[
-            # First: it counts a message as this worker's from the moment a worker
+            LogFormat(),
+            # Dramatiq's Prometheus (when on) before the others: it times all they do.
+            *worker_metrics(settings),
+            # First of the rest: it counts a message as this worker's from the moment a worker
             # thread takes it, before any other hook can hold it (SlotGate waits).
             OrphanRecovery(),
             AgeLimit(),

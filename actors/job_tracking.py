@@ -35,6 +35,7 @@ from actors.retry_policy import (
 )
 from actors.stores import DatabaseUnavailable
 from db import job_service
+from db.logs import JOB_ID
 from db.models import JobStatus
 from db.settings import get_settings
 from media.errors import Cancelled
@@ -129,6 +130,8 @@ class JobTracking(Middleware):
         if not self._is_job(broker, message):
             return
         job_id = message.args[0]
+        # Every line this thread logs until the job's end carries its id (db/logs.py).
+        JOB_ID.set(str(job_id))
         if self._stopping.is_set():
             # A message delivered while the worker shuts down (a prefetched one, or a
             # download just sent back by SIGTERM): leave the job queued for another
@@ -166,6 +169,13 @@ class JobTracking(Middleware):
         result: Any = None,
         exception: BaseException | None = None,
     ) -> None:
+        try:
+            self._finish(message, exception)
+        finally:
+            JOB_ID.set(None)
+
+    def _finish(self, message: MessageProxy, exception: BaseException | None) -> None:
+        """Record how the job's attempt ended."""
         with self._lock:
             context = self._running.pop(message.message_id, None)
         if context is None:
@@ -209,6 +219,7 @@ class JobTracking(Middleware):
     def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         with self._lock:
             self._running.pop(message.message_id, None)
+        JOB_ID.set(None)
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         # Before the consumers start: a worker started after another one stopped in the

@@ -26,6 +26,8 @@ import periodiq
 import redis
 
 from actors.stores import Outage, redis_unavailable
+from db.logs import configure_logging
+from db.settings import get_settings
 
 LEASE_KEY = "vf:scheduler:lease"
 LEASE_TTL_MS = 90_000  # above the one-minute tick: the holder renews on every tick
@@ -121,7 +123,7 @@ class LeasedScheduler(periodiq.Scheduler):
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format=periodiq.LOGFORMAT)
+    configure_logging(get_settings(), text_format=periodiq.LOGFORMAT)
     import actors  # noqa: F401  (the broker and every actor)
     from actors import stores
 

@@ -83,6 +83,12 @@ class Settings:
     stall_timeout: float
     cookies_file: Path | None
     log_level: str
+    #: ``text`` (a line for people) or ``json`` (one object a line, db/logs.py).
+    log_format: str
+    #: The one token besides an admin's that may read ``GET /metrics``; None: admins only.
+    metrics_token: Secret | None
+    #: The port of each worker machine's Prometheus exposition (Dramatiq's); 0: off.
+    worker_metrics_port: int
     max_filesize: int
     #: Bytes an uploaded picture (an artist's image) may have.
     max_upload_bytes: int
@@ -211,6 +217,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         redis_raw = config("REDIS_URL", default="")
         viewer = config("VIDFLEET_VIEWER_TOKEN", default="")
         secret_key = config("VIDFLEET_SECRET_KEY", default="")
+        metrics_token = config("VIDFLEET_METRICS_TOKEN", default="")
+        if metrics_token and len(metrics_token) < 16:
+            raise SettingsError("VIDFLEET_METRICS_TOKEN: must be at least 16 characters")
         if secret_key and len(secret_key) < 32:
             raise SettingsError("VIDFLEET_SECRET_KEY: must be at least 32 characters")
         settings = Settings(
@@ -248,6 +257,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             stall_timeout=config("VIDFLEET_STALL_TIMEOUT", cast=float, default=60.0),
             cookies_file=_cookies_file(config("VIDFLEET_COOKIES_FILE", default="")),
             log_level=config("VIDFLEET_LOG_LEVEL", default="INFO").upper(),
+            log_format=config("VIDFLEET_LOG_FORMAT", default="text").lower(),
+            metrics_token=Secret(metrics_token) if metrics_token else None,
+            worker_metrics_port=config("VIDFLEET_WORKER_METRICS_PORT", cast=int, default=0),
             max_filesize=config("VIDFLEET_MAX_FILESIZE", cast=int, default=4 * 1024**3),
             max_upload_bytes=config("VIDFLEET_MAX_UPLOAD_BYTES", cast=int, default=20 * 1024**2),
             download_memory_limit=config("VIDFLEET_DOWNLOAD_MEMORY_MB", cast=int, default=1024)
@@ -359,6 +371,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         )
     if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise SettingsError(f"VIDFLEET_LOG_LEVEL: unknown level {settings.log_level!r}")
+    if settings.log_format not in ("text", "json"):
+        raise SettingsError(
+            f"VIDFLEET_LOG_FORMAT: expected text or json, got {settings.log_format!r}"
+        )
+    if not 0 <= settings.worker_metrics_port < 65536:
+        raise SettingsError(
+            f"VIDFLEET_WORKER_METRICS_PORT: {settings.worker_metrics_port} is not a TCP port"
+        )
     try:
         parts = urlsplit(settings.musicbrainz_url)
         valid = parts.scheme in ("http", "https") and bool(parts.hostname) and not parts.query

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import logging
 import os
 from collections.abc import AsyncIterator
 
@@ -23,6 +22,7 @@ from starlette.types import Scope
 
 from db import live
 from db.engine import ConnectionRunner, async_session_factory, make_async_engine
+from db.logs import configure_logging
 from db.outbox import Courier, web_sender
 from db.settings import Settings, get_settings
 from web import (
@@ -33,6 +33,7 @@ from web import (
     health,
     hls,
     jobs,
+    metrics,
     openapi,
     pages,
     playlists,
@@ -52,6 +53,9 @@ from web.credentials import CredentialCache
 from web.errors import exception_handlers
 from web.hub import ProgressHub
 from web.login_limit import LoginLimiter
+from web.metrics import WebMetrics
+from web.request_id import RequestId
+from web.request_metrics import RequestMetrics
 from web.security_headers import SecurityHeaders
 from web.sessions import StreamRegistry
 from web.ws import JobEvents
@@ -71,7 +75,7 @@ class PageAssets(StaticFiles):
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or get_settings()
-    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -124,30 +128,42 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await engine.dispose()
 
     limiter = GuessLimiter(settings)
+    web_metrics = WebMetrics()
+    routes = [
+        *pages.routes,
+        *health.routes,
+        *openapi.routes,
+        *session.routes,
+        *users.routes,
+        *tokens.routes,
+        *videos.routes,
+        *bulk.routes,
+        *jobs.routes,
+        *streams.routes,
+        *thumbnails.routes,
+        *artists.routes,
+        *playlists.routes,
+        *hls.routes,
+        *system.routes,
+        *fleet.routes,
+        *dead_letters.routes,
+        *sessions.routes,
+        *metrics.routes,
+        WebSocketRoute("/ws", JobEvents),
+        Mount("/static", PageAssets(directory=pages.STATIC), name="static"),
+    ]
     app = Starlette(
-        routes=[
-            *pages.routes,
-            *health.routes,
-            *openapi.routes,
-            *session.routes,
-            *users.routes,
-            *tokens.routes,
-            *videos.routes,
-            *bulk.routes,
-            *jobs.routes,
-            *streams.routes,
-            *thumbnails.routes,
-            *artists.routes,
-            *playlists.routes,
-            *hls.routes,
-            *system.routes,
-            *fleet.routes,
-            *dead_letters.routes,
-            *sessions.routes,
-            WebSocketRoute("/ws", JobEvents),
-            Mount("/static", PageAssets(directory=pages.STATIC), name="static"),
-        ],
+        routes=routes,
         middleware=[
+            # Outermost: every line logged in a request has its id, and every answer
+            # (the refusals of the middleware below too) is counted and timed.
+            Middleware(RequestId),
+            Middleware(
+                RequestMetrics,
+                requests=web_metrics.requests,
+                latency=web_metrics.latency,
+                routes=routes,
+            ),
             Middleware(SecurityHeaders),  # first, so even BodyLimit's refusals get them
             # Before anything that could read a body: none is read past the cap.
             Middleware(BodyLimit, uploads={artists.IMAGE_PATH: settings.max_upload_bytes}),
@@ -156,6 +172,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         exception_handlers=exception_handlers,
         lifespan=lifespan,
     )
+    web_metrics.watch(app.state)
+    app.state.metrics = web_metrics
     app.state.settings = settings
     app.state.guess_limiter = limiter
     app.state.secret = server_secret(settings)

@@ -1,12 +1,14 @@
 """Who may call what: a bearer token, or the browser's signed session cookie.
 
-``/api``, ``/stream``, ``/hls``, ``/thumbnails``, ``/artists`` and ``/ws`` need a
-credential; this middleware refuses every request there that has none (default deny:
-a new route cannot forget a decorator). Credentials:
+``/api``, ``/stream``, ``/hls``, ``/thumbnails``, ``/artists``, ``/ws`` and
+``/metrics`` need a credential; this middleware refuses every request there that has
+none (default deny: a new route cannot forget a decorator). Credentials:
 
 - the admin token (may mutate) and the optional viewer token (only reads): the
   bootstrap credentials from the settings;
 - a user's API token (``vf_...``, db/users.py), acting as its user with its role;
+- on ``/metrics`` only, the scrape token (``VIDFLEET_METRICS_TOKEN``), which reads
+  nothing else;
 - the session cookie (web/cookies.py) traded for one of those tokens or for a user's
   name and password; a user's cookie stops counting when the user's session epoch
   moves on (a password change) or the user is removed.
@@ -52,6 +54,10 @@ from web.errors import ApiError, unavailable
 logger = logging.getLogger(__name__)
 
 PROTECTED_PREFIXES = ("/api/", "/stream/", "/hls/", "/thumbnails/", "/artists/", "/ws")
+PROTECTED_PATHS = frozenset({"/ws", "/metrics"})
+METRICS_PATH = "/metrics"
+#: The credential of the scrape token: a viewer's reads, and only on ``/metrics``.
+SCRAPER = "metrics"
 OPEN_PATHS = frozenset({"/api/session"})
 #: Mutating routes a viewer may call: each one lets a caller change only what is its own.
 SELF_SERVICE_PATHS = frozenset({"/api/session/password", "/api/tokens"})
@@ -251,7 +257,9 @@ class AuthMiddleware:
 
     @staticmethod
     def _protected(path: str) -> bool:
-        return path not in OPEN_PATHS and (path == "/ws" or path.startswith(PROTECTED_PREFIXES))
+        return path not in OPEN_PATHS and (
+            path in PROTECTED_PATHS or path.startswith(PROTECTED_PREFIXES)
+        )
 
     async def _authenticate(self, connection: HTTPConnection) -> tuple[Principal | None, bool]:
         header = connection.headers.get("authorization", "")
@@ -276,6 +284,13 @@ class AuthMiddleware:
         role = role_of_token(self.settings, token)
         if role is not None:
             return Principal(role=role, credential=str(role))
+        scrape_token = self.settings.metrics_token
+        if (
+            connection.scope["path"] == METRICS_PATH
+            and scrape_token is not None
+            and hmac.compare_digest(raw(token), raw(str(scrape_token)))
+        ):
+            return Principal(role=Role.viewer, credential=SCRAPER)
         credentials: CredentialCache = connection.app.state.credentials
         found = await credentials.token(token)
         return None if found is None else of_user(found.user)

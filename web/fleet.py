@@ -14,6 +14,7 @@ jobs table (the keys: :mod:`db.broker_keys`):
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,6 +48,37 @@ def moment(millis: float) -> str | None:
     return iso(datetime.fromtimestamp(millis / 1000, UTC))
 
 
+@dataclass(frozen=True)
+class QueueDepth:
+    """One queue's messages: ready to be taken, delayed, dead-lettered, and the raw
+    message at the head of the ready ones (None when there is none)."""
+
+    queue: Queue
+    ready: int
+    delayed: int
+    dead: int
+    head: str | None
+
+
+async def queue_depths(redis: Any, namespace: str) -> list[QueueDepth]:
+    """Every queue's depth, in one pipeline (the system page and ``/metrics``)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for queue in Queue:
+            pipe.llen(broker_keys.ready_key(namespace, queue))
+            pipe.hlen(broker_keys.delayed_messages_key(namespace, queue))
+            pipe.zcard(broker_keys.dead_key(namespace, queue))
+            pipe.eval(
+                broker_keys.HEAD_MESSAGE_SCRIPT,
+                2,
+                broker_keys.ready_key(namespace, queue),
+                broker_keys.messages_key(namespace, queue),
+            )
+        replies = await pipe.execute()
+    return [
+        QueueDepth(queue, *replies[4 * index : 4 * index + 4]) for index, queue in enumerate(Queue)
+    ]
+
+
 @documented(
     "Every queue's depth",
     {
@@ -70,30 +102,17 @@ def moment(millis: float) -> str | None:
     },
 )
 async def system_queues(request: Request) -> JSONResponse:
-    namespace = broker_of(request).namespace
-    async with request.app.state.redis.pipeline(transaction=False) as pipe:
-        for queue in Queue:
-            pipe.llen(broker_keys.ready_key(namespace, queue))
-            pipe.hlen(broker_keys.delayed_messages_key(namespace, queue))
-            pipe.zcard(broker_keys.dead_key(namespace, queue))
-            pipe.eval(
-                broker_keys.HEAD_MESSAGE_SCRIPT,
-                2,
-                broker_keys.ready_key(namespace, queue),
-                broker_keys.messages_key(namespace, queue),
-            )
-        replies = await pipe.execute()
+    depths = await queue_depths(request.app.state.redis, broker_of(request).namespace)
     now_ms = time.time() * 1000
     items = []
-    for index, queue in enumerate(Queue):
-        ready, delayed, dead, head = replies[4 * index : 4 * index + 4]
+    for depth in depths:
         item: dict[str, Any] = {
-            "queue": str(queue),
-            "ready": ready,
-            "delayed": delayed,
-            "dead": dead,
+            "queue": str(depth.queue),
+            "ready": depth.ready,
+            "delayed": depth.delayed,
+            "dead": depth.dead,
         }
-        message = broker_keys.decode_message(head)
+        message = broker_keys.decode_message(depth.head)
         enqueued = message.get("message_timestamp") if message else None
         if isinstance(enqueued, int | float):
             item["oldest_ready_age_s"] = round(max(0.0, now_ms - enqueued) / 1000, 1)

@@ -258,8 +258,9 @@ class ProgressHub:
       batch_interval: the least time between two frames to one socket.
       queue_size: how many events may wait for one socket before it counts as slow.
 
-    ``conflated`` and ``slow_closed`` count progress events replaced before they were
-    sent and sockets closed for being too slow, over the process's life.
+    ``delivered``, ``conflated`` and ``slow_closed`` count events sent to sockets,
+    progress events replaced before they were sent and sockets closed for being too
+    slow, over the process's life (``GET /metrics`` reads them).
     """
 
     def __init__(
@@ -282,6 +283,7 @@ class ProgressHub:
         self.client: aioredis.Redis | None = None
         self.stream_down = False  # the last read failed; cleared by the next that works
         self.slow_closed = 0
+        self.delivered = 0
         self._conflated_gone = 0  # of subscribers no longer here
         # The events read lately, shared by every live subscriber: log[0] is at
         # position ``base``, and ``head`` is the position the next event will take.
@@ -567,6 +569,7 @@ class ProgressHub:
             await subscriber.send_frame(text)
         elif events:
             await subscriber.send_frame(frame(events))
+        self.delivered += len(events)
 
     async def _replay(self, subscriber: Subscriber, since: str, max_events: int) -> None:
         """Send what came after ``since`` through the subscriber's pending set, then

@@ -34,6 +34,11 @@ def test_defaults_run_embedded(tmp_path: Path) -> None:
         "https://musicbrainz.org",
         "",
     )
+    assert (settings.log_format, settings.metrics_token, settings.worker_metrics_port) == (
+        "text",
+        None,
+        0,
+    )
 
 
 def test_the_admin_token_is_generated_once_and_kept(tmp_path: Path) -> None:
@@ -66,6 +71,10 @@ def test_heroku_style_urls_are_rewritten(tmp_path: Path) -> None:
         ("VIDFLEET_ALLOWED_ORIGINS", "ftp://x"),
         ("VIDFLEET_MAX_ATTEMPTS", "0"),
         ("VIDFLEET_LOG_LEVEL", "LOUD"),
+        ("VIDFLEET_LOG_FORMAT", "xml"),
+        ("VIDFLEET_METRICS_TOKEN", "short"),
+        ("VIDFLEET_WORKER_METRICS_PORT", "70000"),
+        ("VIDFLEET_WORKER_METRICS_PORT", "-1"),
         ("VIDFLEET_RETRY_BACKOFF", "0"),
         ("VIDFLEET_HEARTBEAT_TIMEOUT", "1"),
         ("VIDFLEET_MAX_FILESIZE", "-1"),

@@ -160,6 +160,9 @@ class MessageSender:
     def enqueued(self, message: dramatiq.Message) -> None:
         self.broker.emit_after("enqueue", message, None)
 
+    def close(self) -> None:
+        self.broker.close()
+
 
 def web_sender(settings: Settings) -> MessageSender | BrokerSender:
     """A sender for a process that declares no actors (the web). On RabbitMQ

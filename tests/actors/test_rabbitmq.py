@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import json
 import os
 import shutil
 import socket
@@ -29,7 +30,14 @@ from sqlalchemy import func, select, update
 from db.queues import Queue, job_message
 from db.settings import SettingsError, load_settings
 from tests.conftest import ADMIN_TOKEN
-from tests.support import api_client, free_port, live_server, procfile_workers, wait_for_job
+from tests.support import (
+    api_client,
+    free_port,
+    live_server,
+    procfile_workers,
+    wait_for,
+    wait_for_job,
+)
 
 RABBITMQ = ("127.0.0.1", 5672)
 
@@ -88,9 +96,23 @@ def own_broker(url: str) -> Any:
     return broker
 
 
+def consumers(broker: Any) -> int:
+    """How many consumers RabbitMQ counts on the queues (a passive declare's answer)."""
+    names = [name for queue in Queue for name in (queue, f"{queue}.DQ")]
+    return sum(
+        broker.channel.queue_declare(name, passive=True).method.consumer_count for name in names
+    )
+
+
 @pytest.fixture
 def rabbitmq(rabbitmq_url: str) -> Iterator[Any]:
+    """A broker of the tests' own on the vhost, its queues empty and, once the workers
+    of an earlier test have closed their connections, unconsumed."""
     broker = own_broker(rabbitmq_url)
+    for queue in Queue:
+        broker.get_queue_message_counts(queue)  # declares it (and its .DQ and .XQ)
+    # Then the purge: RabbitMQ gives back what a closing consumer held.
+    wait_for(lambda: consumers(broker) == 0, timeout=30, what="the earlier workers to go")
     broker.flush_all()
     yield broker
     broker.close()
@@ -193,7 +215,7 @@ def test_a_download_runs_end_to_end_on_rabbitmq(
     sample_video: Path, tmp_path: Path,
 ) -> None:  # fmt: skip
     from actors import stores
-    from db.models import Video
+    from db.models import Job, Video
 
     url = media_server.url("/media/rabbit-song.mp4")
     response = rabbit_api.post("/api/videos/download", json={"url": url})
@@ -217,6 +239,8 @@ def test_a_download_runs_end_to_end_on_rabbitmq(
     assert (settings.media_root / video["path"]).read_bytes() == sample_video.read_bytes()
     with stores.sessions()() as session:
         assert session.scalar(select(func.count()).select_from(Video)) == 1
+        # The delivery that claimed it, by Dramatiq's message id (RabbitMQ has no other).
+        assert uuid.UUID(session.get(Job, job["id"]).message_id)
     assert rabbitmq.get_queue_message_counts(job["queue"]) == (0, 0, 0)
 
 
@@ -267,3 +291,40 @@ def test_the_lifeline_sends_a_lost_message_again_and_a_duplicate_for_a_finished_
     with stores.sessions()() as session:
         assert session.scalar(select(func.count()).select_from(Video)) == 2
     assert rabbitmq.get_queue_message_counts(job["queue"]) == (0, 0, 0)
+
+
+def test_the_rabbitmq_lifeline_resends_only_jobs_nothing_explains(
+    rabbitmq: Any, redis_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from actors import recovery, stores
+    from actors.limits import download_slots
+    from db.models import Job, utcnow
+    from db.outbox import Courier
+    from db.rabbitmq import BrokerSender
+
+    monkeypatch.setattr(stores, "courier", lambda: Courier(redis_client, BrokerSender(rabbitmq)))
+    old = utcnow() - timedelta(minutes=2)
+    lost, waiting, retried, behind, fresh = (str(uuid.uuid4()) for _ in range(5))
+    with stores.sessions().begin() as session:
+        session.add_all(
+            [
+                Job(id=lost, kind="download", queue="downloads", params={}, updated_at=old),
+                # A worker thread holds its message while it waits for a download slot.
+                Job(id=waiting, kind="download", queue="downloads", params={}, updated_at=old),
+                # Tried before: its next attempt may wait out a retry backoff.
+                Job(id=retried, kind="download", queue="downloads", params={}, attempts=1,
+                    updated_at=old),
+                # Its queue has a backlog: its message may be in it.
+                Job(id=behind, kind="analyze", queue="media", params={}, updated_at=old),
+                Job(id=fresh, kind="download", queue="downloads", params={}),
+            ]
+        )  # fmt: skip
+    redis_client.zadd(download_slots().line_key, {waiting: 1})
+    rabbitmq.enqueue(job_message("analyze", str(uuid.uuid4()), "media"))
+
+    assert recovery.requeue_lost_on_rabbitmq(rabbitmq) == 1
+    ready, _, _ = rabbitmq.get_queue_message_counts("downloads")
+    assert ready == 1
+    _, _, body = rabbitmq.channel.basic_get("downloads", auto_ack=True)
+    assert json.loads(body)["args"] == [lost]
+    assert rabbitmq.get_queue_message_counts("media")[0] == 1

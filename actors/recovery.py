@@ -133,7 +133,8 @@ def requeue_lost(older_than: timedelta = LOST_AFTER) -> int:
         {row.queue for row in candidates},  # a job's messages stay on its own queue
         dead_after_ms=getattr(broker, "heartbeat_timeout", 60_000),
     )
-    return _resend([row._asdict() for row in candidates if row.id not in present])
+    lost = [row._asdict() for row in candidates if row.id not in present]
+    return _resend(lost, "the broker has no message for it")
 
 
 def requeue_lost_on_rabbitmq(broker: RabbitmqBroker, older_than: timedelta = LOST_AFTER) -> int:
@@ -169,13 +170,12 @@ def requeue_lost_on_rabbitmq(broker: RabbitmqBroker, older_than: timedelta = LOS
     counts = queue_counts(broker)
     BROKER_OUTAGE.answered()
     backlog = {queue for queue, ready, _, _ in counts if ready}
-    return _resend(
-        [
-            {"id": row.id, "kind": row.kind, "queue": row.queue}
-            for row in candidates
-            if row.queue not in backlog
-        ]
-    )
+    lost = [
+        {"id": row.id, "kind": row.kind, "queue": row.queue}
+        for row in candidates
+        if row.queue not in backlog
+    ]
+    return _resend(lost, "nothing took it, and its queue has no backlog")
 
 
 def _aware(moment: datetime) -> datetime:
@@ -183,9 +183,9 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def _resend(lost: list[dict[str, Any]]) -> int:
+def _resend(lost: list[dict[str, Any]], why: str) -> int:
     for job in lost:
-        logger.warning("re-enqueueing job %s: the broker has no message for it", job["id"])
+        logger.warning("re-enqueueing job %s: %s", job["id"], why)
     stores.courier().deliver(job_service.resend(lost))
     return len(lost)
 

@@ -143,7 +143,7 @@ class JobTracking(Middleware):
         announced = threading.Event()
         try:
             snapshot = self.ledger.claim(
-                job_id, message_id=message.options.get("redis_message_id"), announced=announced
+                job_id, message_id=claiming_id(message), announced=announced
             )
         except DatabaseUnavailable as exc:
             # The ledger waited out what it could (see JobLedger.claim). Nothing was
@@ -233,6 +233,13 @@ class JobTracking(Middleware):
         self._stopping.set()
         if self._watcher is not None:
             self._watcher.stop()
+
+
+def claiming_id(message: MessageProxy) -> str:
+    """The id the job's row records for the delivery that claims it: on Redis the
+    broker's own id of the message (the system page finds it in its worker's ack set),
+    on RabbitMQ, which has no such id, Dramatiq's message id."""
+    return str(message.options.get("redis_message_id") or message.message_id)
 
 
 def roll_up_parent(parent_id: str) -> None:

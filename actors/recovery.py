@@ -2,7 +2,10 @@
 workers are checked against it.
 
 - A ``queued`` job whose message the broker no longer has (Redis lost it, or the
-  enqueue after the insert never happened) is sent again.
+  enqueue after the insert never happened) is sent again. On Redis the lifeline reads
+  the broker's messages to know; on RabbitMQ, which cannot be asked, it decides from
+  the job's age, the download line and the queue's backlog
+  (:func:`requeue_lost_on_rabbitmq`).
 - A ``running`` job whose heartbeat expired lost its worker (killed, out of memory, cut
   off): it is queued again while attempts remain, else it fails with that reason. This
   is how a job that kills its worker every time (a poison pill) ends after
@@ -27,18 +30,23 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dramatiq
 import redis
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from sqlalchemy import Row, select
 
 from actors import stores
+from actors.limits import download_slots
+from actors.retry_policy import RETRY_MAX_BACKOFF_MS
 from actors.stores import Outage, database_unavailable, redis_unavailable
 from db import job_service, live
 from db.models import Job, JobStatus, utcnow
 from db.outbox import Outbox
+from db.rabbitmq import UNAVAILABLE as RABBITMQ_UNAVAILABLE
+from db.rabbitmq import queue_counts
 from db.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -53,6 +61,7 @@ SCAN_EVERY_S = 60
 
 REDIS_OUTAGE = Outage("lifeline", "Redis", logger=logger)
 DATABASE_OUTAGE = Outage("lifeline", "the database", logger=logger)
+BROKER_OUTAGE = Outage("lifeline", "RabbitMQ", logger=logger)
 
 
 def jobs_with_messages(
@@ -110,12 +119,14 @@ def _stale(
 
 def requeue_lost(older_than: timedelta = LOST_AFTER) -> int:
     """Re-enqueue queued jobs older than ``older_than`` that have no message."""
+    broker = dramatiq.get_broker()
+    if isinstance(broker, RabbitmqBroker):
+        return requeue_lost_on_rabbitmq(broker, older_than)
     candidates = _stale(
         JobStatus.queued, Job.updated_at, utcnow() - older_than, Job.id, Job.kind, Job.queue
     )
     if not candidates:
         return 0
-    broker = dramatiq.get_broker()
     present = jobs_with_messages(
         stores.redis_client(),
         getattr(broker, "namespace", "dramatiq"),
@@ -123,8 +134,58 @@ def requeue_lost(older_than: timedelta = LOST_AFTER) -> int:
         dead_after_ms=getattr(broker, "heartbeat_timeout", 60_000),
     )
     lost = [row._asdict() for row in candidates if row.id not in present]
+    return _resend(lost, "the broker has no message for it")
+
+
+def requeue_lost_on_rabbitmq(broker: RabbitmqBroker, older_than: timedelta = LOST_AFTER) -> int:
+    """Re-enqueue queued jobs that look lost, without asking RabbitMQ for their messages
+    (it cannot be asked about one message without taking it).
+
+    A queued job is sent again when, for ``older_than``, nothing changed it (nor, if it
+    was tried before, for the longest retry backoff too: its next attempt may wait in a
+    worker's delay queue that long), it is not waiting in the download slots' line (a
+    live worker thread holds its message there), and its queue has no ready message (a
+    backlog explains the wait: RabbitMQ hands a queue's messages out in order, and the
+    job is sent again, if still queued, once the backlog has drained). Sending a job
+    again that still had its message is harmless: of the two, the second finds the job
+    taken (the claim is conditional on ``queued``) and is dropped.
+    """
+    now = utcnow()
+    candidates = _stale(
+        JobStatus.queued, Job.updated_at, now - older_than,
+        Job.id, Job.kind, Job.queue, Job.attempts, Job.updated_at,
+    )  # fmt: skip
+    retried_cutoff = now - older_than - timedelta(milliseconds=RETRY_MAX_BACKOFF_MS)
+    candidates = [
+        row for row in candidates if row.attempts == 0 or _aware(row.updated_at) < retried_cutoff
+    ]
+    if not candidates:
+        return 0
+    waiting = stores.redis_client().zmscore(
+        download_slots().line_key, [row.id for row in candidates]
+    )
+    candidates = [row for row, place in zip(candidates, waiting, strict=True) if place is None]
+    if not candidates:
+        return 0
+    counts = queue_counts(broker)
+    BROKER_OUTAGE.answered()
+    backlog = {queue for queue, ready, _, _ in counts if ready}
+    lost = [
+        {"id": row.id, "kind": row.kind, "queue": row.queue}
+        for row in candidates
+        if row.queue not in backlog
+    ]
+    return _resend(lost, "nothing took it, and its queue has no backlog")
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite keeps UTC without the zone."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _resend(lost: list[dict[str, Any]], why: str) -> int:
     for job in lost:
-        logger.warning("re-enqueueing job %s: the broker has no message for it", job["id"])
+        logger.warning("re-enqueueing job %s: %s", job["id"], why)
     stores.courier().deliver(job_service.resend(lost))
     return len(lost)
 
@@ -195,7 +256,9 @@ def _ride_out(step: Callable[[], int]) -> bool:
     try:
         step()
     except Exception as exc:
-        if redis_unavailable(exc):
+        if isinstance(exc, RABBITMQ_UNAVAILABLE):
+            BROKER_OUTAGE.failed(exc)
+        elif redis_unavailable(exc):
             REDIS_OUTAGE.failed(exc)
         elif database_unavailable(exc):
             DATABASE_OUTAGE.failed(exc)

@@ -31,6 +31,8 @@ SHUTDOWN = {
 }
 #: When a message that a stopping worker sent back is delivered again.
 SHUTDOWN_REDELIVERY_MS = 2_000
+#: The longest backoff before a retry (Dramatiq's Retries doubles up to it).
+RETRY_MAX_BACKOFF_MS = 5 * 60_000
 
 
 class Postponed(dramatiq.Retry):
@@ -50,7 +52,7 @@ def postpone(
 
     Why not raise :class:`Postponed` there: Dramatiq lets only its ``MiddlewareError``s
     out of a ``before_*`` hook; anything else is logged as a failure of the middleware
-    and the actor runs anyway. If Redis cannot take the message, the delivery is still
+    and the actor runs anyway. If the broker cannot take the message, the delivery is still
     skipped: the job stays queued in the database, and the lifeline sends it again.
 
     Raises:
@@ -58,7 +60,7 @@ def postpone(
     """
     try:
         broker.enqueue(message.copy(), delay=delay_ms)
-    except RedisError:
+    except (RedisError, dramatiq.errors.ConnectionError):  # Redis or RabbitMQ away
         logger.warning("could not send message %s back (%s)", message.message_id, reason)
     else:
         logger.info("message %s goes back to its queue: %s", message.message_id, reason)

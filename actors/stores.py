@@ -21,6 +21,7 @@ from functools import lru_cache
 
 import dramatiq
 import redis
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
@@ -29,6 +30,7 @@ from db import live
 from db.engine import make_engine, session_factory
 from db.outages import describe_failure, unavailable_store
 from db.outbox import Courier, MessageSender
+from db.rabbitmq import BrokerSender
 from db.settings import get_settings
 
 
@@ -59,9 +61,9 @@ def redis_client() -> redis.Redis:
 @lru_cache(maxsize=1)
 def courier() -> Courier:
     """How this process's jobs-service outboxes reach Redis (:mod:`db.outbox`): job
-    messages go out on the workers' broker, to the actor its broker knows for a kind."""
+    messages go out on the workers' broker (in the Redis round trip, or through RabbitMQ
+    on the calling thread), to the actor its broker knows for a kind."""
     broker = dramatiq.get_broker()
-    assert isinstance(broker, RedisBroker)
 
     def actor_of_kind() -> dict[str, str]:
         declared = (broker.get_actor(name) for name in broker.get_declared_actors())
@@ -69,6 +71,9 @@ def courier() -> Courier:
             actor.options["job"]: actor.actor_name for actor in declared if actor.options.get("job")
         }
 
+    if isinstance(broker, RabbitmqBroker):
+        return Courier(redis_client(), BrokerSender(broker, actor_of_kind))
+    assert isinstance(broker, RedisBroker)
     return Courier(redis_client(), MessageSender(broker, actor_of_kind))
 
 

@@ -128,6 +128,9 @@ class Pipeline:
         def bench_noop_bare() -> None:
             return None
 
+        from dramatiq.brokers.redis import RedisBroker
+
+        assert isinstance(broker, RedisBroker), "the bench measures the Redis broker"
         self.broker = broker
         broker.declare_queue(QUEUE_OURS)
         broker.declare_queue(QUEUE_BARE)

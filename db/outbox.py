@@ -6,7 +6,9 @@ the new states to publish, the messages to send, the running jobs asked to stop,
 waiters to dismiss from the download line. A :class:`Courier` delivers it in one round
 trip to Redis, on a sync client (the lifeline, bulk actors) or an asyncio one (the web):
 redis-py's pipelines of both kinds take commands alike, so the commands are written once
-(:meth:`Courier.load`) and only the round trip differs.
+(:meth:`Courier.load`) and only the round trip differs. With the broker on RabbitMQ
+(:mod:`db.rabbitmq`) the messages are not Redis commands: they go out after that round
+trip, through the broker.
 
 Delivery is best effort by design: nothing of an outbox is the truth. An event that was
 not published leaves the row and the snapshot's next update; a message that was not
@@ -30,6 +32,7 @@ from redis.exceptions import NoScriptError
 
 from db import live
 from db.queues import ACTOR_OF_KIND, job_message
+from db.rabbitmq import BrokerSender, web_broker_sender
 from db.settings import Settings
 from db.slots import DISMISS_SCRIPT, FairSlots
 
@@ -157,11 +160,17 @@ class MessageSender:
     def enqueued(self, message: dramatiq.Message) -> None:
         self.broker.emit_after("enqueue", message, None)
 
+    def close(self) -> None:
+        self.broker.close()
 
-def web_sender(settings: Settings) -> MessageSender:
-    """A sender for a process that declares no actors (the web): a Redis broker of its
-    own, built from ``settings`` with no middleware, gives it the namespace, the
+
+def web_sender(settings: Settings) -> MessageSender | BrokerSender:
+    """A sender for a process that declares no actors (the web). On RabbitMQ
+    (``BROKER_URL``), :func:`db.rabbitmq.web_broker_sender`. On Redis, a Redis broker of
+    its own, built from ``settings`` with no middleware, gives it the namespace, the
     ``dispatch`` script and a broker id whose heartbeat the script keeps."""
+    if settings.uses_rabbitmq:
+        return web_broker_sender(settings)
     broker = RedisBroker(middleware=[], connection_pool=live.broker_pool(settings))
     return MessageSender(broker)
 
@@ -188,13 +197,17 @@ class Courier:
     """
 
     def __init__(
-        self, client: Any, sender: MessageSender, download_line: str = live.DOWNLOAD_SLOTS_KEY
+        self,
+        client: Any,
+        sender: MessageSender | BrokerSender,
+        download_line: str = live.DOWNLOAD_SLOTS_KEY,
     ) -> None:
         self.client = client
         self.sender = sender
         self.publish_script = client.register_script(live.PUBLISH_SCRIPT)
-        self.dispatch_script = client.register_script(sender.script)
-        self.maxstack_script = client.register_script(sender.maxstack_script)
+        if isinstance(sender, MessageSender):
+            self.dispatch_script = client.register_script(sender.script)
+            self.maxstack_script = client.register_script(sender.maxstack_script)
         self.dismiss_script = client.register_script(DISMISS_SCRIPT)
         self.line_keys = [download_line, f"{download_line}:line", f"{download_line}:alive"]
         self.wake_prefix = f"{download_line}:wake:"
@@ -210,6 +223,7 @@ class Courier:
             ids = [job["id"] for job in outbox.publish]
             calls.append(_Call("publish", self.publish_script, keys, args, ids))
         for job in outbox.send:
+            assert isinstance(self.sender, MessageSender), "split() leaves sends to BrokerSender"
             try:
                 message, args = self.sender.prepare(job)
             except KeyError:
@@ -247,6 +261,7 @@ class Courier:
 
     def done(self, call: _Call | None) -> None:
         if call is not None and call.message is not None:
+            assert isinstance(self.sender, MessageSender)
             self.sender.enqueued(call.message)
 
     def failed(self, call: _Call | None, error: BaseException, delivery: Delivery) -> None:
@@ -258,20 +273,45 @@ class Courier:
         else:
             logger.warning("could not %s jobs %s (%s)", what, ids, error)
 
+    def split(self, outbox: Outbox) -> tuple[Outbox, list[dict[str, Any]]]:
+        """What goes to Redis in the pipeline, and the messages a :class:`BrokerSender`
+        sends after it (none with a :class:`MessageSender`: its messages ride along)."""
+        if isinstance(self.sender, MessageSender) or not outbox.send:
+            return outbox, []
+        return Outbox(publish=outbox.publish, stop=outbox.stop, dismiss=outbox.dismiss), outbox.send
+
     def deliver(self, outbox: Outbox) -> Delivery:
         """Deliver ``outbox`` on a sync client."""
         delivery = Delivery()
-        if not outbox:
-            return delivery
+        on_redis, by_broker = self.split(outbox)
+        if on_redis:
+            self._deliver_on_redis(on_redis, delivery)
+        if by_broker:
+            assert isinstance(self.sender, BrokerSender)
+            self._broker_sent(self.sender.send(by_broker), delivery)
+        return delivery
+
+    async def deliver_async(self, outbox: Outbox) -> Delivery:
+        """:meth:`deliver` on an asyncio client."""
+        delivery = Delivery()
+        on_redis, by_broker = self.split(outbox)
+        if on_redis:
+            await self._deliver_on_redis_async(on_redis, delivery)
+        if by_broker:
+            assert isinstance(self.sender, BrokerSender)
+            self._broker_sent(await self.sender.send_async(by_broker), delivery)
+        return delivery
+
+    def _deliver_on_redis(self, outbox: Outbox, delivery: Delivery) -> None:
         try:
-            if outbox.send and not self.sender.knows_unpack_size():
-                self.sender.learn_unpack_size(self.maxstack_script())
+            if (learner := self._unpack_size_learner(outbox)) is not None:
+                learner.learn_unpack_size(self.maxstack_script())
             with self.client.pipeline(transaction=False) as pipe:
                 calls = self.load(pipe, outbox)
                 replies = pipe.execute(raise_on_error=False)
         except Exception as exc:
             self._all_failed(outbox, exc, delivery)
-            return delivery
+            return
         again = self.settle(calls, replies, delivery)
         for call in again:
             try:
@@ -280,22 +320,17 @@ class Courier:
                 self.failed(call, exc, delivery)
             else:
                 self.done(call)
-        return delivery
 
-    async def deliver_async(self, outbox: Outbox) -> Delivery:
-        """:meth:`deliver` on an asyncio client."""
-        delivery = Delivery()
-        if not outbox:
-            return delivery
+    async def _deliver_on_redis_async(self, outbox: Outbox, delivery: Delivery) -> None:
         try:
-            if outbox.send and not self.sender.knows_unpack_size():
-                self.sender.learn_unpack_size(await self.maxstack_script())
+            if (learner := self._unpack_size_learner(outbox)) is not None:
+                learner.learn_unpack_size(await self.maxstack_script())
             async with self.client.pipeline(transaction=False) as pipe:
                 calls = self.load(pipe, outbox)
                 replies = await pipe.execute(raise_on_error=False)
         except Exception as exc:
             self._all_failed(outbox, exc, delivery)
-            return delivery
+            return
         again = self.settle(calls, replies, delivery)
         for call in again:
             try:
@@ -304,7 +339,22 @@ class Courier:
                 self.failed(call, exc, delivery)
             else:
                 self.done(call)
-        return delivery
+
+    def _unpack_size_learner(self, outbox: Outbox) -> MessageSender | None:
+        """The sender that must learn the Lua stack before ``outbox``'s sends, if any."""
+        sender = self.sender
+        if outbox.send and isinstance(sender, MessageSender) and not sender.knows_unpack_size():
+            return sender
+        return None
+
+    @staticmethod
+    def _broker_sent(failed: dict[str, BaseException], delivery: Delivery) -> None:
+        if failed:
+            delivery.missed.add("send")
+            error = next(iter(failed.values()))
+            logger.warning(
+                "could not send jobs %s now; the lifeline will (%s)", list(failed), error
+            )
 
     def _all_failed(self, outbox: Outbox, error: BaseException, delivery: Delivery) -> None:
         parts = ("publish", "send", "stop", "dismiss")

@@ -62,6 +62,9 @@ class Settings:
     database_url: str
     redis_url: str
     redis_embedded: bool
+    #: The Dramatiq broker's RabbitMQ (``amqp://``, ``amqps://``); empty: the broker
+    #: runs on ``redis_url`` as everything else does.
+    broker_url: str
     admin_token: Secret
     viewer_token: Secret | None
     #: The key of user session cookies and CSRF tokens (VIDFLEET_SECRET_KEY); None: one
@@ -122,6 +125,10 @@ class Settings:
     musicbrainz_contact: str
 
     @property
+    def uses_rabbitmq(self) -> bool:
+        return bool(self.broker_url)
+
+    @property
     def embedded_redis_socket(self) -> Path:
         return self.data_dir / "redis.sock"
 
@@ -169,6 +176,15 @@ def _redis_url(raw: str | None) -> str:
             f"REDIS_URL: expected redis://, rediss:// or unix://, got {mask_url(raw)!r}"
         )
     return raw or ""
+
+
+def _broker_url(raw: str) -> str:
+    if raw and urlsplit(raw).scheme not in ("amqp", "amqps"):
+        raise SettingsError(
+            f"BROKER_URL: expected amqp:// or amqps:// (or nothing, for the Redis broker on "
+            f"REDIS_URL), got {mask_url(raw)!r}"
+        )
+    return raw
 
 
 def _cookies_file(raw: str) -> Path | None:
@@ -229,6 +245,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             database_url=_database_url(config("DATABASE_URL", default=""), data_dir),
             redis_url=_redis_url(redis_raw) or f"unix://{data_dir / 'redis.sock'}",
             redis_embedded=not redis_raw,
+            broker_url=_broker_url(config("BROKER_URL", default="").strip()),
             admin_token=_admin_token(config, data_dir),
             viewer_token=Secret(viewer) if viewer else None,
             secret_key=Secret(secret_key) if secret_key else None,

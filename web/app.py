@@ -123,7 +123,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await app.state.streams.stop()
             await app.state.hub.stop()
             await app.state.redis.aclose()
-            app.state.courier.sender.broker.close()
+            app.state.courier.sender.close()
             app.state.store.dispose()
             await engine.dispose()
 

@@ -9,6 +9,10 @@ jobs table (the keys: :mod:`db.broker_keys`):
   broker's heartbeat timeout, and the running jobs they hold: a running job's row has
   the Redis id of the message its worker claimed it with, which sits in that worker's
   ack set until the job ends.
+
+With the broker on RabbitMQ (``BROKER_URL``) the queues come from RabbitMQ's counts;
+the workers' list (and the dead letters, :mod:`web.dead_letters`) answer 404
+``not_available``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 
 from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy import select
+from starlette import status
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -29,7 +34,10 @@ from db.job_service import PARENT_KINDS
 from db.jobs import iso
 from db.models import Job, JobStatus
 from db.queues import Queue
+from db.rabbitmq import UNAVAILABLE as RABBITMQ_UNAVAILABLE
+from db.rabbitmq import BrokerSender, queue_counts
 from web.apidoc import BOOL, INT, NUMBER, STRING, array, choice, documented, nullable, obj
+from web.errors import ApiError, unavailable
 
 #: The most running jobs the workers' list shows (the oldest first).
 MAX_RUNNING = 500
@@ -39,8 +47,21 @@ RUNNING = obj({"id": STRING, "kind": STRING, "heartbeat": BOOL}, ["id", "kind", 
 
 
 def broker_of(request: Request) -> RedisBroker:
-    """The web's own broker (its sender's): the fleet's namespace and timeouts."""
-    broker: RedisBroker = request.app.state.courier.sender.broker
+    """The web's own Redis broker (its sender's): the fleet's namespace and timeouts.
+
+    Raises:
+      ApiError: 404 ``not_available`` when the broker is on RabbitMQ: what the workers
+        and dead-letter panels read (Dramatiq's heartbeats, ack sets and dead messages
+        in Redis) has no counterpart there that could be read without taking messages
+        off their queues; the page shows each such panel as not available on its own.
+    """
+    broker = request.app.state.courier.sender.broker
+    if not isinstance(broker, RedisBroker):
+        raise ApiError(
+            status.HTTP_404_NOT_FOUND,
+            "not_available",
+            "not available with the broker on RabbitMQ (BROKER_URL)",
+        )
     return broker
 
 
@@ -79,6 +100,20 @@ async def queue_depths(redis: Any, namespace: str) -> list[QueueDepth]:
     ]
 
 
+async def rabbitmq_queues(sender: BrokerSender) -> JSONResponse:
+    """The queues as RabbitMQ counts them: ready, delayed and dead messages (no age of
+    the oldest: RabbitMQ does not show a queue's head without taking it)."""
+    try:
+        counts = await sender.call(lambda: queue_counts(sender.broker))
+    except RABBITMQ_UNAVAILABLE as exc:  # an outage, as the other stores' (web/errors.py)
+        raise unavailable("broker") from exc
+    items = [
+        {"queue": str(queue), "ready": ready, "delayed": delayed, "dead": dead}
+        for queue, ready, delayed, dead in counts
+    ]
+    return JSONResponse({"items": items, "at": moment(time.time() * 1000)})
+
+
 @documented(
     "Every queue's depth",
     {
@@ -102,6 +137,9 @@ async def queue_depths(redis: Any, namespace: str) -> list[QueueDepth]:
     },
 )
 async def system_queues(request: Request) -> JSONResponse:
+    sender = request.app.state.courier.sender
+    if isinstance(sender, BrokerSender):
+        return await rabbitmq_queues(sender)
     depths = await queue_depths(request.app.state.redis, broker_of(request).namespace)
     now_ms = time.time() * 1000
     items = []

@@ -44,6 +44,8 @@ from starlette.routing import Route
 
 from db.models import Job, Role
 from db.outages import describe_failure, unavailable_store
+from db.rabbitmq import UNAVAILABLE as RABBITMQ_UNAVAILABLE
+from db.rabbitmq import BrokerSender, queue_counts
 from web.apidoc import Answer, documented
 from web.auth import SCRAPER, principal_of
 from web.errors import ApiError
@@ -131,16 +133,20 @@ class WebMetrics:
 
 
 async def _queue_family(request: Request) -> Metric:
-    depths = await queue_depths(request.app.state.redis, broker_of(request).namespace)
+    sender = request.app.state.courier.sender
+    if isinstance(sender, BrokerSender):  # the broker on RabbitMQ: its own counts
+        counts = await sender.call(lambda: queue_counts(sender.broker))
+    else:
+        depths = await queue_depths(request.app.state.redis, broker_of(request).namespace)
+        counts = [(depth.queue, depth.ready, depth.delayed, depth.dead) for depth in depths]
     family = GaugeMetricFamily(
         "vidfleet_queue_messages",
         "messages in each broker queue: ready to be taken, delayed, dead-lettered",
         labels=["queue", "state"],
     )
-    for depth in depths:
-        for state, count in (("ready", depth.ready), ("delayed", depth.delayed),
-                             ("dead", depth.dead)):  # fmt: skip
-            family.add_metric([str(depth.queue), state], count)
+    for queue, ready, delayed, dead in counts:
+        for state, count in (("ready", ready), ("delayed", delayed), ("dead", dead)):
+            family.add_metric([str(queue), state], count)
     return family
 
 
@@ -162,7 +168,8 @@ async def _sample(
     try:
         return await asyncio.wait_for(measure(request), SAMPLE_TIMEOUT_S)
     except Exception as exc:
-        if not isinstance(exc, TimeoutError) and unavailable_store(exc) is None:
+        gone = isinstance(exc, (TimeoutError, *RABBITMQ_UNAVAILABLE)) or unavailable_store(exc)
+        if not gone:
             raise  # anything but a store that cannot answer is a bug
         logger.warning("metrics: the %s did not answer (%s)", source, describe_failure(exc))
         metrics.scrape_errors.labels(source).inc()
@@ -181,7 +188,8 @@ async def metrics_endpoint(request: Request) -> Response:
     if principal.role != Role.admin and principal.credential != SCRAPER:
         raise ApiError(status.HTTP_403_FORBIDDEN, "forbidden", "only an admin may read metrics")
     metrics: WebMetrics = request.app.state.metrics
-    queues = await _sample(request, metrics, "redis", _queue_family)
+    on_rabbitmq = isinstance(request.app.state.courier.sender, BrokerSender)
+    queues = await _sample(request, metrics, "rabbitmq" if on_rabbitmq else "redis", _queue_family)
     jobs = await _sample(request, metrics, "database", _jobs_family)
     metrics.fleet.families = [family for family in (queues, jobs) if family is not None]
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

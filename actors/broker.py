@@ -29,6 +29,7 @@ from periodiq import PeriodiqMiddleware
 from actors.job_tracking import JobTracking
 from actors.lifeline_runner import LifelineRunner
 from actors.log_format import LogFormat
+from actors.media_priority import MediaPriority
 from actors.orphans import OrphanRecovery
 from actors.retry_policy import RETRY_MAX_BACKOFF_MS
 from actors.schedule_runs import ScheduleRuns
@@ -98,6 +99,7 @@ def make_broker(settings: Settings) -> dramatiq.Broker:
     on_rabbitmq = settings.uses_rabbitmq
     middleware = [
         LogFormat(),
+        MediaPriority(),  # the worker yields the CPU to the web
         # Dramatiq's Prometheus (when on) before the others: it times all they do.
         *worker_metrics(settings),
         # First of the rest: it counts a message as this worker's from the moment a worker thread

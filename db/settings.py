@@ -112,6 +112,9 @@ class Settings:
     redis_timeout: float
     max_transcodes: int
     max_transcodes_per_client: int
+    #: The niceness of media work (workers, their downloads and FFmpeg, the web's
+    #: transcodes), so the web keeps the CPU it needs to answer; 0: as the web.
+    media_nice: int
     stream_cache_max_bytes: int
     stream_backend: str
     x_accel_prefix: str
@@ -305,6 +308,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             max_transcodes_per_client=config(
                 "VIDFLEET_MAX_TRANSCODES_PER_CLIENT", cast=int, default=2
             ),
+            media_nice=config("VIDFLEET_MEDIA_NICE", cast=int, default=10),
             stream_cache_max_bytes=config(
                 "VIDFLEET_STREAM_CACHE_MAX_BYTES", cast=int, default=10 * 1024**3
             ),
@@ -333,6 +337,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError("VIDFLEET_MAX_CONCURRENT_DOWNLOADS: must be at least 1")
     if settings.max_transcodes < 0 or settings.max_transcodes_per_client < 0:
         raise SettingsError("VIDFLEET_MAX_TRANSCODES(_PER_CLIENT): must be 0 or more")
+    if not 0 <= settings.media_nice <= 19:
+        raise SettingsError("VIDFLEET_MEDIA_NICE: must be a niceness from 0 to 19")
     for name, value in (
         ("VIDFLEET_SITE_DOWNLOADS_PER_MINUTE", settings.site_downloads_per_minute),
         ("VIDFLEET_DOWNLOAD_RATE_LIMIT", settings.download_rate_limit),

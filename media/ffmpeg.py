@@ -10,6 +10,8 @@ import signal
 import subprocess
 from functools import lru_cache
 
+from media.priority import niceness, yield_cpu
+
 
 @lru_cache(maxsize=1)
 def ffmpeg_path() -> str:
@@ -31,6 +33,8 @@ def run_to_end(argv: list[str], *, timeout: float) -> tuple[int, str]:
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
+    # Its session is a new autogroup: it keeps our niceness only if we say so.
+    yield_cpu(process.pid, niceness())
     try:
         _out, err = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

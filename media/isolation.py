@@ -59,6 +59,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from media.errors import Cancelled, MediaError
+from media.priority import niceness, yield_cpu
 
 logger = logging.getLogger(__name__)
 
@@ -527,6 +528,7 @@ def _child_main(conn: Connection) -> None:
     code = 0
     try:
         os.setsid()  # a process group of our own, inherited by ffmpeg & co.
+        yield_cpu(0, niceness())  # a new session's autogroup: as nice as the worker
         # As a new interpreter would have them: the server's SIG_IGN would be inherited
         # by the child's ffmpeg (an ignored signal survives exec) and SIGTERM, our stop
         # request, would not stop it.

@@ -135,7 +135,7 @@ async def _make_segment(
     await anyio.to_thread.run_sync(lambda: target.parent.mkdir(parents=True, exist_ok=True))
     partial = partial_name(target)
     argv = hls_segment_argv(ffmpeg_path(), path, MediaInfo.of(video), quality, n, partial)
-    ffmpeg = StreamProcess(argv)
+    ffmpeg = StreamProcess(argv, nice=request.app.state.settings.media_nice)
     made = False
     try:
         await ffmpeg.start()

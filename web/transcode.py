@@ -36,6 +36,7 @@ from db import live
 from media.errors import BadRequest
 from media.ffmpeg import ffmpeg_path
 from media.mediainfo import MediaInfo
+from media.priority import yield_cpu
 from media.stream_cache import partial_name, source_key, stream_entry
 from media.transcode import StreamPlan, ffmpeg_argv, parse_request, plan_stream
 from media.vlc import cvlc_path, vlc_argv
@@ -57,6 +58,7 @@ class StreamProcess:
       argv: the command.
       source: a file to give it on stdin (cvlc reads the file that way).
       name: what it is, for logs and the response's ``X-Stream-Backend``.
+      nice: its niceness (``VIDFLEET_MEDIA_NICE``): it yields the CPU to the web.
     """
 
     def __init__(
@@ -65,9 +67,11 @@ class StreamProcess:
         *,
         source: Path | None = None,
         name: str = "ffmpeg",
+        nice: int = 0,
     ):
         self.argv = argv
         self.name = name
+        self.nice = nice
         self.source = source
         self.process: asyncio.subprocess.Process | None = None
         self.stdout: asyncio.StreamReader | None = None
@@ -95,6 +99,7 @@ class StreamProcess:
             os.close(write_end)  # the child has its own copies of both
             if stdin is not None:
                 stdin.close()
+        yield_cpu(self.process.pid, self.nice)
         self.stdout = asyncio.StreamReader(limit=4 * CHUNK)
         protocol = asyncio.StreamReaderProtocol(self.stdout)
         self._stdout_transport, _ = await asyncio.get_running_loop().connect_read_pipe(
@@ -343,7 +348,7 @@ async def transcoded(
     except StreamsFull as exc:
         raise streams_full(exc) from None
     started = time.monotonic()
-    process = stream_process(settings.stream_backend, path, plan, info)
+    process = stream_process(settings.stream_backend, path, plan, info, nice=settings.media_nice)
     try:
         await process.start()
         first = await process.read()
@@ -367,7 +372,9 @@ async def transcoded(
     return StreamResponse(process, first, plan, session, registry, keep_as=cached)
 
 
-def stream_process(backend: str, path: Path, plan: StreamPlan, info: MediaInfo) -> StreamProcess:
+def stream_process(
+    backend: str, path: Path, plan: StreamPlan, info: MediaInfo, *, nice: int = 0
+) -> StreamProcess:
     """The process that makes ``plan``'s stream with the configured backend."""
     if backend == "vlc":
         cvlc = cvlc_path()
@@ -377,5 +384,5 @@ def stream_process(backend: str, path: Path, plan: StreamPlan, info: MediaInfo) 
             )
         # cvlc refuses to run as root: a root web runs it as an unprivileged user.
         argv = vlc_argv(cvlc, plan, info, as_root=os.geteuid() == 0)
-        return StreamProcess(argv, source=path, name="cvlc")
-    return StreamProcess(ffmpeg_argv(ffmpeg_path(), path, plan, info), name="ffmpeg")
+        return StreamProcess(argv, source=path, name="cvlc", nice=nice)
+    return StreamProcess(ffmpeg_argv(ffmpeg_path(), path, plan, info), name="ffmpeg", nice=nice)

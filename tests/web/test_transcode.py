@@ -4,6 +4,7 @@ uvicorn, media made here)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import os
@@ -18,10 +19,19 @@ import httpx
 import pytest
 
 from media.ffmpeg import ffmpeg_path
+from media.priority import niceness
 from media.probe import probe_file
 from media.stream_cache import hls_folder, source_key, stream_entry
 from tests.conftest import ADMIN_TOKEN
-from tests.support import api_client, child_processes, library_row, live_server, wait_for
+from tests.media.test_priority import autogroup_nice
+from tests.support import (
+    api_client,
+    child_processes,
+    descendants,
+    library_row,
+    live_server,
+    wait_for,
+)
 from tests.web.test_requests import assert_error
 
 # Each test checks that FFmpeg stops within two seconds of its client leaving: run
@@ -91,6 +101,16 @@ def ffmpeg_children(parent: int | None = None) -> list[str]:
     return [command for command in commands if "ffmpeg" in command.split(" ", 1)[0]]
 
 
+def ffmpeg_pids() -> list[int]:
+    """The pids of the FFmpeg processes below this process."""
+    pids = []
+    for pid in descendants(os.getpid()):
+        with contextlib.suppress(OSError):  # gone meanwhile
+            if Path(f"/proc/{pid}/comm").read_text().startswith("ffmpeg"):
+                pids.append(pid)
+    return pids
+
+
 def test_an_mkv_with_h264_and_aac_asked_as_mp4_is_remuxed(api: httpx.Client, settings: Any) -> None:
     video = add_to_library(settings, "a/remux.mkv", long_mkv)  # still running while unread
     with api.stream("GET", f"/stream/{video['id']}", params={"format": "mp4"}) as response:
@@ -153,7 +173,11 @@ def test_a_client_that_leaves_mid_transcode_leaves_no_ffmpeg(
     with api.stream("GET", f"/stream/{video['id']}", params={"format": "webm"}) as response:
         assert response.headers["x-stream-mode"] == "transcode"
         next(response.iter_bytes())
-        assert ffmpeg_children()
+        (pid,) = ffmpeg_pids()
+        # It yields the CPU to the web: nicer, and so is its session's autogroup.
+        assert settings.media_nice == 10
+        assert niceness(pid) == 10
+        assert autogroup_nice(pid) in (10, None)  # None: a kernel without autogroups
     wait_for(lambda: not ffmpeg_children(), timeout=2, what="ffmpeg to stop after the client left")
 
 

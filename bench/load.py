@@ -66,6 +66,11 @@ class Outcomes:
     errors: Counter[str] = field(default_factory=Counter)
     timeouts: Counter[str] = field(default_factory=Counter)
     latencies_ms: list[float] = field(default_factory=list)
+    by_label: dict[str, list[float]] = field(default_factory=dict)
+
+    def took(self, label: str, ms: float) -> None:
+        self.latencies_ms.append(ms)
+        self.by_label.setdefault(label, []).append(ms)
 
     def error(self, what: str) -> None:
         self.errors[what] += 1
@@ -221,7 +226,7 @@ class Api:
         except httpx.TransportError as exc:
             outcomes.error(f"{label}: {type(exc).__name__}")
             return None
-        outcomes.latencies_ms.append((time.perf_counter() - started) * 1000)
+        outcomes.took(label, (time.perf_counter() - started) * 1000)
         if response.status_code >= 300:
             outcomes.error(f"{label}: HTTP {response.status_code}")
             return None
@@ -307,7 +312,7 @@ async def transcode_loop(api: Api, outcomes: Outcomes, slot: int, until: float) 
         except httpx.TransportError as exc:
             outcomes.error(f"GET /stream/{{id}}: {type(exc).__name__}")
             continue
-        outcomes.latencies_ms.append((time.perf_counter() - started) * 1000)
+        outcomes.took("GET /stream/{id}", (time.perf_counter() - started) * 1000)
     return received
 
 
@@ -413,6 +418,19 @@ class LoadResult:
                     ],
                 ],
             ),
+            table(
+                ["route", "idle p50", "idle p99", "loaded p50", "loaded p99"],
+                [
+                    [
+                        label,
+                        ms(percentile(self.idle.by_label.get(label, []), 50)),
+                        ms(percentile(self.idle.by_label.get(label, []), 99)),
+                        ms(percentile(times, 50)),
+                        ms(percentile(times, 99)),
+                    ]
+                    for label, times in sorted(self.loaded.by_label.items())
+                ],
+            ),  # fmt: skip
             f"jobs: {dict(self.jobs)}; thumbnail batch: {self.batch}; transcodes: "
             f"{len(self.streams.latencies_ms)} streams, {self.transcoded_bytes / 1e6:.1f} MB",
             f"WebSockets: {self.ws.get('opened', 0)} opened, {self.ws.get('open', 0)} open at "

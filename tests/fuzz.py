@@ -129,7 +129,7 @@ def fuzz(*, max_examples: int, seed: int | None = None, extra: list[str] | None 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--max-examples", type=int, default=200, help="per operation")
+    parser.add_argument("--max-examples", type=int, default=50, help="per operation")
     parser.add_argument("--seed", type=int, default=None)
     args, extra = parser.parse_known_args()
     sys.exit(fuzz(max_examples=args.max_examples, seed=args.seed, extra=extra))

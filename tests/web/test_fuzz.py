@@ -1,6 +1,6 @@
 """The bounded run of ``make fuzz`` (tests/fuzz.py): schemathesis over every operation of
 ``/openapi.json`` on a real web process, Redis and database, with every check, a few
-examples each (``make fuzz`` runs 200)."""
+examples each (``make fuzz`` runs 50)."""
 
 from __future__ import annotations
 

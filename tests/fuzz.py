@@ -67,12 +67,17 @@ def fuzzed_app(root: Path) -> Iterator[str]:
     web: subprocess.Popen[bytes] | None = None
     try:
         subprocess.run([sys.executable, "-m", "db.migrate"], cwd=ROOT, env=env, check=True)
-        web = subprocess.Popen(
-            ["sh", "-c", f"exec {procfile_command('web')}"],
-            cwd=ROOT,
-            env=env,
-            start_new_session=True,
-        )
+        # Its output in a file, so schemathesis's summary ends the run's output (the
+        # file's tail is printed when a check failed: a 5xx's traceback is there).
+        with (root / "web.log").open("wb") as log:
+            web = subprocess.Popen(
+                ["sh", "-c", f"exec {procfile_command('web')}"],
+                cwd=ROOT,
+                env=env,
+                start_new_session=True,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         url = f"http://127.0.0.1:{port}"
 
         def ready() -> bool:
@@ -122,7 +127,11 @@ def fuzz(*, max_examples: int, seed: int | None = None, extra: list[str] | None 
     try:
         with fuzzed_app(root) as url:
             command = schemathesis_command(url, max_examples=max_examples, seed=seed)
-            return subprocess.run([*command, *(extra or [])], cwd=root).returncode
+            code = subprocess.run([*command, *(extra or [])], cwd=root).returncode
+        if code != 0:
+            tail = (root / "web.log").read_text(errors="replace").splitlines()[-60:]
+            print("the web process's last lines:", *tail, sep="\n", file=sys.stderr)
+        return code
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -40,7 +40,7 @@ from bench.child import REPO
 from bench.env import BenchEnv, bench_env, free_port
 from bench.report import table
 from bench.ws_fanout import ClientFleet, ensure_client_deps
-from tests.support import make_clip
+from tests.support import descendants, make_clip
 from web.launch import procfile_command
 
 SOCKETS = 1000
@@ -542,7 +542,16 @@ async def drive(env: BenchEnv, web: WebFleet, media: MediaServer, seconds: float
         client.close()
 
 
-def run_load(*, seconds: float, web_processes: int) -> LoadResult:
+def pin(pids: set[int], cpus: set[int]) -> None:
+    """Every thread of ``pids`` on ``cpus`` (what they start later inherits it)."""
+    for pid in pids:
+        with contextlib.suppress(OSError):  # gone meanwhile
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                with contextlib.suppress(OSError):
+                    os.sched_setaffinity(int(tid), cpus)
+
+
+def run_load(*, seconds: float, web_processes: int, split: bool = False) -> LoadResult:
     ensure_client_deps()
     with bench_env() as env:
         os.environ.update(
@@ -557,6 +566,12 @@ def run_load(*, seconds: float, web_processes: int) -> LoadResult:
         try:
             web.start()
             workers.start(redis.Redis.from_url(env.redis_url))
+            if split:
+                # The fleet (web, workers, Redis, and what they start) on the first
+                # CPU; this driver and the Node.js clients it starts next on the rest,
+                # as if the load came from another machine.
+                pin(descendants(os.getpid()), {0})  # the clients are not started yet
+                pin({os.getpid()}, set(range(1, os.cpu_count() or 2)))
             return asyncio.run(drive(env, web, media, seconds))
         finally:
             web.stop()
@@ -573,11 +588,21 @@ def main(argv: list[str] | None = None) -> int:
         default=int(os.environ.get("WEB_CONCURRENCY", "2")),
         help="uvicorn worker processes for the web line (WEB_CONCURRENCY, default 2)",
     )
+    parser.add_argument(
+        "--split-cpus",
+        action="store_true",
+        help="the fleet on CPU 0, the load's clients on the others (an experiment: the web "
+        "without its clients taking its CPU; needs 2 or more CPUs)",
+    )
     args = parser.parse_args(argv)
     if not 5 <= args.seconds <= 600 or not 1 <= args.web_concurrency <= 16:
         parser.error("--seconds: 5 to 600; --web-concurrency: 1 to 16")
+    if args.split_cpus and (os.cpu_count() or 1) < 2:
+        parser.error("--split-cpus: needs at least 2 CPUs")
     started = time.monotonic()
-    result = run_load(seconds=args.seconds, web_processes=args.web_concurrency)
+    result = run_load(
+        seconds=args.seconds, web_processes=args.web_concurrency, split=args.split_cpus
+    )
     print(f"done in {time.monotonic() - started:.0f} s on {os.cpu_count()} CPUs", file=sys.stderr)
     print(result.render())
     return 1 if result.errors or result.timeouts else 0

@@ -72,6 +72,8 @@ def test_heroku_style_urls_are_rewritten(tmp_path: Path) -> None:
         ("VIDFLEET_MAX_ATTEMPTS", "0"),
         ("VIDFLEET_LOG_LEVEL", "LOUD"),
         ("VIDFLEET_LOG_FORMAT", "xml"),
+        ("VIDFLEET_MEDIA_NICE", "20"),
+        ("VIDFLEET_MEDIA_NICE", "-1"),
         ("VIDFLEET_METRICS_TOKEN", "short"),
         ("VIDFLEET_WORKER_METRICS_PORT", "70000"),
         ("VIDFLEET_WORKER_METRICS_PORT", "-1"),

@@ -383,19 +383,24 @@ class WorkerFleet:
     def stop(self, timeout: float = 60.0) -> None:
         """SIGTERM the group, wait until all of it has exited (``sh`` exits at once, the
         workers after a graceful shutdown), SIGKILL what is left at the deadline."""
-        if self.process is None:
-            return
-        group = self.process.pid
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(group, signal.SIGTERM)
-        self.process.wait(timeout)
-        deadline = time.monotonic() + timeout
-        while group_alive(group):
-            if time.monotonic() > deadline:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(group, signal.SIGKILL)
-                break
-            time.sleep(0.1)  # polling a process group we stopped
+        if self.process is not None:
+            stop_group(self.process, timeout)
+
+
+def stop_group(leader: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM the group ``leader`` leads, wait until all of it has exited, SIGKILL what
+    is left at the deadline."""
+    group = leader.pid
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signal.SIGTERM)
+    leader.wait(timeout)
+    deadline = time.monotonic() + timeout
+    while group_alive(group):
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
+            break
+        time.sleep(0.1)  # polling a process group we stopped
 
 
 def group_alive(pgid: int) -> bool:

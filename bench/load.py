@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import itertools
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -35,10 +34,11 @@ from typing import Any
 import httpx
 import redis
 
-from bench.backlog import FINISHED, MediaHandler, WorkerFleet, group_alive
+from bench.backlog import FINISHED, MediaHandler, WorkerFleet, stop_group
 from bench.child import REPO
 from bench.env import BenchEnv, bench_env, free_port
 from bench.report import table
+from bench.streaming import usage_of
 from bench.ws_fanout import ClientFleet, ensure_client_deps
 from tests.support import descendants, make_clip
 from web.launch import procfile_command
@@ -138,38 +138,13 @@ class WebFleet:
         return self.log_path.read_text(errors="replace")[-3000:] if self.log_path.exists() else ""
 
     def stop(self, timeout: float = 30.0) -> None:
-        if self.process is None:
-            return
-        group = self.process.pid
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(group, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while group_alive(group):
-            if time.monotonic() > deadline:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(group, signal.SIGKILL)
-                break
-            time.sleep(0.1)  # polling a process group we stopped
-        self.process.wait(5)
+        if self.process is not None:
+            stop_group(self.process, timeout)
 
 
 def group_usage(pgid: int) -> tuple[float, int]:
-    """CPU seconds (user + system, the process's own) and resident bytes, summed over
-    the live processes of group ``pgid``."""
-    cpu, rss = 0.0, 0
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) != pgid or fields[0] == "Z":
-            continue
-        cpu += (int(fields[11]) + int(fields[12])) * TICK_S
-        rss += int(fields[21]) * PAGE_SIZE
-    return cpu, rss
+    """CPU seconds and resident bytes of the live processes of group ``pgid``."""
+    return usage_of(lambda _pid, fields: int(fields[2]) == pgid and fields[0] != "Z")
 
 
 class QuietServer(ThreadingHTTPServer):

@@ -314,6 +314,12 @@ def insert_video(database_url: str, media_root: Path, path: Path) -> int:
 def server_usage(pid: int) -> tuple[float, int]:
     """User + system CPU seconds and resident bytes of ``pid`` and its live children
     (nginx's workers)."""
+    return usage_of(lambda proc, fields: proc == pid or int(fields[1]) == pid)
+
+
+def usage_of(keep: Callable[[int, list[str]], bool]) -> tuple[float, int]:
+    """User + system CPU seconds (each process's own) and resident bytes, summed over
+    the processes ``keep(pid, stat fields after the name)`` chooses."""
     cpu, rss = 0, 0
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -323,7 +329,7 @@ def server_usage(pid: int) -> tuple[float, int]:
                 fields = stat.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(name) == pid or int(fields[1]) == pid:
+        if keep(int(name), fields):
             cpu += int(fields[11]) + int(fields[12])
             rss += int(fields[21]) * PAGE_BYTES
     return cpu / CLOCK_TICKS, rss

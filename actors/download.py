@@ -204,6 +204,12 @@ def _file_in_library(
                     vcodec=info.vcodec,
                     acodec=info.acodec,
                     container=info.container,
+                    artists=downloaded.metadata.artists,
+                    album=downloaded.metadata.album,
+                    release_year=downloaded.metadata.release_year,
+                    premiered=downloaded.metadata.premiered,
+                    genres=downloaded.metadata.genres,
+                    director=downloaded.metadata.director,
                 ),
                 replacing=existing,
             )

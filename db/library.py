@@ -40,6 +40,13 @@ class NewVideo:
     vcodec: str | None
     acodec: str | None
     container: str | None
+    # What media servers read (db.models.Video); None/empty where the source said nothing.
+    artists: tuple[str, ...] = ()
+    album: str | None = None
+    release_year: int | None = None
+    premiered: str | None = None
+    genres: tuple[str, ...] = ()
+    director: str | None = None
 
 
 def find_video(session: Session, extractor: str, extractor_id: str) -> Video | None:
@@ -80,6 +87,12 @@ def save_video(session: Session, new: NewVideo, *, replacing: Video | None = Non
     video.vcodec = new.vcodec
     video.acodec = new.acodec
     video.container = new.container
+    video.artists = list(new.artists) or None
+    video.album = new.album
+    video.release_year = new.release_year
+    video.premiered = new.premiered
+    video.genres = list(new.genres) or None
+    video.director = new.director
     session.add(video)
     session.flush()
     return video

@@ -226,6 +226,21 @@ class Video(Base):
     #: The nominal widths of the thumbnails under $VIDFLEET_DATA_DIR/thumbnails/<id>/.
     thumbnail_widths: Mapped[list[int] | None] = mapped_column(JSON, default=None)
     analyzed_at: Mapped[datetime | None] = mapped_column(default=None)
+    # What media servers read (the NFO in the kodi/jellyfin layouts) and the player
+    # shows, from the source's metadata; None where it said nothing.
+    #: Every artist the source names, the first one being ``artist``'s.
+    artists: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+    album: Mapped[str | None] = mapped_column(String(500), default=None)
+    release_year: Mapped[int | None] = mapped_column(Integer, default=None)
+    #: ``YYYY-MM-DD``: the release date, else the upload date.
+    premiered: Mapped[str | None] = mapped_column(String(10), default=None)
+    genres: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+    director: Mapped[str | None] = mapped_column(String(500), default=None)
+    #: ``[{start, end, title, source}]``, source ``chapters`` or ``sponsorblock``.
+    chapters: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, default=None)
+    #: ``[{lang, path, automatic}]``: WebVTT files beside the video (paths relative to
+    #: the media root).
+    subtitles: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, default=None)
 
     artist: Mapped[Artist | None] = relationship(back_populates="videos")
 

@@ -17,7 +17,7 @@ import logging
 import re
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +121,50 @@ class DownloadProgress:
 
 
 @dataclass(frozen=True)
+class VideoMetadata:
+    """What the source says of a video beyond its title and artist; None where nothing."""
+
+    artists: tuple[str, ...] = ()
+    album: str | None = None
+    release_year: int | None = None
+    premiered: str | None = None  # YYYY-MM-DD
+    genres: tuple[str, ...] = ()
+    director: str | None = None
+
+
+def _date(raw: object) -> str | None:
+    text = str(raw or "")
+    if len(text) == 8 and text.isascii() and text.isdigit():
+        return f"{text[:4]}-{text[4:6]}-{text[6:]}"
+    return None
+
+
+def _texts(raw: object) -> tuple[str, ...]:
+    items = raw if isinstance(raw, list) else [raw] if raw else []
+    return tuple(dict.fromkeys(str(item).strip() for item in items if str(item or "").strip()))
+
+
+def metadata_of(info: dict[str, Any]) -> VideoMetadata:
+    """The metadata yt-dlp's info dict gives (its ``artists``/``artist``, ``album``,
+    ``release_year``, ``release_date`` or ``upload_date``, ``genres``/``genre``)."""
+    artists = _texts(info.get("artists")) or tuple(
+        name.strip() for name in str(info.get("artist") or "").split(",") if name.strip()
+    )
+    premiered = _date(info.get("release_date")) or _date(info.get("upload_date"))
+    year = info.get("release_year")
+    if not isinstance(year, int) or not 1000 <= year <= 9999:
+        year = int(premiered[:4]) if premiered else None
+    album = str(info["album"]).strip() if info.get("album") else None
+    return VideoMetadata(
+        artists=artists,
+        album=album or None,
+        release_year=year,
+        premiered=premiered,
+        genres=_texts(info.get("genres")) or _texts(info.get("genre")),
+    )
+
+
+@dataclass(frozen=True)
 class DownloadedMedia:
     path: Path
     extractor: str
@@ -129,6 +173,8 @@ class DownloadedMedia:
     artist: str | None
     webpage_url: str
     ext: str
+    #: What media servers read (see :func:`metadata_of`).
+    metadata: VideoMetadata = field(default_factory=VideoMetadata)
 
 
 # yt-dlp's HttpFD, refusing a Content-Length over max_filesize before it writes a byte.
@@ -485,4 +531,5 @@ def download_video(
         artist=info.get("artist") or info.get("creator") or info.get("uploader"),
         webpage_url=str(info.get("webpage_url") or url),
         ext=path.suffix.lstrip(".") or str(info.get("ext") or "bin"),
+        metadata=metadata_of(info),
     )

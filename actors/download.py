@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from actors.analyze import analyze_later
 from actors.job_context import JobContext, current_job
 from actors.job_tracking import job_actor
+from actors.library_places import place_video
 from actors.limits import retry_delay_ms, site_allows_a_start
 from actors.retry_policy import Postponed, is_retryable
 from db import library
@@ -35,7 +36,7 @@ from media.egress import install_egress_guard
 from media.errors import MediaError
 from media.ffmpeg import ffmpeg_path
 from media.isolation import run_isolated
-from media.library import library_path, remove_from_library, stage_in_library
+from media.library import remove_from_library, stage_in_library
 from media.mediainfo import MediaInfo
 from media.probe import probe_file
 from media.urls import parse_url
@@ -160,13 +161,17 @@ def _file_in_library(
     params = job.params
     artist = params.get("artist") or downloaded.artist
     title = params.get("title") or downloaded.title
-    relative = library_path(
-        artist=artist,
-        title=title,
-        extractor=downloaded.extractor,
-        video_id=downloaded.video_id,
-        ext=downloaded.ext,
-    )
+    with job.sessions() as session:
+        existing = library.find_video(session, downloaded.extractor, downloaded.video_id)
+        relative = place_video(
+            session,
+            settings.media_root,
+            artist=artist,
+            title=title,
+            video_id=downloaded.video_id,
+            ext=downloaded.ext,
+            replacing=existing.path if existing is not None else None,
+        )
     if not same_filesystem(downloaded.path, settings.media_root):
         # The move is a copy there: the file must fit beside the reserve (a rename on
         # one filesystem needs no room).

@@ -1,8 +1,9 @@
-"""Where a video lives in the library: ``<artist>/<title>_[<extractor>-<id>].<ext>``,
-restricted names (ASCII, no spaces or shell characters), always under the media root.
+"""Where a video lives in the library: ``<artist>/<title> [<id>].<ext>``, names people
+can read in every script (:mod:`media.names`), always under the media root.
 
-The extractor is part of the name because a video id is only unique within its site:
-two sites' videos with the same artist, title and id must not share one file."""
+A video id is only unique within its site: two sites' videos with the same artist,
+title and id get ``(2)`` in one of their names, since each stem is unique in its folder
+(case-insensitively)."""
 
 from __future__ import annotations
 
@@ -10,30 +11,27 @@ import contextlib
 import errno
 import os
 import shutil
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from yt_dlp.utils import sanitize_filename
-
 from media.disk import writing
 from media.errors import MediaError
+from media.names import MAX_COMPONENT_BYTES, component, unique_name
 
-UNKNOWN_ARTIST = "Unknown_Artist"
-
-
-def _name(text: str, limit: int) -> str:
-    cleaned = sanitize_filename(text, restricted=True).strip("._-")
-    return cleaned[:limit] or "_"
+UNKNOWN_ARTIST = "Unknown Artist"
 
 
-def library_path(
-    *, artist: str | None, title: str, extractor: str, video_id: str, ext: str
-) -> PurePosixPath:
-    """The path of a video relative to the media root."""
-    folder = _name(artist, 100) if artist else UNKNOWN_ARTIST
-    key = f"{_name(extractor, 32)}-{_name(video_id, 64)}"
-    filename = f"{_name(title, 150)}_[{key}].{_name(ext, 8)}"
-    return PurePosixPath(folder, filename)
+def artist_folder(artist: str | None, taken: Collection[str] = ()) -> str:
+    """The folder of an artist's videos: its name made safe (:mod:`media.names`),
+    unique against ``taken``, the keys of other artists' folders."""
+    return unique_name(component(artist or UNKNOWN_ARTIST, limit=MAX_COMPONENT_BYTES - 8), taken)
+
+
+def library_path(*, folder: str, stem: str, ext: str) -> PurePosixPath:
+    """The path of a video relative to the media root: ``<folder>/<stem>.<ext>``
+    (the stem from :func:`media.names.video_stem`)."""
+    return PurePosixPath(folder, f"{stem}.{component(ext, limit=8, fallback='bin')}")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ import pytest
 
 from media.download import DownloadProgress, download_video
 from media.errors import Cancelled, MediaError, NotMedia, UrlRejected
-from media.library import library_path, stage_in_library
+from media.library import artist_folder, library_path, stage_in_library
+from media.names import name_key, video_stem
 from media.probe import probe_file
 from media.urls import check_url
 
@@ -37,26 +38,22 @@ def test_private_hosts_are_refused_unless_allowed(url: str) -> None:
     assert check_url(url, allow_private=True) == url
 
 
-def test_library_paths_are_restricted_and_keep_the_id() -> None:
-    path = library_path(
-        artist="Sigur Rós / Live",
-        title='Hoppípolla: "Live"?',
-        extractor="youtube",
-        video_id="a1",
-        ext="mp4",
-    )
-    assert path == PurePosixPath("Sigur_Ros_Live/Hoppipolla_-_Live_[youtube-a1].mp4")
+def test_library_paths_are_readable_and_keep_the_id() -> None:
+    folder = artist_folder("Sigur Rós / Live")
+    stem = video_stem('Hoppípolla: "Live"?', "a1")
+    path = library_path(folder=folder, stem=stem, ext="mp4")
+    assert path == PurePosixPath("Sigur Rós ⧸ Live/Hoppípolla： ＂Live＂？ [a1].mp4")
     sneaky = library_path(
-        artist="..", title="../../etc/passwd", extractor="../..", video_id="../x", ext="mp4"
+        folder=artist_folder(".."), stem=video_stem("../../etc/passwd", "../x"), ext="../mp4"
     )
-    assert ".." not in sneaky.parts
-    unknown = library_path(artist=None, title="t", extractor="vimeo", video_id="i", ext="mkv")
-    assert unknown.parts[0] == "Unknown_Artist"
+    assert ".." not in sneaky.parts and len(sneaky.parts) == 2
+    assert artist_folder(None) == "Unknown Artist"
 
 
-def test_the_same_artist_title_and_id_from_two_sites_get_two_files() -> None:
-    same = {"artist": "A", "title": "T", "video_id": "x1", "ext": "mp4"}
-    assert library_path(extractor="youtube", **same) != library_path(extractor="vimeo", **same)
+def test_the_same_title_and_id_in_one_folder_get_two_names() -> None:
+    first = video_stem("T", "x1")
+    second = video_stem("t", "X1", taken={name_key(first)})
+    assert name_key(first) != name_key(second) and second.endswith("[X1] (2)")
 
 
 def test_a_staged_file_reaches_the_library_only_when_published(tmp_path: Path) -> None:

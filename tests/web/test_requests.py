@@ -153,7 +153,7 @@ def test_a_url_already_in_the_library_is_a_409_unless_forced(
     assert len(videos) == 1 and videos[0]["title"] == "Again, renamed"
     assert api.get(f"/stream/{videos[0]['id']}").status_code == 200
     files = sorted(p.name for p in settings.media_root.rglob("*") if p.is_file())
-    assert files == ["Again_renamed_[generic-again].mp4"]
+    assert files == ["Again, renamed [again].mp4"]
 
 
 def test_job_lists_page_newest_first(api: httpx.Client, media_server: Any) -> None:

@@ -308,7 +308,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             max_transcodes_per_client=config(
                 "VIDFLEET_MAX_TRANSCODES_PER_CLIENT", cast=int, default=2
             ),
-            media_nice=config("VIDFLEET_MEDIA_NICE", cast=int, default=10),
+            media_nice=config("VIDFLEET_MEDIA_NICE", cast=int, default=19),
             stream_cache_max_bytes=config(
                 "VIDFLEET_STREAM_CACHE_MAX_BYTES", cast=int, default=10 * 1024**3
             ),

@@ -28,7 +28,7 @@ def session_leaders(root: int) -> list[int]:
 def test_a_worker_and_its_download_yield_the_cpu(
     api: httpx.Client, media_server: Any, settings: Any, tmp_path: Path
 ) -> None:
-    assert settings.media_nice == 10
+    assert settings.media_nice == 10  # tests/conftest.py
     job = api.post("/api/videos/download", json={"url": media_server.url("/crawl/nice.mp4")})
     assert job.status_code == 202
     job_id = job.json()["id"]

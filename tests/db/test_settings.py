@@ -39,6 +39,7 @@ def test_defaults_run_embedded(tmp_path: Path) -> None:
         None,
         0,
     )
+    assert settings.media_nice == 19
 
 
 def test_the_admin_token_is_generated_once_and_kept(tmp_path: Path) -> None:

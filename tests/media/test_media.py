@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from media.download import DownloadProgress, download_video
+from media.download import DownloadProgress, VideoMetadata, download_video, metadata_of
 from media.errors import Cancelled, MediaError, NotMedia, UrlRejected
 from media.library import artist_folder, library_path, stage_in_library
 from media.names import name_key, video_stem
@@ -262,3 +262,26 @@ def test_a_playlist_url_is_refused_without_downloading_its_entries(
     after = {path: hits for path, hits in media_server.hits.items() if "/list-" in path}
     assert after == before, "an entry of the playlist was fetched"
     assert not list(tmp_path.rglob("*.mp4"))
+
+
+def test_the_metadata_media_servers_read_comes_from_the_info_dict() -> None:
+    full = metadata_of(
+        {
+            "artists": ["Björk", " ", "Björk", "Thom Yorke"],
+            "album": " Homogenic ",
+            "release_date": "19970922",
+            "upload_date": "20090101",
+            "genres": ["Electronic"],
+        }
+    )
+    assert full == VideoMetadata(
+        artists=("Björk", "Thom Yorke"),
+        album="Homogenic",
+        release_year=1997,
+        premiered="1997-09-22",
+        genres=("Electronic",),
+    )
+    older = metadata_of({"artist": "A, B", "upload_date": "2009-01-01", "release_year": 3})
+    assert older == VideoMetadata(artists=("A", "B"))  # a malformed date and year: none
+    assert metadata_of({"genre": "Pop", "upload_date": "20090102"}).premiered == "2009-01-02"
+    assert metadata_of({}) == VideoMetadata()

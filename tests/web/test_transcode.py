@@ -39,6 +39,11 @@ from tests.web.test_requests import assert_error
 pytestmark = pytest.mark.serial
 
 GOP_S = 2  # the test files' keyframe interval
+# How long an FFmpeg may take to be gone after its client left: SIGTERM, a second's grace,
+# SIGKILL (web/transcode.py STOP_GRACE_S) -- at niceness 19 (VIDFLEET_MEDIA_NICE), on a
+# machine the other test process keeps busy, its exit itself can wait for the CPU. The
+# wait ends as soon as it is gone.
+FFMPEG_EXIT_S = 10
 
 
 def encode(path: Path, *, seconds: int, size: str, video: list[str], audio: list[str]) -> Path:
@@ -124,7 +129,7 @@ def test_an_mkv_with_h264_and_aac_asked_as_mp4_is_remuxed(api: httpx.Client, set
         assert out.streams.video[0].codec_context.name == "h264"
         assert out.streams.audio[0].codec_context.name == "aac"
     assert abs(frame_count(body) - video["frames"]) <= 1
-    wait_for(lambda: not ffmpeg_children(), timeout=2, what="ffmpeg to be gone")
+    wait_for(lambda: not ffmpeg_children(), timeout=FFMPEG_EXIT_S, what="ffmpeg to be gone")
 
 
 def test_a_vp9_opus_webm_asked_as_mp4_at_360p_comes_out_h264_at_height_360(
@@ -175,10 +180,14 @@ def test_a_client_that_leaves_mid_transcode_leaves_no_ffmpeg(
         next(response.iter_bytes())
         (pid,) = ffmpeg_pids()
         # It yields the CPU to the web: nicer, and so is its session's autogroup.
-        assert settings.media_nice == 10
+        assert settings.media_nice == 10  # tests/conftest.py
         assert niceness(pid) == 10
         assert autogroup_nice(pid) in (10, None)  # None: a kernel without autogroups
-    wait_for(lambda: not ffmpeg_children(), timeout=2, what="ffmpeg to stop after the client left")
+    wait_for(
+        lambda: not ffmpeg_children(),
+        timeout=FFMPEG_EXIT_S,
+        what="ffmpeg to stop after the client left",
+    )
 
 
 @pytest.mark.parametrize(
@@ -222,7 +231,9 @@ def test_a_web_process_that_gets_sigterm_mid_transcode_leaves_no_ffmpeg(
         next(response.iter_bytes())
         assert ffmpeg_children(process.pid)
         process.send_signal(signal.SIGTERM)
-        wait_for(lambda: not ffmpeg_children(process.pid), timeout=2, what="ffmpeg to stop")
+        wait_for(
+            lambda: not ffmpeg_children(process.pid), timeout=FFMPEG_EXIT_S, what="ffmpeg to stop"
+        )
     process.wait(10)
 
 
@@ -255,11 +266,19 @@ def test_the_transcode_cap_answers_503_with_retry_after_and_admits_when_a_slot_f
                 (video["id"], "transcode", "webm")
             ]
             assert listed["streams"][0]["ttfb_ms"] > 0
-        wait_for(lambda: not ffmpeg_children(), timeout=2, what="the first ffmpeg to stop")
+        wait_for(
+            lambda: not ffmpeg_children(), timeout=FFMPEG_EXIT_S, what="the first ffmpeg to stop"
+        )
+        # Its slot is given back once its handler has reaped it, a moment after.
+        wait_for(
+            lambda: not api.get("/api/system/streams").json()["streams"],
+            timeout=FFMPEG_EXIT_S,
+            what="the first stream's slot to be free",
+        )
         with api.stream("GET", url, params=params) as again:
             assert again.status_code == 200
         assert api.get(f"/stream/{video['id']}").status_code == 200  # direct play: no slot
-    wait_for(lambda: not ffmpeg_children(), timeout=2, what="ffmpeg to stop")
+    wait_for(lambda: not ffmpeg_children(), timeout=FFMPEG_EXIT_S, what="ffmpeg to stop")
 
 
 def test_one_client_is_held_to_its_own_cap(api: httpx.Client, settings: Any, app: Any) -> None:
@@ -270,7 +289,7 @@ def test_one_client_is_held_to_its_own_cap(api: httpx.Client, settings: Any, app
         refused = api.get(f"/stream/{video['id']}", params={"format": "webm"})
         assert_error(refused, 503)
         assert "this client" in refused.json()["error"]["message"]
-    wait_for(lambda: not ffmpeg_children(), timeout=2, what="ffmpeg to stop")
+    wait_for(lambda: not ffmpeg_children(), timeout=FFMPEG_EXIT_S, what="ffmpeg to stop")
 
 
 def test_the_streams_list_is_for_the_admin_only(server: Any) -> None:
@@ -301,8 +320,9 @@ def test_the_slots_of_a_sigkilled_web_process_free_within_the_ttl(
             with api.stream("GET", f"/stream/{video['id']}", params={"format": "webm"}) as r:
                 return r.status_code == 200
 
-        wait_for(admitted, timeout=3 + 2, interval=0.2, what="the dead holder's slot")
-        assert time.monotonic() - killed_at <= 3 + 1.5
+        # Within the TTL, plus room for a busy machine (the other test process).
+        wait_for(admitted, timeout=3 + 5, interval=0.2, what="the dead holder's slot")
+        assert time.monotonic() - killed_at <= 3 + 4
 
 
 def test_an_hls_playlist_is_valid_and_segment_5_is_made_alone_and_starts_on_time(
@@ -386,9 +406,15 @@ def test_a_finished_transcode_is_kept_and_served_from_the_cache_with_range(
     later = api.get(url, params={**params, "start": "2"})
     assert later.headers["x-stream-mode"] == "transcode"
     assert sorted(p.name for p in entry.parent.iterdir()) == ["source.webm"]
-    totals = api.get("/api/system/streams").json()["this_process"]
+    # A session is counted when its handler closes it, a moment after its last byte.
+    totals: dict[str, Any] = {}
+
+    def both_counted() -> bool:
+        totals.update(api.get("/api/system/streams").json()["this_process"])
+        return bool(totals["sessions_transcode"] == 2)
+
+    wait_for(both_counted, timeout=FFMPEG_EXIT_S, what="both transcode sessions to be counted")
     assert (totals["cache_hits"], totals["cache_misses"]) == (2, 1)
-    assert totals["sessions_transcode"] == 2
     assert totals["bytes_sent"] >= len(first.content) + len(later.content)
 
 
@@ -396,9 +422,11 @@ def test_a_transcode_the_client_left_is_not_kept(api: httpx.Client, settings: An
     video = add_to_library(settings, "a/partial.mkv", long_mkv)
     with api.stream("GET", f"/stream/{video['id']}", params={"format": "webm"}) as response:
         next(response.iter_bytes())
-    wait_for(lambda: not ffmpeg_children(), timeout=2, what="ffmpeg to stop")
+    wait_for(lambda: not ffmpeg_children(), timeout=FFMPEG_EXIT_S, what="ffmpeg to stop")
     folder = stream_entry(settings.stream_cache_dir, video["key"], "source", "webm").parent
-    wait_for(lambda: not any(folder.iterdir()), timeout=2, what="the partial copy to go")
+    wait_for(
+        lambda: not any(folder.iterdir()), timeout=FFMPEG_EXIT_S, what="the partial copy to go"
+    )
 
 
 def test_a_library_file_ffmpeg_cannot_read_is_a_422_and_leaves_nothing(

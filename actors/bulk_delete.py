@@ -23,6 +23,7 @@ from actors.batch_part import run_part
 from actors.broker import broker as _broker  # noqa: F401  (set before any actor)
 from actors.job_context import JobContext, current_job
 from actors.job_tracking import job_actor
+from actors.sidecars import remove_video_sidecars
 from db import library
 from db.models import JobKind, Video
 from db.queues import Queue
@@ -63,6 +64,7 @@ def delete_video(job: JobContext, video_id: int) -> bool:
             code="delete_failed",
             retryable=False,
         ) from exc
+    remove_video_sidecars(relative)  # its NFO and -thumb.jpg; artist.nfo if last
     remove_entries_of(settings.stream_cache_dir, video_id)
     with job.sessions() as session:
         library.remove_video(session, video_id)

@@ -5,7 +5,9 @@
 A video goes in this order: its file, only if the row's path lies under the media root
 (:func:`media.library.delete_library_file`; a row that leads out of it, through ``..``
 or a symlink, fails its item and nothing of it is deleted, its row left for someone to
-look at); its thumbnails; its stream-cache entries; last its row, so the download
+look at); its thumbnails; its sidecars (the NFO and ``-thumb.jpg`` of the kodi and
+jellyfin layouts, and with the folder's last video its artist's files and the emptied
+folder: :mod:`actors.sidecars`); its stream-cache entries; last its row, so the download
 archive (the library itself) forgets it and its URL can be downloaded again. A file
 already gone is no error. A part that dies half-way is retried whole and redoes nothing
 harmful: a video whose row is still there is deleted again (what is gone stays gone),

@@ -35,7 +35,7 @@ def jellyfin(monkeypatch: pytest.MonkeyPatch, settings: Any) -> Any:
     return layout
 
 
-def download(api: httpx.Client, url: str, **params: str) -> dict[str, Any]:
+def download(api: httpx.Client, url: str, **params: Any) -> dict[str, Any]:
     response = api.post("/api/videos/download", json={"url": url, **params})
     assert response.status_code == 202, response.text
     job = wait_for_job(api, response.json()["id"])
@@ -131,6 +131,31 @@ def test_a_downloaded_clip_gets_its_nfo_thumb_and_artist_files_and_loses_them_wi
     delete(api, second["id"])
     assert not folder.exists()
     assert list(root.iterdir()) == []
+
+
+def test_a_forced_re_download_under_a_new_title_moves_its_sidecars_along(
+    api: httpx.Client, worker: Any, media_server: Any, jellyfin: Any
+) -> None:
+    url = media_server.url("/media/renamed.mp4")
+    before = download(api, url, artist="Renamed", title="Old Name")
+    folder = (jellyfin.media_root / before["path"]).parent
+    analysed(api, before["id"])
+    assert (folder / "Old Name [renamed]-thumb.jpg").is_file()
+    after = download(api, url, artist="Renamed", title="New Name", force=True)
+    assert after["id"] == before["id"] and after["path"] == "Renamed/New Name [renamed].mp4"
+
+    def both_analyses_done() -> bool:
+        jobs = api.get("/api/jobs?kind=analyze").json()["items"]
+        return len(jobs) == 2 and all(job["finished_at"] for job in jobs)
+
+    wait_for(both_analyses_done, what="the second analysis")
+    assert sorted(path.name for path in folder.iterdir()) == [
+        "New Name [renamed]-thumb.jpg",
+        "New Name [renamed].mp4",
+        "New Name [renamed].nfo",
+        "artist.nfo",
+    ]
+    assert nfo(folder / "New Name [renamed].nfo").findtext("title") == "New Name"
 
 
 def test_an_enrichment_brings_the_artist_nfo_up_to_date(

@@ -23,6 +23,7 @@ from actors import stores
 from actors.broker import broker as _broker  # noqa: F401  (set before any actor)
 from actors.job_context import JobContext, current_job
 from actors.job_tracking import job_actor
+from actors.sidecars import write_video_sidecars
 from db import job_service
 from db.models import Job, JobKind, Video, utcnow
 from db.queues import Queue
@@ -113,6 +114,7 @@ def analyze_in_child(job: JobContext, video_id: int) -> dict[str, Any] | None:
         # thumbnails were written, and a later video could get this id.
         shutil.rmtree(settings.thumbnails_dir / str(video_id), ignore_errors=True)
         return None
+    write_video_sidecars(video_id)  # its -thumb.jpg, in the kodi and jellyfin layouts
     return found
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import or_, update
 from actors.broker import broker as _broker  # noqa: F401  (set before any actor)
 from actors.job_context import current_job
 from actors.job_tracking import job_actor
+from actors.sidecars import write_artist_sidecars
 from db.models import Artist, JobKind
 from db.queues import Queue
 from db.settings import get_settings
@@ -73,4 +74,6 @@ def make_artist_image(job_id: str) -> None:
     for old in folder.iterdir():  # older sets (and a set that lost to a later upload)
         if old.is_dir() and old.name != keep:
             shutil.rmtree(old, ignore_errors=True)
+    if won:
+        write_artist_sidecars(artist_id)  # folder.jpg, in the kodi and jellyfin layouts
     job.result = {"artist_id": artist_id, "widths": made["widths"], "current": bool(won)}

@@ -5,7 +5,9 @@
 A video goes in this order: its file, only if the row's path lies under the media root
 (:func:`media.library.delete_library_file`; a row that leads out of it, through ``..``
 or a symlink, fails its item and nothing of it is deleted, its row left for someone to
-look at); its thumbnails; its stream-cache entries; last its row, so the download
+look at); its thumbnails; its sidecars (the NFO and ``-thumb.jpg`` of the kodi and
+jellyfin layouts, and with the folder's last video its artist's files and the emptied
+folder: :mod:`actors.sidecars`); its stream-cache entries; last its row, so the download
 archive (the library itself) forgets it and its URL can be downloaded again. A file
 already gone is no error. A part that dies half-way is retried whole and redoes nothing
 harmful: a video whose row is still there is deleted again (what is gone stays gone),
@@ -23,6 +25,7 @@ from actors.batch_part import run_part
 from actors.broker import broker as _broker  # noqa: F401  (set before any actor)
 from actors.job_context import JobContext, current_job
 from actors.job_tracking import job_actor
+from actors.sidecars import remove_video_sidecars
 from db import library
 from db.models import JobKind, Video
 from db.queues import Queue
@@ -63,6 +66,7 @@ def delete_video(job: JobContext, video_id: int) -> bool:
             code="delete_failed",
             retryable=False,
         ) from exc
+    remove_video_sidecars(relative)  # its NFO and -thumb.jpg; artist.nfo if last
     remove_entries_of(settings.stream_cache_dir, video_id)
     with job.sessions() as session:
         library.remove_video(session, video_id)

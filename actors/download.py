@@ -20,6 +20,7 @@ from actors.job_tracking import job_actor
 from actors.library_places import place_video
 from actors.limits import retry_delay_ms, site_allows_a_start
 from actors.retry_policy import Postponed, is_retryable
+from actors.sidecars import remove_video_sidecars, write_video_sidecars
 from db import library
 from db.models import JobKind
 from db.queues import Queue
@@ -78,6 +79,7 @@ def download_video(job_id: str) -> None:
         raise Postponed(f"waiting: the per-minute limit for {site}", retry_delay_ms())
     job.result = result = _download(job, url)
     if not result.get("already_in_library"):
+        write_video_sidecars(result["video_id"])
         analyze_later(result["video_id"], after_job=job.id)
 
 
@@ -226,6 +228,7 @@ def _file_in_library(
                 raise
             if replaced is not None and replaced != relative.as_posix():
                 remove_from_library(settings.media_root, PurePosixPath(replaced))
+                remove_video_sidecars(replaced)
             return video.id
     finally:
         staged.discard()

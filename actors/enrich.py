@@ -35,6 +35,7 @@ from actors.broker import broker as _broker  # noqa: F401  (set before any actor
 from actors.job_context import JobContext, current_job
 from actors.job_tracking import job_actor
 from actors.musicbrainz_turns import musicbrainz_turn
+from actors.sidecars import write_artist_sidecars
 from db import job_service
 from db.models import Artist, Job, JobKind, utcnow
 from db.queues import Queue
@@ -111,6 +112,7 @@ def _enrich(job: JobContext, musicbrainz: MusicBrainz, artist_id: int) -> bool:
         _store(artist_id, {"enrichment": {**record, "status": "failed", "reason": exc.message}})
         raise
     _store(artist_id, _values(job, artist_id, found, record, fetch_image=image_set is None, at=at))
+    write_artist_sidecars(artist_id)  # artist.nfo, in the kodi and jellyfin layouts
     return True
 
 

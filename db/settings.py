@@ -24,6 +24,9 @@ ADMIN_TOKEN_FILE = "admin_token"
 #: The longest retention a setting may ask for (100 years): beyond it, "now minus the
 #: retention" would fall outside the dates Python and the databases handle.
 MAX_RETENTION_DAYS = 36_500
+#: VIDFLEET_LIBRARY_LAYOUT's values: the video files alone, or with the NFO files and
+#: artwork Kodi and Jellyfin read (the same files for both).
+LIBRARY_LAYOUTS = ("default", "kodi", "jellyfin")
 QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
 
 
@@ -126,6 +129,9 @@ class Settings:
     musicbrainz_url: str
     #: An e-mail or URL for MusicBrainz's User-Agent rule: how they reach the operator.
     musicbrainz_contact: str
+    #: What the library holds beside each video: ``default`` (nothing), ``kodi`` or
+    #: ``jellyfin`` (NFO files and artwork, actors/sidecars.py).
+    library_layout: str
 
     @property
     def uses_rabbitmq(self) -> bool:
@@ -322,6 +328,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
                 "VIDFLEET_MUSICBRAINZ_URL", default="https://musicbrainz.org"
             ).rstrip("/"),
             musicbrainz_contact=config("VIDFLEET_MUSICBRAINZ_CONTACT", default="").strip(),
+            library_layout=config("VIDFLEET_LIBRARY_LAYOUT", default="default").strip().lower(),
         )
     except ValueError as exc:  # Starlette's casts say "Config 'NAME' has value ..."
         raise SettingsError(str(exc)) from None
@@ -391,6 +398,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if settings.stream_backend not in ("ffmpeg", "vlc"):
         raise SettingsError(
             f"VIDFLEET_STREAM_BACKEND: expected ffmpeg or vlc, got {settings.stream_backend!r}"
+        )
+    if settings.library_layout not in LIBRARY_LAYOUTS:
+        raise SettingsError(
+            f"VIDFLEET_LIBRARY_LAYOUT: expected one of {', '.join(LIBRARY_LAYOUTS)}, "
+            f"got {settings.library_layout!r}"
         )
     if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise SettingsError(f"VIDFLEET_LOG_LEVEL: unknown level {settings.log_level!r}")

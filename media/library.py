@@ -21,6 +21,16 @@ from media.names import MAX_COMPONENT_BYTES, component, unique_name
 
 UNKNOWN_ARTIST = "Unknown Artist"
 
+#: What a video's sidecars add to its file name without the extension, in the kodi and
+#: jellyfin layouts: ``Title [id].nfo`` and ``Title [id]-thumb.jpg`` beside
+#: ``Title [id].mp4`` (subtitles, ``Title [id].<lang>.vtt``, are in ``videos.subtitles``).
+NFO_SUFFIX = ".nfo"
+THUMB_SUFFIX = "-thumb.jpg"
+VIDEO_SIDECARS = (NFO_SUFFIX, THUMB_SUFFIX)
+#: The files an artist's folder holds besides its videos (Kodi's music library names).
+ARTIST_NFO = "artist.nfo"
+ARTIST_IMAGE = "folder.jpg"
+
 
 def artist_folder(artist: str | None, taken: Collection[str] = ()) -> str:
     """The folder of an artist's videos: its name made safe (:mod:`media.names`),
@@ -32,6 +42,27 @@ def library_path(*, folder: str, stem: str, ext: str) -> PurePosixPath:
     """The path of a video relative to the media root: ``<folder>/<stem>.<ext>``
     (the stem from :func:`media.names.video_stem`)."""
     return PurePosixPath(folder, f"{stem}.{component(ext, limit=8, fallback='bin')}")
+
+
+def sidecar(video_path: str | PurePosixPath, suffix: str) -> PurePosixPath:
+    """The path of one of a video's sidecars: the video's path with its extension
+    replaced by ``suffix`` (``Artist/Title [id].mp4``, ``-thumb.jpg`` ->
+    ``Artist/Title [id]-thumb.jpg``), the way Kodi and Jellyfin look for them."""
+    video = PurePosixPath(video_path)
+    return video.with_name(f"{video.stem}{suffix}")
+
+
+def sidecars_of(video_path: str | PurePosixPath) -> list[PurePosixPath]:
+    """Every sidecar a video at ``video_path`` (relative to the media root) may have
+    beside it (they exist only in the kodi and jellyfin layouts): what a relayout moves
+    and a delete removes together with the video."""
+    return [sidecar(video_path, suffix) for suffix in VIDEO_SIDECARS]
+
+
+def artist_sidecars(folder: str | PurePosixPath) -> list[PurePosixPath]:
+    """The files an artist's folder may hold for its artist: ``artist.nfo`` and
+    ``folder.jpg``."""
+    return [PurePosixPath(folder, ARTIST_NFO), PurePosixPath(folder, ARTIST_IMAGE)]
 
 
 @dataclass(frozen=True)

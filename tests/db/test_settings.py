@@ -40,6 +40,10 @@ def test_defaults_run_embedded(tmp_path: Path) -> None:
         0,
     )
     assert settings.media_nice == 19
+    assert settings.library_layout == "default"
+    assert load_settings(env(tmp_path, VIDFLEET_LIBRARY_LAYOUT="Jellyfin")).library_layout == (
+        "jellyfin"
+    )
 
 
 def test_the_admin_token_is_generated_once_and_kept(tmp_path: Path) -> None:
@@ -101,6 +105,7 @@ def test_heroku_style_urls_are_rewritten(tmp_path: Path) -> None:
         ("VIDFLEET_MUSICBRAINZ_CONTACT", "me@example.com\r\nX-Evil: 1"),
         ("VIDFLEET_MUSICBRAINZ_CONTACT", "me) (you"),
         ("VIDFLEET_MUSICBRAINZ_CONTACT", "ünïcode@example.com"),
+        ("VIDFLEET_LIBRARY_LAYOUT", "plex"),
     ],
 )
 def test_a_bad_value_names_its_variable(tmp_path: Path, variable: str, value: str) -> None:

@@ -25,10 +25,12 @@ from actors.batch_part import run_part
 from actors.broker import broker as _broker  # noqa: F401  (set before any actor)
 from actors.job_context import JobContext, current_job
 from actors.job_tracking import job_actor
+from actors.refresh_hooks import announce
 from actors.sidecars import remove_video_sidecars
 from db import library
 from db.models import JobKind, Video
 from db.queues import Queue
+from db.refresh_hooks import ChangeEvent, changes_of
 from db.settings import get_settings
 from media.errors import MediaError
 from media.library import delete_library_file
@@ -52,6 +54,8 @@ def delete_video(job: JobContext, video_id: int) -> bool:
     """
     with job.sessions() as session:
         relative = session.scalar(select(Video.path).where(Video.id == video_id))
+        # Read now: the media servers and the webhook hear of it once the row is gone.
+        removal = changes_of(session, ChangeEvent.removed, [video_id])
     if relative is None:
         return False
     try:
@@ -71,4 +75,5 @@ def delete_video(job: JobContext, video_id: int) -> bool:
     with job.sessions() as session:
         library.remove_video(session, video_id)
         session.commit()
+    announce(removal)
     return True

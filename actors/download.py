@@ -19,11 +19,13 @@ from actors.job_context import JobContext, current_job
 from actors.job_tracking import job_actor
 from actors.library_places import place_video
 from actors.limits import retry_delay_ms, site_allows_a_start
+from actors.refresh_hooks import announce
 from actors.retry_policy import Postponed, is_retryable
 from actors.sidecars import remove_video_sidecars, write_video_sidecars
 from db import library
 from db.models import JobKind
 from db.queues import Queue
+from db.refresh_hooks import ChangeEvent, VideoChange
 from db.settings import get_settings
 from media.disk import DiskFull, check_room, free_bytes, is_disk_full, same_filesystem
 from media.download import (
@@ -229,6 +231,8 @@ def _file_in_library(
             if replaced is not None and replaced != relative.as_posix():
                 remove_from_library(settings.media_root, PurePosixPath(replaced))
                 remove_video_sidecars(replaced)
+            event = ChangeEvent.added if existing is None else ChangeEvent.replaced
+            announce([VideoChange(event, video.id, title, artist, relative.as_posix())])
             return video.id
     finally:
         staged.discard()

@@ -58,6 +58,26 @@ def mask_url(url: str) -> str:
 
 
 @dataclass(frozen=True)
+class HookSettings:
+    """Who hears of library changes (:mod:`actors.refresh_hooks`): a Jellyfin server, a
+    Plex server, a signed webhook; each off while its URL is empty."""
+
+    jellyfin_url: str = ""
+    jellyfin_token: Secret | None = None
+    plex_url: str = ""
+    plex_token: Secret | None = None
+    #: The Plex library section refreshed (its key); empty: all sections.
+    plex_section: str = ""
+    webhook_url: str = ""
+    #: The key of the webhook's HMAC-SHA256 signature.
+    webhook_secret: Secret | None = None
+    #: Seconds a first change waits for others to join its batch.
+    delay: float = 10.0
+    #: Seconds at least between two calls to one target.
+    min_interval: float = 60.0
+
+
+@dataclass(frozen=True)
 class Settings:
     port: int
     data_dir: Path
@@ -132,6 +152,8 @@ class Settings:
     #: What the library holds beside each video: ``default`` (nothing), ``kodi`` or
     #: ``jellyfin`` (NFO files and artwork, actors/sidecars.py).
     library_layout: str
+    #: Jellyfin, Plex and webhook calls after library changes.
+    hooks: HookSettings = HookSettings()
 
     @property
     def uses_rabbitmq(self) -> bool:
@@ -223,6 +245,67 @@ def _admin_token(config: Config, data_dir: Path) -> Secret:
             with os.fdopen(fd, "w") as f:
                 f.write(secrets.token_urlsafe(32))
     return Secret(path.read_text().strip())
+
+
+def _hook_url(name: str, raw: str, *, query: bool = False) -> str:
+    """An http(s) URL without user info (the token has a setting of its own), nor a query
+    unless ``query`` (a server's base URL, which paths are appended to, has none)."""
+    url = raw.strip()
+    if not query:
+        url = url.rstrip("/")
+    if not url:
+        return ""
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018  # raises ValueError for a port out of range
+    except ValueError:
+        valid = False
+    if not valid or "@" in parts.netloc or parts.fragment or (parts.query and not query):
+        what = "an http(s) URL" if query else "an http(s) server URL without a query"
+        # Not echoed: a token pasted into it would go to the logs.
+        raise SettingsError(f"{name}: expected {what} and no credentials in it")
+    return url
+
+
+def _hook_settings(config: Config) -> HookSettings:
+    """The refresh hooks' settings; a URL without its token or secret is an error."""
+    hooks = HookSettings(
+        jellyfin_url=_hook_url(
+            "VIDFLEET_JELLYFIN_URL", config("VIDFLEET_JELLYFIN_URL", default="")
+        ),
+        jellyfin_token=config("VIDFLEET_JELLYFIN_TOKEN", cast=Secret, default=None) or None,
+        plex_url=_hook_url("VIDFLEET_PLEX_URL", config("VIDFLEET_PLEX_URL", default="")),
+        plex_token=config("VIDFLEET_PLEX_TOKEN", cast=Secret, default=None) or None,
+        plex_section=config("VIDFLEET_PLEX_SECTION", default="").strip(),
+        webhook_url=_hook_url(
+            "VIDFLEET_WEBHOOK_URL", config("VIDFLEET_WEBHOOK_URL", default=""), query=True
+        ),
+        webhook_secret=config("VIDFLEET_WEBHOOK_SECRET", cast=Secret, default=None) or None,
+        delay=config("VIDFLEET_HOOKS_DELAY", cast=float, default=10.0),
+        min_interval=config("VIDFLEET_HOOKS_MIN_INTERVAL", cast=float, default=60.0),
+    )
+    for url, secret, needed in (
+        (hooks.jellyfin_url, hooks.jellyfin_token, "VIDFLEET_JELLYFIN_TOKEN"),
+        (hooks.plex_url, hooks.plex_token, "VIDFLEET_PLEX_TOKEN"),
+        (hooks.webhook_url, hooks.webhook_secret, "VIDFLEET_WEBHOOK_SECRET"),
+    ):
+        if url and secret is None:
+            raise SettingsError(f"{needed}: required when its URL is set")
+        # Each goes into a header: a control character there would end it.
+        if secret is not None and not all(" " < c <= "~" for c in str(secret)):
+            raise SettingsError(f"{needed}: expected printable ASCII without spaces")
+    if hooks.webhook_secret is not None and len(str(hooks.webhook_secret)) < 16:
+        raise SettingsError("VIDFLEET_WEBHOOK_SECRET: must be at least 16 characters")
+    if not (hooks.plex_section == "" or hooks.plex_section.isdigit()):
+        raise SettingsError(
+            f"VIDFLEET_PLEX_SECTION: expected a section's number, got {hooks.plex_section!r}"
+        )
+    if not 0 <= hooks.delay <= 3600:
+        raise SettingsError("VIDFLEET_HOOKS_DELAY: must be between 0 and 3600 seconds")
+    if not 0 <= hooks.min_interval <= 86400:
+        raise SettingsError("VIDFLEET_HOOKS_MIN_INTERVAL: must be between 0 and 86400 seconds")
+    return hooks
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -329,6 +412,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             ).rstrip("/"),
             musicbrainz_contact=config("VIDFLEET_MUSICBRAINZ_CONTACT", default="").strip(),
             library_layout=config("VIDFLEET_LIBRARY_LAYOUT", default="default").strip().lower(),
+            hooks=_hook_settings(config),
         )
     except ValueError as exc:  # Starlette's casts say "Config 'NAME' has value ..."
         raise SettingsError(str(exc)) from None

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.fake_hooks import configure_hooks, hook_server  # noqa: F401 (fixtures)
 from tests.support import MediaServer, empty_the_stores, free_port, live_server, make_video
 
 ADMIN_TOKEN = "test-admin-token-0123456789"

@@ -216,3 +216,63 @@ def test_a_bad_url_is_named_without_its_password(tmp_path: Path, variable: str, 
         load_settings(env(tmp_path, **{variable: value}))
     assert "hunter2" not in str(bad.value)
     assert "***" in str(bad.value)
+
+
+HOOK_TOKENS = {
+    "VIDFLEET_JELLYFIN_TOKEN": "jellyfin-key",
+    "VIDFLEET_PLEX_TOKEN": "plex-token",
+    "VIDFLEET_WEBHOOK_SECRET": "webhook-secret-0123456789",
+}
+
+
+def test_the_refresh_hooks_are_off_until_their_urls_are_set(tmp_path: Path) -> None:
+    hooks = load_settings(env(tmp_path)).hooks
+    assert (hooks.jellyfin_url, hooks.plex_url, hooks.webhook_url) == ("", "", "")
+    assert (hooks.delay, hooks.min_interval) == (10.0, 60.0)
+    hooks = load_settings(
+        env(tmp_path, VIDFLEET_JELLYFIN_URL="http://192.168.1.20:8096/",
+            VIDFLEET_JELLYFIN_TOKEN="jellyfin-key", VIDFLEET_PLEX_URL="http://plex.lan:32400",
+            VIDFLEET_PLEX_TOKEN="plex-token", VIDFLEET_PLEX_SECTION="3",
+            VIDFLEET_WEBHOOK_URL="https://hooks.example/in?key=1",
+            VIDFLEET_WEBHOOK_SECRET="webhook-secret-0123456789", VIDFLEET_HOOKS_DELAY="0")
+    ).hooks  # fmt: skip
+    assert hooks.jellyfin_url == "http://192.168.1.20:8096"  # a private address is fine
+    assert str(hooks.jellyfin_token) == "jellyfin-key"
+    assert (hooks.plex_url, hooks.plex_section) == ("http://plex.lan:32400", "3")
+    assert hooks.webhook_url == "https://hooks.example/in?key=1"
+    assert hooks.delay == 0
+
+
+@pytest.mark.parametrize(
+    ("values", "named"),
+    [
+        ({"VIDFLEET_JELLYFIN_URL": "http://jf:8096"}, "VIDFLEET_JELLYFIN_TOKEN"),
+        ({"VIDFLEET_PLEX_URL": "http://plex:32400"}, "VIDFLEET_PLEX_TOKEN"),
+        ({"VIDFLEET_WEBHOOK_URL": "https://hooks.example/in"}, "VIDFLEET_WEBHOOK_SECRET"),
+        (
+            {"VIDFLEET_WEBHOOK_URL": "https://h.example", "VIDFLEET_WEBHOOK_SECRET": "short"},
+            "VIDFLEET_WEBHOOK_SECRET",
+        ),  # fmt: skip
+        (
+            {
+                "VIDFLEET_WEBHOOK_URL": "https://h.example",
+                "VIDFLEET_WEBHOOK_SECRET": "a webhook secret with spaces",
+            },
+            "VIDFLEET_WEBHOOK_SECRET",
+        ),  # fmt: skip
+        ({"VIDFLEET_JELLYFIN_URL": "ftp://jf", **HOOK_TOKENS}, "VIDFLEET_JELLYFIN_URL"),
+        ({"VIDFLEET_JELLYFIN_URL": "http://jf/?api_key=k", **HOOK_TOKENS}, "VIDFLEET_JELLYFIN_URL"),
+        ({"VIDFLEET_PLEX_URL": "http://u:p@plex", **HOOK_TOKENS}, "VIDFLEET_PLEX_URL"),
+        ({"VIDFLEET_PLEX_URL": "http://plex:99999", **HOOK_TOKENS}, "VIDFLEET_PLEX_URL"),
+        ({"VIDFLEET_PLEX_SECTION": "music"}, "VIDFLEET_PLEX_SECTION"),
+        ({"VIDFLEET_HOOKS_DELAY": "-1"}, "VIDFLEET_HOOKS_DELAY"),
+        ({"VIDFLEET_HOOKS_DELAY": "soon"}, "VIDFLEET_HOOKS_DELAY"),
+        ({"VIDFLEET_HOOKS_MIN_INTERVAL": "90000"}, "VIDFLEET_HOOKS_MIN_INTERVAL"),
+    ],
+)
+def test_a_bad_refresh_hook_setting_names_its_variable(
+    tmp_path: Path, values: dict[str, str], named: str
+) -> None:
+    with pytest.raises(SettingsError, match=named) as bad:
+        load_settings(env(tmp_path, **values))
+    assert "api_key=k" not in str(bad.value) and ":p@" not in str(bad.value)

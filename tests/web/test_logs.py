@@ -128,6 +128,9 @@ WRONG_PASSWORD = "wrong-password-Numbat-5512"
 WRONG_TOKEN = "wrong-token-Bilby-0123456789"
 METRICS_TOKEN = "metrics-token-Potoroo-0123456789"
 SECRET_KEY = "secret-key-Dunnart-0123456789abcdefghij"
+JELLYFIN_TOKEN = "jellyfin-token-Quoll-0123456789"
+PLEX_TOKEN = "plex-token-Bandicoot-0123456789"
+WEBHOOK_SECRET = "webhook-secret-Echidna-0123456789"
 
 
 def use_every_credential(url: str, media_server: Any) -> list[str]:
@@ -177,24 +180,40 @@ def use_every_credential(url: str, media_server: Any) -> list[str]:
 
 @pytest.mark.parametrize("log_format", ["text", "json"])
 def test_no_credential_appears_in_any_web_or_worker_log_line(
-    tmp_path: Path, media_server: Any, log_format: str
+    tmp_path: Path, media_server: Any, log_format: str, hook_server: Any
 ) -> None:
     web_log, worker_log = tmp_path / "web.log", tmp_path / "workers.log"
+    # The refresh hooks' calls fail (retried, then refused), so that they log.
+    hooks = {"jellyfin": hook_server(500, 401), "plex": hook_server(503, 401),
+             "webhook": hook_server(500, 401)}  # fmt: skip
     variables = {
         "VIDFLEET_LOG_FORMAT": log_format,
         "VIDFLEET_METRICS_TOKEN": METRICS_TOKEN,
         "VIDFLEET_SECRET_KEY": SECRET_KEY,
+        "VIDFLEET_JELLYFIN_URL": hooks["jellyfin"].url,
+        "VIDFLEET_JELLYFIN_TOKEN": JELLYFIN_TOKEN,
+        "VIDFLEET_PLEX_URL": hooks["plex"].url,
+        "VIDFLEET_PLEX_TOKEN": PLEX_TOKEN,
+        "VIDFLEET_WEBHOOK_URL": hooks["webhook"].url,
+        "VIDFLEET_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "VIDFLEET_HOOKS_DELAY": "0.2",
     }
     with (
         procfile_workers(worker_log, VIDFLEET_WORKER_PROCESSES="1", **variables),
         web_process(web_log, VIDFLEET_LOG_LEVEL="DEBUG", **variables) as url,
     ):
         seen = use_every_credential(url, media_server)
+        wait_for(lambda: all(len(server.calls) == 2 for server in hooks.values()))
+        shown = httpx.get(f"{url}/api/system/hooks", headers=AUTH, timeout=30)
+        assert shown.status_code == 200, shown.text
+        assert {item["last_outcome"] for item in shown.json()["items"]} == {"http 401"}
     logged = web_log.read_text() + worker_log.read_text()
     assert "aiosqlite" in logged  # the web really logged at DEBUG
     assert "Worker process is ready" in logged
+    assert "refresh hook webhook: http 401" in logged
     secrets = [ADMIN_TOKEN, VIEWER_TOKEN, ADMIN_PASSWORD, VIEWER_PASSWORD, WRONG_PASSWORD,
-               WRONG_TOKEN, METRICS_TOKEN, SECRET_KEY, *seen]  # fmt: skip
+               WRONG_TOKEN, METRICS_TOKEN, SECRET_KEY, JELLYFIN_TOKEN, PLEX_TOKEN,
+               WEBHOOK_SECRET, *seen]  # fmt: skip
     leaked = [secret for secret in secrets if secret in logged]
     assert not leaked, leaked
     if log_format == "json":

@@ -1,7 +1,8 @@
 // The system page (`/system`), the fleet at a glance: queue depths with a live chart,
 // workers and their jobs, dead letters (requeue / purge for admins), streams,
-// schedules and storage. Each panel reads its own endpoint on its own clock and, when
-// that endpoint is missing or failing, says "not available" while the others go on.
+// schedules, the media-server refresh hooks (admins) and storage. Each panel reads
+// its own endpoint on its own clock and, when that endpoint is missing or failing,
+// says "not available" while the others go on.
 "use strict";
 import {api} from "./api.js";
 import {startPage, setConnection, toast, el} from "./shell.js";
@@ -252,7 +253,36 @@ async function main() {
     },
   });
 
-  for (const panel of [queues, workers, deadLetters, streams, schedules, storage]) panel.start();
+  const hookNames = {jellyfin: "Jellyfin", plex: "Plex", webhook: "Webhook"};
+  const hooks = new Panel("hooks", {
+    path: "/api/system/hooks", every: 10_000,
+    show(data) {
+      const list = items(data).filter((item) => item && typeof item.target === "string");
+      const delay = Number.isFinite(data.delay_s) ? data.delay_s : null;
+      const spacing = Number.isFinite(data.min_interval_s) ? data.min_interval_s : null;
+      document.getElementById("hooks-summary").textContent = delay === null ? "" :
+        `Changes are sent ${delay} s after the first of a batch` +
+        (spacing ? `, at least ${spacing} s between two calls to one target.` : ".");
+      syncRows(document.getElementById("hook-rows"), list, (item) => item.target,
+        () => row(6, ["Target", "URL", "Last call", "Outcome", "Pending", "Failures in a row"]),
+        (tr, hook) => {
+          const name = hookNames[hook.target] || text(hook.target);
+          if (!hook.configured) {
+            cells(tr, [name, el("span", {className: "muted"}, "not configured"), "", "", "", ""]);
+            return;
+          }
+          const outcome = text(hook.last_outcome);
+          const badge = outcome ? el("span", {className: "badge outcome-" + (outcome === "ok" ? "ok" : "failed")}, outcome)
+            : el("span", {className: "muted"}, "no call yet");
+          const url = el("span", {}, el("code", {}, text(hook.url)),
+            hook.token ? el("span", {className: "muted"}, ` ${hook.target === "webhook" ? "secret" : "token"} ${text(hook.token)}`) : "");
+          cells(tr, [name, url, hook.last_attempt ? fmt.age(hook.last_attempt) + " ago" : "", badge,
+            count(hook.pending) ?? "?", count(hook.failures) ?? "?"]);
+        });
+    },
+  });
+
+  for (const panel of [queues, workers, deadLetters, streams, schedules, hooks, storage]) panel.start();
 }
 
 main();

@@ -23,10 +23,12 @@ from typing import Any
 
 from yt_dlp.utils import DownloadCancelled, DownloadError
 
+from media.chapters import Chapter, chapters_of, sponsorblock_options
 from media.disk import DiskFull, free_bytes, is_disk_full, same_filesystem
 from media.egress import BlockedAddress, refusals
 from media.errors import Cancelled, MediaError
 from media.formats import QUALITY_FORMATS
+from media.subtitles import SubtitleFile, subtitle_options, written_subtitles
 from media.ytdl_setup import extractors, share_tls_context, youtube_dl
 
 logger = logging.getLogger(__name__)
@@ -175,6 +177,10 @@ class DownloadedMedia:
     ext: str
     #: What media servers read (see :func:`metadata_of`).
     metadata: VideoMetadata = field(default_factory=VideoMetadata)
+    #: The WebVTT files yt-dlp wrote in the work folder (media.subtitles).
+    subtitles: tuple[SubtitleFile, ...] = ()
+    #: The source's chapters and SponsorBlock's segments (media.chapters).
+    chapters: tuple[Chapter, ...] = ()
 
 
 # yt-dlp's HttpFD, refusing a Content-Length over max_filesize before it writes a byte.
@@ -356,10 +362,18 @@ def download_video(
     already_have: Callable[[str, str], bool] | None = None,
     policy: DownloadPolicy | None = None,
     library: Path | None = None,
+    subtitle_langs: tuple[str, ...] = (),
+    auto_captions: bool = False,
+    sponsorblock: tuple[str, ...] = (),
 ) -> DownloadedMedia:
     """Download ``url`` into ``workdir`` and return what was written.
 
     Parameters:
+      subtitle_langs: yt-dlp's language patterns of the subtitles to write as WebVTT
+        beside the video (none: no subtitles); ``auto_captions`` adds the site's
+        automatic captions. Subtitles that fail (to download or to convert) are left
+        out: the video is downloaded again without them, never failed for them.
+      sponsorblock: SponsorBlock categories whose segments become chapters (YouTube).
       already_have: ``(extractor, video_id) -> bool``; a video it knows is not
         downloaded again (``AlreadyDownloaded``).
       library: where the file goes next; on another filesystem than ``workdir`` it
@@ -424,8 +438,12 @@ def download_video(
             )
         )
 
+    converting: list[str] = []  # the subtitle conversion started and has not finished
+
     def postprocessor_hook(status: dict[str, Any]) -> None:
         check_cancel()
+        if status.get("postprocessor") == "FFmpegSubtitlesConvertor":
+            converting[:] = ["yes"] if status.get("status") == "started" else []
         if on_progress is not None and status.get("status") == "started":
             on_progress(DownloadProgress("postprocessing", None, None, None, None, None))
 
@@ -459,6 +477,7 @@ def download_video(
         "usenetrc": False,
         "cachedir": False,
         "updatetime": False,
+        "postprocessors": sponsorblock_options(sponsorblock),
     }
     if ffmpeg_location:
         options["ffmpeg_location"] = ffmpeg_location
@@ -475,8 +494,18 @@ def download_video(
     try:
         if policy.cookies_file is not None:
             options["cookiefile"] = str(_private_copy(policy.cookies_file, workdir))
-        with youtube_dl(options) as ydl:
-            info = ydl.extract_info(url, download=True)
+        subtitles = subtitle_options(subtitle_langs, automatic=auto_captions)
+        try:
+            info = _extract(url, {**options, **subtitles, "postprocessors": [
+                *subtitles.get("postprocessors", []), *options["postprocessors"],
+            ]})  # fmt: skip
+        except DownloadError as exc:
+            if not subtitles or not (converting or _subtitles_failed(exc)):
+                raise
+            # Subtitles are written (and converted) before the video: nothing of it is lost.
+            logger.info("subtitles left out of %s: %s", url, clean_error(exc))
+            converting.clear()
+            info = _extract(url, options)
     except DownloadCancelled:
         if stopped:
             raise stopped[0] from None
@@ -532,4 +561,17 @@ def download_video(
         webpage_url=str(info.get("webpage_url") or url),
         ext=path.suffix.lstrip(".") or str(info.get("ext") or "bin"),
         metadata=metadata_of(info),
+        subtitles=tuple(written_subtitles(info, workdir)),
+        chapters=chapters_of(info),
     )
+
+
+def _extract(url: str, options: dict[str, Any]) -> dict[str, Any] | None:
+    with youtube_dl(options) as ydl:
+        info: dict[str, Any] | None = ydl.extract_info(url, download=True)
+    return info
+
+
+def _subtitles_failed(exc: DownloadError) -> bool:
+    """yt-dlp could not download or write a subtitle file (its own words)."""
+    return "unable to download video subtitles" in clean_error(exc).lower()

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from yt_dlp.postprocessor.common import PostProcessor
 from yt_dlp.utils import DownloadCancelled, DownloadError
 
 from media.chapters import Chapter, chapters_of, sponsorblock_options
@@ -28,7 +29,13 @@ from media.disk import DiskFull, free_bytes, is_disk_full, same_filesystem
 from media.egress import BlockedAddress, refusals
 from media.errors import Cancelled, MediaError
 from media.formats import QUALITY_FORMATS
-from media.subtitles import SubtitleFile, subtitle_options, written_subtitles
+from media.subtitles import (
+    MAX_SUBTITLES,
+    SubtitleFile,
+    subtitle_lang,
+    subtitle_options,
+    written_subtitles,
+)
 from media.ytdl_setup import extractors, share_tls_context, youtube_dl
 
 logger = logging.getLogger(__name__)
@@ -112,6 +119,32 @@ class _Archive:
         """yt-dlp records each download here; the library row is our record."""
 
 
+class _SafeSubtitleLangs(PostProcessor):  # type: ignore[misc]
+    """Runs after yt-dlp chose the subtitles and before it writes them: names each
+    language as :func:`media.subtitles.subtitle_lang` does (yt-dlp puts the language a
+    site gives into the file name, and refuses the whole download for a name like
+    ``../../x``), keeps at most :data:`media.subtitles.MAX_SUBTITLES` and drops a
+    subtitle whose format is no plain extension."""
+
+    def run(self, info: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
+        for key in ("subtitles", "automatic_captions"):
+            if isinstance(info.get(key), dict):
+                info[key] = {subtitle_lang(lang): subs for lang, subs in info[key].items()}
+        requested = info.get("requested_subtitles")
+        if isinstance(requested, dict):
+            safe: dict[str, Any] = {}
+            for lang, sub in requested.items():
+                name = subtitle_lang(lang)
+                ext = str(sub.get("ext") or "") if isinstance(sub, dict) else ""
+                if name not in safe and len(safe) < MAX_SUBTITLES and _PLAIN_EXT.fullmatch(ext):
+                    safe[name] = sub
+            info["requested_subtitles"] = safe or None
+        return [], info
+
+
+_PLAIN_EXT = re.compile(r"[a-z0-9]{1,8}")
+
+
 @dataclass(frozen=True)
 class DownloadProgress:
     stage: str  # "downloading" | "postprocessing"
@@ -182,6 +215,9 @@ class DownloadedMedia:
     #: The source's chapters and SponsorBlock's segments (media.chapters).
     chapters: tuple[Chapter, ...] = ()
 
+
+#: The postprocessors that run before the download (no "postprocessing" stage for them).
+BEFORE_DOWNLOAD = frozenset({"FFmpegSubtitlesConvertor", "SponsorBlock"})
 
 # yt-dlp's HttpFD, refusing a Content-Length over max_filesize before it writes a byte.
 _REFUSED_SIZE = re.compile(r"larger than max-filesize \((\d+) bytes > (\d+) bytes\)")
@@ -444,6 +480,8 @@ def download_video(
         check_cancel()
         if status.get("postprocessor") == "FFmpegSubtitlesConvertor":
             converting[:] = ["yes"] if status.get("status") == "started" else []
+        if status.get("postprocessor") in BEFORE_DOWNLOAD:
+            return  # not the stage after the download
         if on_progress is not None and status.get("status") == "started":
             on_progress(DownloadProgress("postprocessing", None, None, None, None, None))
 
@@ -494,18 +532,24 @@ def download_video(
     try:
         if policy.cookies_file is not None:
             options["cookiefile"] = str(_private_copy(policy.cookies_file, workdir))
-        subtitles = subtitle_options(subtitle_langs, automatic=auto_captions)
-        try:
-            info = _extract(url, {**options, **subtitles, "postprocessors": [
-                *subtitles.get("postprocessors", []), *options["postprocessors"],
-            ]})  # fmt: skip
-        except DownloadError as exc:
-            if not subtitles or not (converting or _subtitles_failed(exc)):
-                raise
-            # Subtitles are written (and converted) before the video: nothing of it is lost.
-            logger.info("subtitles left out of %s: %s", url, clean_error(exc))
-            converting.clear()
-            info = _extract(url, options)
+        langs = list(subtitle_langs)
+        while True:
+            subtitles = subtitle_options(langs, automatic=auto_captions)
+            try:
+                info = _extract(url, {**options, **subtitles, "postprocessors": [
+                    *subtitles.get("postprocessors", []), *options["postprocessors"],
+                ]})  # fmt: skip
+                break
+            except DownloadError as exc:
+                failed = _failed_subtitles(exc)
+                if not subtitles or not (converting or failed):
+                    raise
+                # Subtitles are written (and converted) before the video: nothing of it
+                # is lost. Again without that language (a few times), else without any.
+                logger.info("subtitles left out of %s: %s", url, clean_error(exc))
+                retry = failed and not converting and len(langs) < len(subtitle_langs) + 3
+                langs = [*langs, f"-{re.escape(failed)}"] if retry else []
+                converting.clear()
     except DownloadCancelled:
         if stopped:
             raise stopped[0] from None
@@ -568,10 +612,17 @@ def download_video(
 
 def _extract(url: str, options: dict[str, Any]) -> dict[str, Any] | None:
     with youtube_dl(options) as ydl:
+        if options.get("writesubtitles"):
+            ydl.add_post_processor(_SafeSubtitleLangs(), when="pre_process")
         info: dict[str, Any] | None = ydl.extract_info(url, download=True)
     return info
 
 
-def _subtitles_failed(exc: DownloadError) -> bool:
-    """yt-dlp could not download or write a subtitle file (its own words)."""
-    return "unable to download video subtitles" in clean_error(exc).lower()
+_SUBTITLES_FAILED = re.compile(r"Unable to download video subtitles for '([^']*)'")
+
+
+def _failed_subtitles(exc: DownloadError) -> str | None:
+    """The language whose subtitle file yt-dlp could not download or write (in its
+    own words), if that is why it failed."""
+    found = _SUBTITLES_FAILED.search(clean_error(exc))
+    return found.group(1) or "und" if found else None

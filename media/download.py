@@ -119,7 +119,7 @@ class _Archive:
         """yt-dlp records each download here; the library row is our record."""
 
 
-class _SafeSubtitleLangs(PostProcessor):  # type: ignore[misc]
+class _SafeSubtitleLangs(PostProcessor):
     """Runs after yt-dlp chose the subtitles and before it writes them: names each
     language as :func:`media.subtitles.subtitle_lang` does (yt-dlp puts the language a
     site gives into the file name, and refuses the whole download for a name like
@@ -547,8 +547,8 @@ def download_video(
                 # Subtitles are written (and converted) before the video: nothing of it
                 # is lost. Again without that language (a few times), else without any.
                 logger.info("subtitles left out of %s: %s", url, clean_error(exc))
-                retry = failed and not converting and len(langs) < len(subtitle_langs) + 3
-                langs = [*langs, f"-{re.escape(failed)}"] if retry else []
+                retry = not converting and len(langs) < len(subtitle_langs) + 3
+                langs = [*langs, f"-{re.escape(failed)}"] if failed and retry else []
                 converting.clear()
     except DownloadCancelled:
         if stopped:

@@ -177,3 +177,27 @@ def test_hostile_languages_stay_in_the_folder_and_a_missing_subtitle_fails_nothi
     assert vtts == {(settings.media_root / path).resolve() for path in expected - {video["path"]}}
     for sub in video["subtitles"]:
         assert api.get(sub["url"]).text.startswith("WEBVTT")
+
+
+def test_a_row_naming_a_subtitle_outside_the_library_is_not_deleted_at_all(
+    api: httpx.Client, worker: Any, settings: Any
+) -> None:
+    from actors import stores
+    from db.models import Video
+    from tests.actors.test_bulk_delete import add_video
+
+    video_id = add_video(settings, "Kept/clip.mp4")
+    outside = settings.data_dir / "outside.vtt"
+    outside.write_text("WEBVTT\n")
+    with stores.sessions().begin() as session:
+        row = session.get(Video, video_id)
+        assert row is not None
+        row.subtitles = [{"lang": "en", "path": "../outside.vtt", "automatic": False}]
+
+    assert api.get(f"/subtitles/{video_id}/en").status_code == 404  # never served either
+    done = wait_for_job(api, api.delete(f"/api/videos/{video_id}").json()["id"])
+
+    assert done["result"]["failed"] == [
+        {"id": video_id, "reason": "its file lies outside the media root: nothing was deleted"}
+    ]
+    assert outside.exists() and (settings.media_root / "Kept/clip.mp4").exists()

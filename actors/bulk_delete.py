@@ -2,16 +2,17 @@
 /api/videos/{id}``): about 20 videos, each removed whole, one after another
 (:func:`actors.batch_part.run_part`), on the ``bulk`` queue.
 
-A video goes in this order: its file, only if the row's path lies under the media root
-(:func:`media.library.delete_library_file`; a row that leads out of it, through ``..``
-or a symlink, fails its item and nothing of it is deleted, its row left for someone to
-look at); its thumbnails; its sidecars (the NFO and ``-thumb.jpg`` of the kodi and
-jellyfin layouts, and with the folder's last video its artist's files and the emptied
-folder: :mod:`actors.sidecars`); its stream-cache entries; last its row, so the download
-archive (the library itself) forgets it and its URL can be downloaded again. A file
-already gone is no error. A part that dies half-way is retried whole and redoes nothing
-harmful: a video whose row is still there is deleted again (what is gone stays gone),
-one whose row is gone is skipped.
+A video goes in this order: its file and its subtitle files, only if every path of
+the row lies under the media root (:func:`media.library.delete_library_file`; a row
+that leads out of it, through ``..`` or a symlink, fails its item and nothing of it is
+deleted, its row left for someone to look at); its thumbnails; its sidecars (the NFO
+and ``-thumb.jpg`` of the kodi and jellyfin layouts, and with the folder's last video
+its artist's files and the emptied folder: :mod:`actors.sidecars`); its stream-cache
+entries; last its row, so the download archive (the library itself) forgets it and its
+URL can be downloaded again, and the media servers and webhook are told
+(:mod:`actors.refresh_hooks`). A file already gone is no error. A part that dies
+half-way is retried whole and redoes nothing harmful: a video whose row is still there
+is deleted again (what is gone stays gone), one whose row is gone is skipped.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from db.queues import Queue
 from db.refresh_hooks import ChangeEvent, changes_of
 from db.settings import get_settings
 from media.errors import MediaError
-from media.library import delete_library_file
+from media.library import delete_library_file, library_entry
 from media.stream_cache import remove_entries_of
 
 settings = get_settings()
@@ -53,13 +54,21 @@ def delete_video(job: JobContext, video_id: int) -> bool:
         or folder of it could not be deleted (the reason, without the path).
     """
     with job.sessions() as session:
-        relative = session.scalar(select(Video.path).where(Video.id == video_id))
+        row = session.execute(
+            select(Video.path, Video.subtitles).where(Video.id == video_id)
+        ).first()
         # Read now: the media servers and the webhook hear of it once the row is gone.
         removal = changes_of(session, ChangeEvent.removed, [video_id])
-    if relative is None:
+    if row is None:
         return False
+    relative, subtitles = row
+    subtitle_files = [str(sub.get("path")) for sub in subtitles or [] if isinstance(sub, dict)]
+    for path in subtitle_files:
+        library_entry(settings.media_root, path)  # OutsideLibrary before anything goes
     try:
         delete_library_file(settings.media_root, relative)
+        for path in subtitle_files:
+            delete_library_file(settings.media_root, path)
         # None: never analysed, or deleted by an earlier try (or another batch).
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(settings.thumbnails_dir / str(video_id))

@@ -8,9 +8,10 @@ retried (:mod:`media.disk`), and its partial files are removed with the work fol
 
 from __future__ import annotations
 
+import logging
 import shutil
 from functools import partial
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -39,11 +40,13 @@ from media.egress import install_egress_guard
 from media.errors import MediaError
 from media.ffmpeg import ffmpeg_path
 from media.isolation import run_isolated
-from media.library import remove_from_library, stage_in_library
+from media.library import StagedFile, remove_from_library, stage_in_library
 from media.mediainfo import MediaInfo
 from media.probe import probe_file
+from media.subtitles import SubtitleFile, extract_embedded, subtitle_path
 from media.urls import parse_url
 
+logger = logging.getLogger(__name__)
 settings = get_settings()
 
 # The share of the overall progress that the download itself takes.
@@ -124,6 +127,9 @@ def _download(job: JobContext, url: str) -> dict[str, Any]:
                 "allow_generic": settings.enable_generic_extractor,
                 "policy": _policy(),
                 "library": settings.media_root,
+                "subtitle_langs": settings.subtitle_langs,
+                "auto_captions": settings.auto_captions,
+                "sponsorblock": settings.sponsorblock,
             },
             callbacks=callbacks,
             should_cancel=job.cancelled,
@@ -133,8 +139,9 @@ def _download(job: JobContext, url: str) -> dict[str, Any]:
         job.raise_if_cancelled()
         job.report(stage="probing", progress=DOWNLOAD_SHARE)
         info = probe_file(downloaded.path)
+        subtitles = [*downloaded.subtitles, *_embedded_subtitles(downloaded, workdir)]
         job.raise_if_cancelled()
-        video_id = _file_in_library(job, downloaded, info, url)
+        video_id = _file_in_library(job, downloaded, info, url, subtitles)
     except AlreadyDownloaded as known:
         # The same video under another URL form: nothing to download.
         shutil.rmtree(workdir, ignore_errors=True)
@@ -155,13 +162,69 @@ def _download(job: JobContext, url: str) -> dict[str, Any]:
     return {"video_id": video_id}
 
 
+def _embedded_subtitles(downloaded: DownloadedMedia, workdir: Path) -> list[SubtitleFile]:
+    """The text subtitle streams of the file, as WebVTT, in the languages asked for
+    and not written by yt-dlp already; none when that fails (the video goes on)."""
+    if not settings.subtitle_langs:
+        return []
+    try:
+        return extract_embedded(
+            downloaded.path,
+            workdir,
+            settings.subtitle_langs,
+            ffmpeg=ffmpeg_path(),
+            have=[sub.lang for sub in downloaded.subtitles],
+        )
+    except Exception:
+        logger.exception("the subtitle streams of %s were not extracted", downloaded.video_id)
+        return []
+
+
+def _stage_subtitles(
+    subtitles: list[SubtitleFile], relative: PurePosixPath
+) -> list[tuple[SubtitleFile, StagedFile]]:
+    """Each subtitle file staged beside the video's place (as the video is); one that
+    cannot be (a full disk) is logged and left out: subtitles never fail a video."""
+    staged = []
+    for sub in subtitles:
+        try:
+            place = subtitle_path(relative, sub.lang)
+            staged.append((sub, stage_in_library(sub.path, settings.media_root, place)))
+        except (OSError, ValueError, MediaError) as exc:
+            logger.warning("subtitles %s of %s left out: %s", sub.lang, relative, exc)
+    return staged
+
+
+def _publish_subtitles(
+    staged: list[tuple[SubtitleFile, StagedFile]], relative: PurePosixPath
+) -> list[dict[str, Any]]:
+    """Rename the staged subtitle files to their places; the row's list of those that
+    made it (a failed rename is logged and left out)."""
+    published = []
+    for sub, file in staged:
+        try:
+            file.publish()
+        except (OSError, MediaError) as exc:
+            logger.warning("subtitles %s of %s left out: %s", sub.lang, relative, exc)
+            continue
+        place = subtitle_path(relative, sub.lang).as_posix()
+        published.append({"lang": sub.lang, "path": place, "automatic": sub.automatic})
+    return published
+
+
 def _file_in_library(
-    job: JobContext, downloaded: DownloadedMedia, info: MediaInfo, url: str
+    job: JobContext,
+    downloaded: DownloadedMedia,
+    info: MediaInfo,
+    url: str,
+    subtitles: list[SubtitleFile],
 ) -> int:
     """Add the file and its ``Video`` row together: the file is staged beside its final
     place first, then renamed inside the transaction and removed again if the commit
     fails, so the library never holds a file without a row or a row without a file.
-    With ``force`` a video already in the library gets the new file and metadata."""
+    Its subtitle files go the same way beside it (``<stem>.<lang>.vtt``). With
+    ``force`` a video already in the library gets the new file, subtitles and metadata
+    (its old subtitle files that the new ones do not replace are removed)."""
     params = job.params
     artist = params.get("artist") or downloaded.artist
     title = params.get("title") or downloaded.title
@@ -182,12 +245,14 @@ def _file_in_library(
         size = downloaded.path.stat().st_size
         check_room({"the library": settings.media_root}, size, settings.min_free_bytes)
     staged = stage_in_library(downloaded.path, settings.media_root, relative)
+    staged_subtitles = _stage_subtitles(subtitles, relative)
     try:
         with job.sessions() as session:
             existing = library.find_video(session, downloaded.extractor, downloaded.video_id)
             if existing is not None and not params.get("force"):
                 return existing.id  # filed already: a redelivery after the commit
             replaced = existing.path if existing is not None else None
+            old_subtitles = [sub["path"] for sub in (existing.subtitles or [])] if existing else []
             holder = library.video_at(session, relative.as_posix())
             if holder is not None and holder is not existing:
                 # Only names that sanitise alike get here; the unique index on the path
@@ -219,20 +284,32 @@ def _file_in_library(
                     premiered=downloaded.metadata.premiered,
                     genres=downloaded.metadata.genres,
                     director=downloaded.metadata.director,
+                    chapters=tuple(chapter.as_json() for chapter in downloaded.chapters),
                 ),
                 replacing=existing,
             )
             staged.publish()
+            # Beside the video, as the video itself: removed again if the commit fails.
+            published = _publish_subtitles(staged_subtitles, relative)
+            video.subtitles = published or None
             try:
                 session.commit()
             except BaseException:
                 staged.final.unlink(missing_ok=True)
+                for sub in published:
+                    remove_from_library(settings.media_root, PurePosixPath(sub["path"]))
                 raise
             if replaced is not None and replaced != relative.as_posix():
                 remove_from_library(settings.media_root, PurePosixPath(replaced))
                 remove_video_sidecars(replaced)
+            kept = {sub["path"] for sub in published}
+            for path in old_subtitles:
+                if path not in kept:
+                    remove_from_library(settings.media_root, PurePosixPath(path))
             event = ChangeEvent.added if existing is None else ChangeEvent.replaced
             announce([VideoChange(event, video.id, title, artist, relative.as_posix())])
             return video.id
     finally:
         staged.discard()
+        for _, file in staged_subtitles:
+            file.discard()

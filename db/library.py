@@ -47,6 +47,8 @@ class NewVideo:
     premiered: str | None = None
     genres: tuple[str, ...] = ()
     director: str | None = None
+    #: ``[{start, end, title, source}]`` (db.models.Video.chapters).
+    chapters: tuple[dict[str, Any], ...] = ()
 
 
 def find_video(session: Session, extractor: str, extractor_id: str) -> Video | None:
@@ -93,6 +95,7 @@ def save_video(session: Session, new: NewVideo, *, replacing: Video | None = Non
     video.premiered = new.premiered
     video.genres = list(new.genres) or None
     video.director = new.director
+    video.chapters = list(new.chapters) or None
     session.add(video)
     session.flush()
     return video

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -149,6 +149,12 @@ class Settings:
     musicbrainz_url: str
     #: An e-mail or URL for MusicBrainz's User-Agent rule: how they reach the operator.
     musicbrainz_contact: str
+    #: yt-dlp's language patterns of the subtitles kept beside each video; (): none.
+    subtitle_langs: tuple[str, ...]
+    #: Keep the site's automatic captions too (in those languages).
+    auto_captions: bool
+    #: SponsorBlock categories whose segments become chapters; (): SponsorBlock off.
+    sponsorblock: tuple[str, ...]
     #: What the library holds beside each video: ``default`` (nothing), ``kodi`` or
     #: ``jellyfin`` (NFO files and artwork, actors/sidecars.py).
     library_layout: str
@@ -225,6 +231,47 @@ def _cookies_file(raw: str) -> Path | None:
     if not path.is_file():
         raise SettingsError(f"VIDFLEET_COOKIES_FILE: {raw!r} is not a readable file")
     return path
+
+
+#: English subtitles (any region) as people wrote them, and with automatic captions on,
+#: YouTube's captions in the language spoken or sung (``<lang>-orig``): not every
+#: translation a site offers (dozens on a popular video, each one a request that YouTube
+#: answers with 429 when there are many).
+SUBTITLE_LANGS = "en.*,.*-orig"
+#: SponsorBlock's categories, as yt-dlp names them (``SponsorBlockPP.CATEGORIES``;
+#: tests/media/test_subtitles.py keeps the two equal), and ``all``.
+SPONSORBLOCK_CATEGORIES = frozenset(
+    {"sponsor", "intro", "outro", "selfpromo", "preview", "filler", "interaction",
+     "music_offtopic", "hook", "poi_highlight", "chapter", "all"}
+)  # fmt: skip
+
+
+def _subtitle_langs(raw: Sequence[str]) -> tuple[str, ...]:
+    patterns = tuple(pattern for pattern in raw if pattern)
+    if len(patterns) > 50:
+        raise SettingsError("VIDFLEET_SUBTITLE_LANGS: at most 50 language patterns")
+    for pattern in patterns:
+        try:
+            re.compile(pattern.removeprefix("-"))
+        except re.error as exc:
+            raise SettingsError(
+                f"VIDFLEET_SUBTITLE_LANGS: {pattern!r} is not a language pattern "
+                f"(a regular expression such as en.* or all): {exc}"
+            ) from None
+    return patterns
+
+
+def _sponsorblock(raw: Sequence[str]) -> tuple[str, ...]:
+    categories = tuple(dict.fromkeys(name.lower() for name in raw if name))
+    unknown = [name for name in categories if name not in SPONSORBLOCK_CATEGORIES]
+    if unknown:
+        raise SettingsError(
+            f"VIDFLEET_SPONSORBLOCK: unknown categories {', '.join(map(repr, unknown))} "
+            f"(known: {', '.join(sorted(SPONSORBLOCK_CATEGORIES))})"
+        )
+    if "all" in categories:
+        return tuple(sorted(SPONSORBLOCK_CATEGORIES - {"all"}))
+    return categories
 
 
 def _admin_token(config: Config, data_dir: Path) -> Secret:
@@ -413,6 +460,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             musicbrainz_contact=config("VIDFLEET_MUSICBRAINZ_CONTACT", default="").strip(),
             library_layout=config("VIDFLEET_LIBRARY_LAYOUT", default="default").strip().lower(),
             hooks=_hook_settings(config),
+            subtitle_langs=_subtitle_langs(
+                config(
+                    "VIDFLEET_SUBTITLE_LANGS", cast=CommaSeparatedStrings, default=SUBTITLE_LANGS
+                )
+            ),
+            auto_captions=config("VIDFLEET_AUTO_CAPTIONS", cast=bool, default=False),
+            sponsorblock=_sponsorblock(
+                config("VIDFLEET_SPONSORBLOCK", cast=CommaSeparatedStrings, default="")
+            ),
         )
     except ValueError as exc:  # Starlette's casts say "Config 'NAME' has value ..."
         raise SettingsError(str(exc)) from None

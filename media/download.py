@@ -21,12 +21,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from yt_dlp.postprocessor.common import PostProcessor
 from yt_dlp.utils import DownloadCancelled, DownloadError
 
+from media.chapters import Chapter, chapters_of, sponsorblock_options
 from media.disk import DiskFull, free_bytes, is_disk_full, same_filesystem
 from media.egress import BlockedAddress, refusals
 from media.errors import Cancelled, MediaError
 from media.formats import QUALITY_FORMATS
+from media.subtitles import (
+    MAX_SUBTITLES,
+    SubtitleFile,
+    subtitle_lang,
+    subtitle_options,
+    written_subtitles,
+)
 from media.ytdl_setup import extractors, share_tls_context, youtube_dl
 
 logger = logging.getLogger(__name__)
@@ -110,6 +119,32 @@ class _Archive:
         """yt-dlp records each download here; the library row is our record."""
 
 
+class _SafeSubtitleLangs(PostProcessor):
+    """Runs after yt-dlp chose the subtitles and before it writes them: names each
+    language as :func:`media.subtitles.subtitle_lang` does (yt-dlp puts the language a
+    site gives into the file name, and refuses the whole download for a name like
+    ``../../x``), keeps at most :data:`media.subtitles.MAX_SUBTITLES` and drops a
+    subtitle whose format is no plain extension."""
+
+    def run(self, info: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
+        for key in ("subtitles", "automatic_captions"):
+            if isinstance(info.get(key), dict):
+                info[key] = {subtitle_lang(lang): subs for lang, subs in info[key].items()}
+        requested = info.get("requested_subtitles")
+        if isinstance(requested, dict):
+            safe: dict[str, Any] = {}
+            for lang, sub in requested.items():
+                name = subtitle_lang(lang)
+                ext = str(sub.get("ext") or "") if isinstance(sub, dict) else ""
+                if name not in safe and len(safe) < MAX_SUBTITLES and _PLAIN_EXT.fullmatch(ext):
+                    safe[name] = sub
+            info["requested_subtitles"] = safe or None
+        return [], info
+
+
+_PLAIN_EXT = re.compile(r"[a-z0-9]{1,8}")
+
+
 @dataclass(frozen=True)
 class DownloadProgress:
     stage: str  # "downloading" | "postprocessing"
@@ -175,7 +210,14 @@ class DownloadedMedia:
     ext: str
     #: What media servers read (see :func:`metadata_of`).
     metadata: VideoMetadata = field(default_factory=VideoMetadata)
+    #: The WebVTT files yt-dlp wrote in the work folder (media.subtitles).
+    subtitles: tuple[SubtitleFile, ...] = ()
+    #: The source's chapters and SponsorBlock's segments (media.chapters).
+    chapters: tuple[Chapter, ...] = ()
 
+
+#: The postprocessors that run before the download (no "postprocessing" stage for them).
+BEFORE_DOWNLOAD = frozenset({"FFmpegSubtitlesConvertor", "SponsorBlock"})
 
 # yt-dlp's HttpFD, refusing a Content-Length over max_filesize before it writes a byte.
 _REFUSED_SIZE = re.compile(r"larger than max-filesize \((\d+) bytes > (\d+) bytes\)")
@@ -356,10 +398,18 @@ def download_video(
     already_have: Callable[[str, str], bool] | None = None,
     policy: DownloadPolicy | None = None,
     library: Path | None = None,
+    subtitle_langs: tuple[str, ...] = (),
+    auto_captions: bool = False,
+    sponsorblock: tuple[str, ...] = (),
 ) -> DownloadedMedia:
     """Download ``url`` into ``workdir`` and return what was written.
 
     Parameters:
+      subtitle_langs: yt-dlp's language patterns of the subtitles to write as WebVTT
+        beside the video (none: no subtitles); ``auto_captions`` adds the site's
+        automatic captions. Subtitles that fail (to download or to convert) are left
+        out: the video is downloaded again without them, never failed for them.
+      sponsorblock: SponsorBlock categories whose segments become chapters (YouTube).
       already_have: ``(extractor, video_id) -> bool``; a video it knows is not
         downloaded again (``AlreadyDownloaded``).
       library: where the file goes next; on another filesystem than ``workdir`` it
@@ -424,8 +474,14 @@ def download_video(
             )
         )
 
+    converting: list[str] = []  # the subtitle conversion started and has not finished
+
     def postprocessor_hook(status: dict[str, Any]) -> None:
         check_cancel()
+        if status.get("postprocessor") == "FFmpegSubtitlesConvertor":
+            converting[:] = ["yes"] if status.get("status") == "started" else []
+        if status.get("postprocessor") in BEFORE_DOWNLOAD:
+            return  # not the stage after the download
         if on_progress is not None and status.get("status") == "started":
             on_progress(DownloadProgress("postprocessing", None, None, None, None, None))
 
@@ -459,6 +515,7 @@ def download_video(
         "usenetrc": False,
         "cachedir": False,
         "updatetime": False,
+        "postprocessors": sponsorblock_options(sponsorblock),
     }
     if ffmpeg_location:
         options["ffmpeg_location"] = ffmpeg_location
@@ -475,8 +532,24 @@ def download_video(
     try:
         if policy.cookies_file is not None:
             options["cookiefile"] = str(_private_copy(policy.cookies_file, workdir))
-        with youtube_dl(options) as ydl:
-            info = ydl.extract_info(url, download=True)
+        langs = list(subtitle_langs)
+        while True:
+            subtitles = subtitle_options(langs, automatic=auto_captions)
+            try:
+                info = _extract(url, {**options, **subtitles, "postprocessors": [
+                    *subtitles.get("postprocessors", []), *options["postprocessors"],
+                ]})  # fmt: skip
+                break
+            except DownloadError as exc:
+                failed = _failed_subtitles(exc)
+                if not subtitles or not (converting or failed):
+                    raise
+                # Subtitles are written (and converted) before the video: nothing of it
+                # is lost. Again without that language (a few times), else without any.
+                logger.info("subtitles left out of %s: %s", url, clean_error(exc))
+                retry = not converting and len(langs) < len(subtitle_langs) + 3
+                langs = [*langs, f"-{re.escape(failed)}"] if failed and retry else []
+                converting.clear()
     except DownloadCancelled:
         if stopped:
             raise stopped[0] from None
@@ -532,4 +605,24 @@ def download_video(
         webpage_url=str(info.get("webpage_url") or url),
         ext=path.suffix.lstrip(".") or str(info.get("ext") or "bin"),
         metadata=metadata_of(info),
+        subtitles=tuple(written_subtitles(info, workdir)),
+        chapters=chapters_of(info),
     )
+
+
+def _extract(url: str, options: dict[str, Any]) -> dict[str, Any] | None:
+    with youtube_dl(options) as ydl:
+        if options.get("writesubtitles"):
+            ydl.add_post_processor(_SafeSubtitleLangs(), when="pre_process")
+        info: dict[str, Any] | None = ydl.extract_info(url, download=True)
+    return info
+
+
+_SUBTITLES_FAILED = re.compile(r"Unable to download video subtitles for '([^']*)'")
+
+
+def _failed_subtitles(exc: DownloadError) -> str | None:
+    """The language whose subtitle file yt-dlp could not download or write (in its
+    own words), if that is why it failed."""
+    found = _SUBTITLES_FAILED.search(clean_error(exc))
+    return found.group(1) or "und" if found else None

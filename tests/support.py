@@ -119,6 +119,28 @@ def make_clip(
     return path
 
 
+#: Two cues, as SubRip.
+SRT = """1
+00:00:00,000 --> 00:00:01,500
+Hello from the first line
+
+2
+00:00:01,500 --> 00:00:03,000
+And the second one
+"""
+
+
+def with_subtitles(clip: Path, srt: Path, out: Path, *, lang: str | None = "eng") -> Path:
+    """``clip`` with ``srt`` as a subtitle stream (mov_text in .mp4, SubRip in .mkv),
+    tagged with ``lang``."""
+    codec = "mov_text" if out.suffix == ".mp4" else "srt"
+    argv = [ffmpeg_path(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(clip)]
+    argv += ["-i", str(srt), "-map", "0", "-map", "1", "-c", "copy", "-c:s", codec]
+    argv += ["-metadata:s:s:0", f"language={lang}"] if lang else []
+    subprocess.run([*argv, str(out)], check=True)
+    return out
+
+
 def rss_feed(title: str, links: list[str]) -> bytes:
     """An RSS 2.0 channel with one item per link, as a podcast or a video channel
     publishes (yt-dlp's generic extractor lists the items of such a feed)."""
@@ -142,7 +164,8 @@ class MediaServer:
     ``/text/<name>.mp4`` (a file that is not media), ``/svg/<name>.mp4`` (an SVG with
     a script, claiming to be video/mp4: FFmpeg can open it), ``/playlist/<name>.html`` (a
     page embedding three videos, which yt-dlp's generic extractor reads as a playlist) and
-    ``/file/<name>``, the file ``files[name]`` (a test's own clip)."""
+    ``/file/<name>``, the file ``files[name]`` (a test's own clip) and ``/page/<name>``,
+    the HTML ``pages[name]``."""
 
     video: Path
     port: int = 0
@@ -156,6 +179,7 @@ class MediaServer:
     cookies: list[str] = field(default_factory=list)  # Cookie headers received
     files: dict[str, Path] = field(default_factory=dict)  # served as /file/<name>
     feeds: dict[str, list[str]] = field(default_factory=dict)  # /feed/<name>.xml's links
+    pages: dict[str, str] = field(default_factory=dict)  # served as /page/<name>, text/html
     server: ThreadingHTTPServer | None = None
 
     def url(self, path: str) -> str:
@@ -199,6 +223,15 @@ class MediaServer:
                     self.end_headers()
                     if body:
                         self.wfile.write(page)
+                    return
+                if path.startswith("/page/") and path[6:] in owner.pages:
+                    html = owner.pages[path[6:]].encode()
+                    self.send_response(HTTPStatus.OK)
+                    self.send_header("Content-Type", "text/html; charset=utf-8")
+                    self.send_header("Content-Length", str(len(html)))
+                    self.end_headers()
+                    if body:
+                        self.wfile.write(html)
                     return
                 feed_name = path.removeprefix("/feed/").removesuffix(".xml")
                 if path.startswith("/feed/") and feed_name in owner.feeds:

@@ -1,7 +1,7 @@
 """Who may call what: a bearer token, or the browser's signed session cookie.
 
-``/api``, ``/stream``, ``/hls``, ``/thumbnails``, ``/artists``, ``/ws`` and
-``/metrics`` need a credential; this middleware refuses every request there that has
+``/api``, ``/stream``, ``/hls``, ``/thumbnails``, ``/subtitles``, ``/artists``, ``/ws``
+and ``/metrics`` need a credential; this middleware refuses every request there that has
 none (default deny: a new route cannot forget a decorator). Credentials:
 
 - the admin token (may mutate) and the optional viewer token (only reads): the
@@ -53,7 +53,9 @@ from web.errors import ApiError, unavailable
 
 logger = logging.getLogger(__name__)
 
-PROTECTED_PREFIXES = ("/api/", "/stream/", "/hls/", "/thumbnails/", "/artists/", "/ws")
+PROTECTED_PREFIXES = (
+    "/api/", "/stream/", "/hls/", "/thumbnails/", "/subtitles/", "/artists/", "/ws",
+)  # fmt: skip
 PROTECTED_PATHS = frozenset({"/ws", "/metrics"})
 METRICS_PATH = "/metrics"
 #: The credential of the scrape token: a viewer's reads, and only on ``/metrics``.

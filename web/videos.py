@@ -91,6 +91,12 @@ def video_to_dict(video: Video, *, full: bool = False) -> dict[str, Any]:
     }
     if full:
         data["probe"] = video.probe
+        data["subtitles"] = [
+            {"lang": sub["lang"], "automatic": bool(sub.get("automatic")),
+             "url": f"/subtitles/{video.id}/{sub['lang']}"}
+            for sub in video.subtitles or [] if isinstance(sub, dict) and sub.get("lang")
+        ]  # fmt: skip
+        data["chapters"] = video.chapters or []
     return data
 
 
@@ -119,6 +125,14 @@ VIDEO = obj(
         "thumbnail_widths": array(INT),
         "thumbnail_url": nullable(STRING),
         "probe": nullable(OBJECT),
+        "subtitles": array(obj({"lang": STRING, "automatic": BOOL, "url": STRING})),
+        "chapters": array(
+            obj(
+                {"start": NUMBER, "end": NUMBER, "title": STRING, "source": choice_schema(
+                    ["chapters", "sponsorblock"]), "category": STRING},
+                required=["start", "end", "title", "source"],
+            )
+        ),
     },
     required=[
         "id", "title", "artist", "artist_id", "duration", "path", "created_at", "stream_url",
@@ -438,11 +452,13 @@ async def load_video(request: Request) -> Video:
 
 @documented(
     "One video, with its whole probe",
-    {200: {**VIDEO, "required": [*VIDEO["required"], "probe"]}},
+    {200: {**VIDEO, "required": [*VIDEO["required"], "probe", "subtitles", "chapters"]}},
     errors=(404,),
     path_params={"video_id": integer(0)},
 )
 async def get_video(request: Request) -> JSONResponse:
+    """With its subtitles (``{lang, automatic, url}``, the URL of ``/subtitles``) and
+    chapters (``{start, end, title, source}``, SponsorBlock's with their ``category``)."""
     return JSONResponse(video_to_dict(await load_video(request), full=True))
 
 

@@ -8,6 +8,7 @@
 //     seekable anywhere) through hls.js (vendored, loaded only when chosen) where the
 //     browser has Media Source Extensions, else the browser's own HLS.
 // Switching keeps the position. The position is remembered per video in localStorage.
+// Each of the video's subtitle files (`/subtitles/{id}/{lang}`, WebVTT) is a <track>.
 "use strict";
 import {el} from "./shell.js";
 
@@ -88,6 +89,11 @@ export class Player {
     if (video.width && video.height) {
       container.style.setProperty("--aspect", `${Number(video.width)} / ${Number(video.height)}`);
     }
+    for (const sub of Array.isArray(video.subtitles) ? video.subtitles : []) {
+      if (typeof sub.url !== "string" || !sub.url.startsWith("/subtitles/")) continue;
+      const label = sub.automatic ? `${sub.lang} (automatic)` : String(sub.lang);
+      this.element.append(el("track", {kind: "subtitles", srclang: String(sub.lang), label, src: sub.url}));
+    }
     this.options = versions(video, this.element);
     this.menu = el("select", {id: "quality"});
     const groups = new Map();
@@ -165,6 +171,17 @@ export class Player {
       }
     }
     if (play) this.play();
+  }
+
+  /** Go to `seconds` of the file, whatever version plays (a chapter's start). */
+  seek(seconds) {
+    if (this.current && this.current.kind === "progressive") {
+      this.choose(this.current.key, {at: seconds, play: !this.element.paused});
+    } else if (this.element.readyState === HTMLMediaElement.HAVE_NOTHING) {
+      this.choose(this.current ? this.current.key : "original", {at: seconds});
+    } else {
+      this.element.currentTime = seconds;
+    }
   }
 
   play() {

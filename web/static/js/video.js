@@ -4,6 +4,7 @@
 import {api} from "./api.js";
 import {el, startPage, toast} from "./shell.js";
 import {Player} from "./player.js";
+import {showChapters} from "./chapters.js";
 import {formatDuration, qualityBadge} from "./video-grid.js";
 
 function videoId() {
@@ -99,7 +100,8 @@ async function remove(video, button) {
   if (video.artist_id) artist.append(el("a", {href: `/library/artists/${Number(video.artist_id)}`}, video.artist || ""));
   else artist.append(el("span", {className: "muted"}, "unknown artist"));
   showFacts(video);
-  new Player(document.getElementById("player"), video);
+  const player = new Player(document.getElementById("player"), video);
+  showChapters(document.getElementById("player"), video, player);
   if (session.role === "admin") {
     const button = document.getElementById("delete-video");
     button.hidden = false;

@@ -13,6 +13,7 @@ from actors.enrich import enrich_artists
 from actors.library_sweeps import analyze_unanalysed_videos, sweep_missing_thumbnails
 from actors.lifeline import lifeline_sweep
 from actors.playlists import sync_due_playlists, sync_playlist
+from actors.relayout import move_videos, relayout_library
 from actors.retention import prune_job_history
 from actors.stream_cache import sweep_stream_cache, warm_stream_cache
 from actors.temp_janitor import sweep_temp_downloads
@@ -30,6 +31,8 @@ __all__ = [
     "sync_due_playlists",
     "sync_playlist",
     "prune_job_history",
+    "move_videos",
+    "relayout_library",
     "sweep_missing_thumbnails",
     "sweep_stream_cache",
     "sweep_temp_downloads",

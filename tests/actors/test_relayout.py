@@ -229,9 +229,15 @@ def test_a_relayout_whose_worker_is_sigkilled_half_way_ends_with_every_file_and_
     cut = moved()
     assert 20 <= cut < 50, cut
     assert api.get(f"/api/jobs/{job['id']}").json()["status"] == "running"
+    # The parts lost their worker; the relayout, a parent now, has none to lose.
+    fleet = api.get("/api/system/workers").json()
+    held = [item["id"] for worker in fleet["items"] for item in worker["jobs"]]
+    assert len(held + fleet["unassigned"]) >= 3, fleet  # the parts, with or without it
+    assert job["id"] not in held + [item["id"] for item in fleet["unassigned"]]
     with worker_process():
         done = wait_for_job(api, job["id"], timeout=120)
     assert done["status"] == "succeeded", done
+    assert done["attempts"] == 1  # planned once: the lifeline leaves a parent alone
     assert done["result"]["done"] + done["result"]["skipped"] == 50, done["result"]
     assert done["result"]["failed_count"] == 0, done["result"]
     parts = api.get(f"/api/jobs?parent_id={job['id']}").json()["items"]
@@ -313,3 +319,18 @@ def test_a_video_moved_or_deleted_since_the_plan_is_failed_or_skipped(
         session.delete(session.get(Video, video_id))
     assert move_now(video_id, old, new, settings) is False
     assert old.exists() and not new.exists()
+
+
+def test_one_relayout_that_moves_files_at_a_time_and_a_bad_body_is_a_400(
+    api: httpx.Client,
+) -> None:
+    first = relayout(api, dry_run=False)
+    again = api.post("/api/library/relayout", json={"dry_run": False})
+    assert again.status_code == 200, again.text
+    assert again.json()["id"] == first["id"]
+    # Dry runs touch nothing: each is a job of its own, beside the one that moves.
+    assert relayout(api, dry_run=True)["id"] != relayout(api, dry_run=True)["id"]
+    for body in ({}, {"dry_run": "yes"}, {"dry_run": True, "all": True}):
+        refused = api.post("/api/library/relayout", json=body)
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"]["code"] == "invalid_dry_run"

@@ -14,6 +14,7 @@ from actors.library_sweeps import analyze_unanalysed_videos, sweep_missing_thumb
 from actors.lifeline import lifeline_sweep
 from actors.playlists import sync_due_playlists, sync_playlist
 from actors.refresh_hooks import send_refresh
+from actors.relayout import move_videos, relayout_library
 from actors.retention import prune_job_history
 from actors.stream_cache import sweep_stream_cache, warm_stream_cache
 from actors.temp_janitor import sweep_temp_downloads
@@ -32,6 +33,8 @@ __all__ = [
     "sync_playlist",
     "prune_job_history",
     "send_refresh",
+    "move_videos",
+    "relayout_library",
     "sweep_missing_thumbnails",
     "sweep_stream_cache",
     "sweep_temp_downloads",

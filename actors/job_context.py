@@ -27,6 +27,9 @@ class JobContext:
     cancel_requested: threading.Event = field(default_factory=threading.Event)
     #: Set once the job's ``running`` event is out; its progress waits for it.
     announced: threading.Event | None = None
+    #: Set by an actor whose job became the parent of the parts it submitted
+    #: (:func:`db.job_service.hand_to_parts`): the parts' roll-ups end it, not its return.
+    handed_to_parts: bool = False
 
     @property
     def id(self) -> str:

@@ -182,6 +182,8 @@ class JobTracking(Middleware):
             return
         run_here(None)
         job_id, ledger, attempt = context.id, self.ledger, context.job["attempts"]
+        if exception is None and context.handed_to_parts:
+            return  # still running: a parent now, which its parts' roll-ups end
         # The ledger publishes each change once it is committed. Each is fenced by the
         # attempt: if the lifeline gave this worker up for dead, its outcome is void.
         if exception is None:

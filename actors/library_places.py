@@ -31,6 +31,17 @@ def folder_of(session: Session, artist: str | None) -> str:
         )
         if used is not None and "/" in used:
             return used.split("/", 1)[0]
+    return named_folder(session, artist, row)
+
+
+def named_folder(session: Session, artist: str | None, row: Artist | None = None) -> str:
+    """The folder the current names give ``artist`` (``row``, its row if known),
+    wherever its videos are now: its name made safe, unique against the folders of the
+    artists before it whose names differ only in case."""
+    if not artist:
+        return artist_folder(None)
+    if row is None:
+        row = session.scalar(select(Artist).where(Artist.name == artist))
     earlier = session.scalars(
         select(Artist.name)
         .where(func.lower(Artist.name) == artist.lower(), Artist.name != artist)

@@ -106,14 +106,23 @@ def jobs_with_messages(
 
 
 def _stale(
-    status: JobStatus, since: Any, cutoff: datetime, *columns: Any, not_kinds: Any = ()
+    status: JobStatus,
+    since: Any,
+    cutoff: datetime,
+    *columns: Any,
+    not_kinds: Any = (),
+    not_parents: bool = False,
 ) -> list[Row[Any]]:
     """Up to a batch of jobs in ``status`` whose ``since`` time is before ``cutoff``
-    (and whose kind is none of ``not_kinds``)."""
+    (and whose kind is none of ``not_kinds``; with ``not_parents``, that have no
+    children)."""
     with stores.sessions()() as session:
         query = select(*columns).where(Job.status == status, since < cutoff)
         if not_kinds:
             query = query.where(Job.kind.not_in(not_kinds))
+        if not_parents:
+            child = Job.__table__.alias("child")
+            query = query.where(~select(child.c.id).where(child.c.parent_id == Job.id).exists())
         return list(session.execute(query.limit(BATCH)))
 
 
@@ -199,6 +208,7 @@ def recover_abandoned(heartbeat_timeout: float | None = None) -> int:
     running = _stale(
         JobStatus.running, Job.started_at, cutoff, Job.id, Job.attempts, Job.max_attempts,
         not_kinds=job_service.PARENT_KINDS,  # no worker of their own: their parts beat
+        not_parents=True,  # a planning kind handed to its parts (job_service.hand_to_parts)
     )  # fmt: skip
     if not running:
         return 0

@@ -178,6 +178,10 @@ def give_up_lost_workers(connection: Connection, running: list[Row[Any]]) -> Out
 PARENT_KINDS = frozenset(
     {JobKind.thumbnails, JobKind.analyses, JobKind.deletes, JobKind.enrichments}
 )
+#: Kinds that plan on a worker first (a job of their own, with heartbeats and attempts)
+#: and then hand the job to the parts they submit (:func:`hand_to_parts`): from then on
+#: a parent like the ones above.
+PLANNING_PARENT_KINDS = frozenset({JobKind.relayout})
 #: The most item failures a batch's summary lists (their count is always exact).
 SUMMARY_FAILURES = 100
 #: Items per part of a batch: a part takes seconds, so parts spread over the fleet.
@@ -228,19 +232,7 @@ def submit_batch(
         "result": _summary([]) if empty else None,
         "dedupe_key": None if empty else dedupe_key,
     }
-    rows = [
-        {
-            **common,
-            "id": str(uuid.uuid4()),
-            "kind": child_kind,
-            "queue": child_queue,
-            "params": child_params,
-            "attempts": 0,
-            "status": JobStatus.queued,
-            "parent_id": parent_id,
-        }
-        for child_kind, child_queue, child_params in children
-    ]
+    rows = _part_rows(parent_id, common, children)
     try:
         created = connection.execute(insert(Job).returning(*jobs.PUBLIC_COLUMNS), [parent])
     except IntegrityError:
@@ -253,6 +245,69 @@ def submit_batch(
         child_jobs = [jobs.job_to_dict(row) for row in inserted.mappings()]
     connection.commit()
     return parent_job, Outbox(publish=[parent_job, *child_jobs], send=child_jobs)
+
+
+def _part_rows(
+    parent_id: str, common: dict[str, Any], children: list[tuple[str, str, dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """The rows of a batch's parts (kind, queue, params: each queued)."""
+    return [
+        {
+            **common,
+            "id": str(uuid.uuid4()),
+            "kind": child_kind,
+            "queue": child_queue,
+            "params": child_params,
+            "attempts": 0,
+            "status": JobStatus.queued,
+            "parent_id": parent_id,
+        }
+        for child_kind, child_queue, child_params in children
+    ]
+
+
+def hand_to_parts(
+    connection: Connection | Session,
+    job_id: str,
+    *,
+    attempt: int,
+    params: dict[str, Any],
+    stage: str,
+    children: list[tuple[str, str, dict[str, Any]]],
+) -> Outbox | None:
+    """A running job of :data:`PLANNING_PARENT_KINDS` that planned its work becomes the
+    parent of ``children`` (kind, queue, params: each queued), in one transaction with
+    its new ``params`` and ``stage``: it stays ``running``, and its parts' roll-ups
+    (:func:`roll_up`) give its progress and its end. The children are published and
+    sent. None, and nothing written, when attempt ``attempt`` no longer holds the job
+    (the lifeline gave its worker up for dead)."""
+    now = utcnow()
+    parent = (
+        connection.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == JobStatus.running, Job.attempts == attempt)
+            .values(params=params, stage=stage, progress=0.0, message=None, updated_at=now)
+            .returning(*jobs.PUBLIC_COLUMNS, Job.owner)
+        )
+        .mappings()
+        .first()
+    )
+    if parent is None:
+        connection.rollback()
+        return None
+    common = {
+        "owner": parent["owner"],
+        "max_attempts": parent["max_attempts"],
+        "created_at": now,
+        "updated_at": now,
+    }
+    inserted = connection.execute(
+        insert(Job).returning(*jobs.PUBLIC_COLUMNS), _part_rows(job_id, common, children)
+    )
+    child_jobs = [jobs.job_to_dict(row) for row in inserted.mappings()]
+    connection.commit()
+    parent_job = jobs.job_to_dict(parent)
+    return Outbox(publish=[parent_job, *child_jobs], send=child_jobs)
 
 
 def roll_up(connection: Connection | Session, parent_id: str) -> Outbox:
@@ -313,10 +368,13 @@ def unsettled_parents(connection: Connection | Session, limit: int = 100) -> lis
     (its worker died between the child's end and the parent's update)."""
     child = Job.__table__.alias("child")
     active = select(child.c.id).where(child.c.parent_id == Job.id, child.c.status.in_(ACTIVE))
+    # A planning kind is a parent once it has parts; while it plans it is a job of its own.
+    parent = Job.kind.in_(PARENT_KINDS) | (
+        Job.kind.in_(PLANNING_PARENT_KINDS)
+        & select(child.c.id).where(child.c.parent_id == Job.id).exists()
+    )
     rows = connection.scalars(
-        select(Job.id)
-        .where(Job.status == JobStatus.running, Job.kind.in_(PARENT_KINDS), ~active.exists())
-        .limit(limit)
+        select(Job.id).where(Job.status == JobStatus.running, parent, ~active.exists()).limit(limit)
     )
     return list(rows)
 

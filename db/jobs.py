@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
 
-from db.models import ACTIVE, Job, JobStatus, utcnow
+from db.models import ACTIVE, Job, JobKind, JobStatus, utcnow
 
 PUBLIC_FIELDS = (
     "id", "kind", "status", "queue", "params", "result", "error", "progress", "stage",
@@ -460,7 +460,10 @@ def new_retry(
 
 def dedupe_key(kind: str, params: dict[str, Any]) -> str | None:
     """What makes two active jobs the same work: a download of the same URL, an
-    analysis of the same video, a sync of the same playlist."""
+    analysis of the same video, a sync of the same playlist, a relayout that moves
+    files (two at once would move the same videos; dry runs touch nothing)."""
+    if kind == JobKind.relayout:
+        return None if params.get("dry_run") else "relayout"
     if url := params.get("url"):
         return f"{kind}:{url}"
     if (video_id := params.get("video_id")) is not None:

@@ -75,6 +75,11 @@ class JobKind(enum.StrEnum):
     enrich_chunk = "enrich_chunk"
     #: A playlist's entries listed again, its new ones queued (actors/playlists.py).
     playlist_sync = "playlist_sync"
+    #: The library renamed to the current names (actors/relayout.py): plans on a worker,
+    #: then (unless a dry run) the parent of relayout_chunk jobs.
+    relayout = "relayout"
+    #: About 20 videos moved to their planned names with their sidecars (actors/relayout.py).
+    relayout_chunk = "relayout_chunk"
 
 
 class Job(Base):

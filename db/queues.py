@@ -44,6 +44,8 @@ ACTOR_OF_KIND: dict[str, str] = {
     "delete_chunk": "delete_videos",
     "enrich_chunk": "enrich_artists",
     "playlist_sync": "sync_playlist",
+    "relayout": "relayout_library",
+    "relayout_chunk": "move_videos",
 }
 
 

@@ -167,9 +167,12 @@ def _job_title(params: Any) -> str | None:
 
 
 async def _running_jobs(request: Request) -> list[dict[str, Any]]:
+    # A parent has no worker: neither a batch nor a relayout handed to its parts.
+    child = Job.__table__.alias("child")
     query = (
         select(Job.id, Job.kind, Job.params, Job.stage, Job.progress, Job.message_id)
         .where(Job.status == JobStatus.running, Job.kind.not_in(PARENT_KINDS))
+        .where(~select(child.c.id).where(child.c.parent_id == Job.id).exists())
         .order_by(Job.started_at)
         .limit(MAX_RUNNING)
     )

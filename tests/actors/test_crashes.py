@@ -31,7 +31,7 @@ WORKER_LOG = Path(tempfile.gettempdir()) / "vidfleet-test-workers.log"
 
 
 @contextmanager
-def worker_process(*modules: str) -> Iterator[subprocess.Popen[bytes]]:
+def worker_process(*modules: str, threads: int = 2) -> Iterator[subprocess.Popen[bytes]]:
     """``dramatiq actors`` (one process, two threads) in a process group of its own."""
     log = WORKER_LOG.open("ab")
     process = subprocess.Popen(
@@ -44,7 +44,7 @@ def worker_process(*modules: str) -> Iterator[subprocess.Popen[bytes]]:
             "--processes",
             "1",
             "--threads",
-            "2",
+            str(threads),
         ],
         cwd=ROOT,
         start_new_session=True,

@@ -233,6 +233,32 @@ def test_a_batch_derives_its_progress_and_summary_from_its_parts(
     assert job_service.unsettled_parents(connection) == []
 
 
+def test_a_relayout_that_planned_becomes_the_parent_of_its_parts_fenced_by_its_attempt(
+    connection: Connection, courier: Courier, redis_client: Any
+) -> None:
+    submission, _ = submit(connection, "", kind="relayout", queue="bulk", params={"dry_run": False})
+    job_id = submission.job["id"]
+    set_status(connection, job_id, JobStatus.running, attempts=2)
+    assert job_service.unsettled_parents(connection) == []  # planning: a job of its own
+    parts = [("relayout_chunk", "bulk", {"items": [1], "moves": []})] * 2
+    handed = dict(params={"dry_run": False, "items": 2}, stage="moving", children=parts)
+    # An attempt the lifeline gave up for dead hands nothing over.
+    assert job_service.hand_to_parts(connection, job_id, attempt=1, **handed) is None
+    outbox = job_service.hand_to_parts(connection, job_id, attempt=2, **handed)
+    assert outbox is not None and len(outbox.send) == 2
+    parent, *children = outbox.publish
+    assert parent["status"] == "running" and parent["params"]["items"] == 2
+    assert {child["parent_id"] for child in children} == {job_id}
+    assert courier.deliver(outbox).ok
+    assert len(queued_messages(redis_client, "bulk")) == 2
+    for child in children:
+        end_child(connection, child["id"], JobStatus.succeeded, result={"done": 1})
+    # Both roll-ups lost: the lifeline settles it as any batch.
+    assert job_service.unsettled_parents(connection) == [job_id]
+    (ended,) = job_service.roll_up(connection, job_id).publish
+    assert ended["status"] == "succeeded" and ended["result"]["done"] == 2
+
+
 def test_cancelling_a_batch_cancels_its_queued_parts_and_ends_it(
     connection: Connection, courier: Courier, redis_client: Any
 ) -> None:

@@ -342,6 +342,47 @@ def test_download_wait_draws_a_progress_bar_on_a_terminal(
     assert text.endswith("\n")  # and ended before the outcome
 
 
+def test_library_relayout_dry_run_prints_the_moves_then_the_run_its_summary(
+    server: Any, worker: Any, settings: Any
+) -> None:
+    from tests.actors.test_relayout import add_old_video, tree
+
+    first = add_old_video(settings, 1, "Sigur Rós", "Hoppípolla", "youtube", "r1")
+    second = add_old_video(settings, 2, None, "Song", "vimeo", "s2")
+    before = tree(settings.media_root)
+
+    dry = vidfleet("library", "relayout", "--dry-run", url=server.url)
+    assert dry.returncode == 0, dry.stderr
+    assert JOB_LINE.search(dry.stdout)
+    assert (
+        f"video {first}: Sigur_Ros/Hoppipolla_[youtube-r1].mp4 -> Sigur Rós/Hoppípolla [r1].mp4"
+        in dry.stdout
+    )
+    assert (
+        f"video {second}: Unknown_Artist/Song_[vimeo-s2].mp4 -> Unknown Artist/Song [s2].mp4"
+        in dry.stdout
+    )
+    assert "2 videos would move; nothing was touched (dry run)" in dry.stdout
+    assert tree(settings.media_root) == before
+    assert re.search(r"job [0-9a-f]{8} (queued|running)", dry.stderr)  # the progress lines
+
+    viewer = vidfleet("library", "relayout", url=server.url, token=VIEWER_TOKEN)
+    assert viewer.returncode == 1
+    assert "403 forbidden" in viewer.stderr
+    assert tree(settings.media_root) == before
+
+    moved = vidfleet("library", "relayout", url=server.url)
+    assert moved.returncode == 0, moved.stderr
+    assert "succeeded: 2 videos moved, 0 skipped, 0 failed" in moved.stdout
+    assert sorted(tree(settings.media_root)) == [
+        "Sigur Rós/Hoppípolla [r1].mp4",
+        "Unknown Artist/Song [s2].mp4",
+    ]
+    again = vidfleet("library", "relayout", "--dry-run", url=server.url)
+    assert again.returncode == 0, again.stderr
+    assert "0 videos would move" in again.stdout
+
+
 def test_migrate_creates_the_schema_of_a_fresh_database_and_then_has_nothing_to_do(
     tmp_path: Path,
 ) -> None:

@@ -17,9 +17,8 @@ from db.queues import Priority
 from media.formats import QUALITY_FORMATS
 from web.cli.client import Api, ApiFailure, add_connection_options
 from web.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_JOB_FAILED, CommandFailed
-from web.cli.follow import JobFollower
+from web.cli.follow import follow_to_end
 from web.cli.output import clean, mapping
-from web.cli.progress import display_for
 
 
 def add_commands(subparsers: Any) -> None:
@@ -74,19 +73,9 @@ def download(args: argparse.Namespace) -> int:
 
 
 def wait_for_download(api: Api, job_id: str) -> int:
-    display = display_for(sys.stderr)
-    try:
-        job = JobFollower(api, job_id, display).follow()
-    except KeyboardInterrupt:
-        display.close()
-        print(
-            f"stopped waiting; job {job_id} keeps running "
-            f"(vidfleet job show {job_id}, vidfleet job cancel {job_id})",
-            file=sys.stderr,
-        )
+    job = follow_to_end(api, job_id)
+    if job is None:
         return EXIT_INTERRUPTED
-    finally:
-        display.close()
     return report_outcome(api, job)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 import time
 from typing import Any
 
@@ -27,7 +28,7 @@ from websockets.sync.client import ClientConnection, connect
 from web.cli.client import Api, ApiFailure, Unreachable
 from web.cli.errors import CommandFailed
 from web.cli.output import clean, mapping
-from web.cli.progress import Display
+from web.cli.progress import Display, display_for
 
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 #: How often the display is redrawn while nothing arrives (the indeterminate bar).
@@ -205,3 +206,21 @@ def describe(exc: BaseException) -> str:
     """A short reason for a failed socket: the close code, the refused handshake's
     status, or the OS error."""
     return clean(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, 160)
+
+
+def follow_to_end(api: Api, job_id: str) -> dict[str, Any] | None:
+    """Follow ``job_id`` with a progress display on stderr: the job once finished, or
+    None after Ctrl-C, which stops the waiting only (said on stderr)."""
+    display = display_for(sys.stderr)
+    try:
+        return JobFollower(api, job_id, display).follow()
+    except KeyboardInterrupt:
+        display.close()
+        print(
+            f"stopped waiting; job {job_id} keeps running "
+            f"(vidfleet job show {job_id}, vidfleet job cancel {job_id})",
+            file=sys.stderr,
+        )
+        return None
+    finally:
+        display.close()

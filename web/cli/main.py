@@ -21,6 +21,7 @@ from web.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, CommandFailed
 COMMAND_MODULES: tuple[str, ...] = (
     "web.cli.downloads",
     "web.cli.jobs",
+    "web.cli.library",
     "web.cli.tokens",
     "web.cli.users",
     "web.cli.migrate",

@@ -15,7 +15,10 @@ part finds decides what is left to do, so a part retried after its worker was ki
 any point converges: the row already at the new path, skipped; the file moved but not
 the row, the row follows; a new name held by another file, or the video moved or
 deleted since the plan, fails that item with its reason (a relayout run again plans it
-anew).
+anew). After each move the kodi/jellyfin sidecars are brought up to date (the NFO names
+the new ``-thumb.jpg``; the artist's files follow to the new folder and leave the old
+one with its last video: :mod:`actors.sidecars`) and the media servers and webhook hear
+of it (``video.moved``, :mod:`actors.refresh_hooks`).
 """
 
 from __future__ import annotations
@@ -31,10 +34,13 @@ from actors.batch_part import run_part
 from actors.broker import broker as _broker  # noqa: F401  (set before any actor)
 from actors.job_context import JobContext, current_job
 from actors.job_tracking import job_actor
+from actors.refresh_hooks import announce
 from actors.relayout_plan import plan_moves
+from actors.sidecars import remove_video_sidecars, write_video_sidecars
 from db import job_service
 from db.models import JobKind, Video
 from db.queues import Queue
+from db.refresh_hooks import ChangeEvent, changes_of
 from db.settings import get_settings
 from media.errors import MediaError
 from media.library import OutsideLibrary, library_entry
@@ -150,6 +156,7 @@ def move_video(job: JobContext, move: dict[str, Any]) -> bool:
             retryable=False,
         ) from exc
     if path == new:
+        _after_move(job, video_id, old)  # an earlier try filed it and may have died here
         return False
     with job.sessions() as session:
         video = session.get(Video, video_id)
@@ -159,7 +166,19 @@ def move_video(job: JobContext, move: dict[str, Any]) -> bool:
         if video.subtitles:
             video.subtitles = [_renamed(track, old, new) for track in video.subtitles]
         session.commit()
+    _after_move(job, video_id, old)
     return True
+
+
+def _after_move(job: JobContext, video_id: int, old: str) -> None:
+    """What else shows a move, none of it failing the item: the NFO names the new
+    ``-thumb.jpg``, the artist's files are written in the new folder and leave the old
+    one (with the folder) when its last video left, and the media servers hear of it."""
+    write_video_sidecars(video_id)
+    remove_video_sidecars(old)
+    with job.sessions() as session:
+        moved = changes_of(session, ChangeEvent.moved, [video_id])
+    announce(moved)
 
 
 def _renamed(track: dict[str, Any], old: str, new: str) -> dict[str, Any]:

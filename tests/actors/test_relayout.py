@@ -334,3 +334,32 @@ def test_one_relayout_that_moves_files_at_a_time_and_a_bad_body_is_a_400(
         refused = api.post("/api/library/relayout", json=body)
         assert refused.status_code == 400, refused.text
         assert refused.json()["error"]["code"] == "invalid_dry_run"
+
+
+def test_in_the_jellyfin_layout_a_move_rewrites_the_nfo_and_takes_the_artist_files_along(
+    settings: Any, one_video: tuple[int, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+    import xml.etree.ElementTree as ET
+
+    from actors import sidecars
+    from db.refresh_hooks import ChangeEvent, VideoChange
+
+    monkeypatch.setattr(
+        sidecars, "settings", dataclasses.replace(settings, library_layout="jellyfin")
+    )
+    announced: list[VideoChange] = []
+    monkeypatch.setattr("actors.relayout.announce", announced.extend)
+    video_id, old, new = one_video
+    for name in ("artist.nfo", "folder.jpg"):  # the old folder's artist files
+        (old.parent / name).write_bytes(b"old " + name.encode())
+
+    assert move_now(video_id, old, new, settings) is True
+    written = ET.fromstring((new.parent / "Hoppípolla [r3].nfo").read_bytes())
+    assert written.findtext("title") == "Hoppípolla"  # rewritten, not the old stub moved
+    assert written.find("uniqueid") is not None and written.findtext("uniqueid") == "r3"
+    assert ET.fromstring((new.parent / "artist.nfo").read_bytes()).findtext("name") == "Sigur Rós"
+    assert not old.parent.exists()  # its last video left: its artist files went too
+    assert [(change.event, change.id, change.path) for change in announced] == [
+        (ChangeEvent.moved, video_id, "Sigur Rós/Hoppípolla [r3].mp4")
+    ]

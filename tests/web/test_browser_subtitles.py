@@ -74,6 +74,16 @@ def test_the_player_has_the_subtitle_track_and_a_chapter_list_that_seeks(
     )
     assert cues == ["Hello from the first line", "And the second one"]
 
+    def cue_times() -> list[list[float]]:
+        return list(
+            page.evaluate(
+                "() => Array.from(document.querySelector('video').textTracks[0].cues,"
+                " (c) => [c.startTime, c.endTime])"
+            )
+        )
+
+    assert cue_times() == [[0, 1.5], [1.5, 3]]
+
     chapters = page.locator("nav.chapters button")
     expect(chapters).to_have_count(2)
     expect(chapters.nth(0)).to_contain_text("0:00")
@@ -94,3 +104,14 @@ def test_the_player_has_the_subtitle_track_and_a_chapter_list_that_seeks(
     page.keyboard.press("Enter")
     wait_for(lambda: position() < 0.2, what="the seek back to the intro")
     expect(chapters.nth(0)).to_have_attribute("aria-current", "true")
+
+    # A progressive stream started 2 s in has its clock at 0 there: the cues move with
+    # it, and back when the file plays again.
+    page.evaluate("() => { document.querySelector('video').currentTime = 2; }")
+    wait_for(lambda: abs(position() - 2.0) < 0.2, what="the seek to 2 s")
+    page.select_option("#quality", "stream-source")
+    expect(page.locator("video")).to_have_attribute("data-offset", "2")
+    assert cue_times() == [[-2, -0.5], [-0.5, 1]]
+    page.select_option("#quality", "original")
+    expect(page.locator("video")).to_have_attribute("data-offset", "0")
+    assert cue_times() == [[0, 1.5], [1.5, 3]]

@@ -8,7 +8,8 @@
 //     seekable anywhere) through hls.js (vendored, loaded only when chosen) where the
 //     browser has Media Source Extensions, else the browser's own HLS.
 // Switching keeps the position. The position is remembered per video in localStorage.
-// Each of the video's subtitle files (`/subtitles/{id}/{lang}`, WebVTT) is a <track>.
+// Each of the video's subtitle files (`/subtitles/{id}/{lang}`, WebVTT) is a <track>;
+// its cues move with a progressive stream's start (`alignCues`).
 "use strict";
 import {el} from "./shell.js";
 
@@ -92,7 +93,9 @@ export class Player {
     for (const sub of Array.isArray(video.subtitles) ? video.subtitles : []) {
       if (typeof sub.url !== "string" || !sub.url.startsWith("/subtitles/")) continue;
       const label = sub.automatic ? `${sub.lang} (automatic)` : String(sub.lang);
-      this.element.append(el("track", {kind: "subtitles", srclang: String(sub.lang), label, src: sub.url}));
+      const track = el("track", {kind: "subtitles", srclang: String(sub.lang), label, src: sub.url});
+      track.addEventListener("load", () => this.alignCues());
+      this.element.append(track);
     }
     this.options = versions(video, this.element);
     this.menu = el("select", {id: "quality"});
@@ -118,6 +121,22 @@ export class Player {
   position() {
     if (this.element.readyState === HTMLMediaElement.HAVE_NOTHING) return this.startAt;
     return this.offset + (this.element.currentTime || 0);
+  }
+
+  /** A progressive stream started `offset` seconds into the file, and its clock starts
+   * at 0 there: the subtitles' cues, timed in the file's seconds, move by as much (each
+   * keeps its file times, so that a later choice moves it from those). */
+  alignCues() {
+    for (const track of Array.from(this.element.textTracks)) {
+      for (const cue of Array.from(track.cues || [])) {
+        if (cue.fileStart === undefined) {
+          cue.fileStart = cue.startTime;
+          cue.fileEnd = cue.endTime;
+        }
+        cue.startTime = cue.fileStart - this.offset;
+        cue.endTime = cue.fileEnd - this.offset;
+      }
+    }
   }
 
   listen() {
@@ -159,10 +178,12 @@ export class Player {
     if (option.kind === "progressive") {
       this.offset = start;
       media.dataset.offset = String(start);
+      this.alignCues();
       media.src = start ? `${option.url}&start=${start.toFixed(3)}` : option.url;
     } else {
       this.offset = 0;
       media.dataset.offset = "0";
+      this.alignCues();
       if (option.kind === "hls.js") {
         if (!(await this.attachHls(option, start))) return;
       } else {

@@ -32,7 +32,7 @@ from web.videos import submitted
     },
     errors=(400, 429),
     body=obj({"dry_run": BOOL}, closed=True),
-    description="A dry run's result is the moves `{video_id, from, to}` (the first 1,000) "
+    description="A dry run's result is the moves `{video_id, from, to}` (the first 200) "
     "and their `total`, and nothing is touched; otherwise the job moves every video whose "
     "path is not the current names' (its file, the files beside it with its stem, its "
     "row) in parts, and ends with their summary. Safe to run again.",

@@ -1,7 +1,7 @@
 """``vidfleet library relayout [--dry-run]``: rename the library in place to the current
 names (``POST /api/library/relayout``), following the job to its end.
 
-A dry run prints the moves it found (``video N: FROM -> TO``, the first 1,000) and how
+A dry run prints the moves it found (``video N: FROM -> TO``, the first 200) and how
 many there are, and touches nothing; otherwise the summary of what moved. Exit status:
 0 when the job succeeded with no item failed; 1 when the server refused or cannot be
 reached; 2 when the job failed or was cancelled, or some videos could not be moved

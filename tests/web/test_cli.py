@@ -364,7 +364,8 @@ def test_library_relayout_dry_run_prints_the_moves_then_the_run_its_summary(
     )
     assert "2 videos would move; nothing was touched (dry run)" in dry.stdout
     assert tree(settings.media_root) == before
-    assert re.search(r"job [0-9a-f]{8} (queued|running)", dry.stderr)  # the progress lines
+    # The progress display: a dry run of two videos may be over before its first look.
+    assert re.search(r"job [0-9a-f]{8} (queued|running|succeeded)", dry.stderr)
 
     viewer = vidfleet("library", "relayout", url=server.url, token=VIEWER_TOKEN)
     assert viewer.returncode == 1

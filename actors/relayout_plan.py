@@ -3,7 +3,7 @@ names (:mod:`media.names`), and so which videos move.
 
 Each video, in id order (the same library gives the same plan), gets the path a new
 download of it would get (:func:`actors.library_places.place_video`): its artist's
-folder under the current names (:func:`actors.library_places.named_folder`, wherever
+folder under the current names (:func:`actors.library_places.artist_folders`, wherever
 its files are now) and a stem unique in that folder, where its own current name does
 not count as taken. What is taken in a folder is read once and grows as the plan goes:
 the stems of the files on disk and of the rows there (old names stay taken until they
@@ -24,8 +24,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from actors.library_places import named_folder
+from actors.library_places import artist_folders
 from db.models import Artist, Video
+from media.library import artist_folder
 from media.names import name_key, stem_of, stems_in, video_stem
 
 
@@ -55,14 +56,12 @@ def plan_moves(
     for row in rows:
         folder, _, name = row.path.rpartition("/")
         files_in[folder].append(name)
-    folders: dict[str | None, str] = {}
+    folders = artist_folders(session)
     taken: dict[str, set[str]] = {}
     moves = []
     for video_id, path, title, source_id, artist in rows:
         check()
-        if artist not in folders:
-            folders[artist] = named_folder(session, artist)
-        folder = folders[artist]
+        folder = folders[artist] if artist else artist_folder(None)
         if folder not in taken:
             taken[folder] = stems_in(_entries(media_root / folder)) | stems_in(files_in[folder])
         current = PurePosixPath(path)

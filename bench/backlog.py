@@ -355,16 +355,7 @@ class WorkerFleet:
     def start(self, client: redis.Redis) -> int:
         """Start the fleet and wait until both workers fetch and have their fork
         servers; the group's leader pid."""
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                ["sh", "-c", procfile_command("worker")],
-                cwd=REPO,
-                env=self.environment,
-                start_new_session=True,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        self.process = start_line("worker", self.environment, self.log_path)
         deadline = time.monotonic() + READY_TIMEOUT_S
         while True:
             if self.process.poll() is not None:
@@ -385,6 +376,21 @@ class WorkerFleet:
         workers after a graceful shutdown), SIGKILL what is left at the deadline."""
         if self.process is not None:
             stop_group(self.process, timeout)
+
+
+def start_line(kind: str, environment: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """The Procfile's ``kind`` line, as a platform runs it, in a session of its own (so
+    :func:`stop_group` stops all it starts), its output in ``log_path``."""
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            ["sh", "-c", procfile_command(kind)],
+            cwd=REPO,
+            env=environment,
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def stop_group(leader: subprocess.Popen[bytes], timeout: float) -> None:

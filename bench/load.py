@@ -34,14 +34,12 @@ from typing import Any
 import httpx
 import redis
 
-from bench.backlog import FINISHED, MediaHandler, WorkerFleet, stop_group
-from bench.child import REPO
+from bench.backlog import FINISHED, MediaHandler, WorkerFleet, start_line, stop_group
 from bench.env import BenchEnv, bench_env, free_port
 from bench.report import table
 from bench.streaming import usage_of
 from bench.ws_fanout import ClientFleet, ensure_client_deps
 from tests.support import descendants, make_clip
-from web.launch import procfile_command
 
 SOCKETS = 1000
 CLIENT_PROCESSES = 2
@@ -112,16 +110,7 @@ class WebFleet:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                ["sh", "-c", procfile_command("web")],
-                cwd=REPO,
-                env=self.environment,
-                start_new_session=True,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        self.process = start_line("web", self.environment, self.log_path)
         deadline = time.monotonic() + READY_TIMEOUT_S
         with httpx.Client(base_url=self.url, timeout=2) as client:
             while True:

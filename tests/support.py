@@ -119,6 +119,25 @@ def make_clip(
     return path
 
 
+def video_page(
+    name: str, content_url: str, seconds: int, chapters: list[tuple[str, int, int]]
+) -> str:
+    """An HTML page whose JSON-LD VideoObject names the file at ``content_url`` and its
+    chapters (``(title, start, end)``), as yt-dlp's generic extractor reads them."""
+    data = {
+        "@context": "https://schema.org", "@type": "VideoObject", "name": name,
+        "contentUrl": content_url, "duration": f"PT{seconds}S",
+        "hasPart": [
+            {"@type": "Clip", "name": title, "startOffset": start, "endOffset": end}
+            for title, start, end in chapters
+        ],
+    }  # fmt: skip
+    return (
+        '<!doctype html><html><head><script type="application/ld+json">'
+        f"{json.dumps(data)}</script></head><body></body></html>"
+    )
+
+
 #: Two cues, as SubRip.
 SRT = """1
 00:00:00,000 --> 00:00:01,500

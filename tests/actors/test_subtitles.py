@@ -8,7 +8,6 @@ be fetched never fails the video."""
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import httpx
 import pytest
 
 from tests.conftest import VIEWER_TOKEN
-from tests.support import SRT, wait_for_job, with_subtitles
+from tests.support import SRT, video_page, wait_for_job, with_subtitles
 
 
 @pytest.fixture
@@ -128,17 +127,11 @@ def test_a_subtitle_stream_of_the_file_is_extracted_and_a_forced_download_replac
 def test_chapters_of_the_source_are_stored_and_returned(
     api: httpx.Client, worker: Any, media_server: Any, subtitles_on: Any
 ) -> None:
-    data = {
-        "@context": "https://schema.org", "@type": "VideoObject", "name": "Chaptered",
-        "contentUrl": media_server.url("/media/chaptered.mp4"), "duration": "PT3S",
-        "hasPart": [
-            {"@type": "Clip", "name": "Intro", "startOffset": 0, "endOffset": 1},
-            {"@type": "Clip", "name": "Verse", "startOffset": 1, "endOffset": 3},
-        ],
-    }  # fmt: skip
-    media_server.pages["chaptered.html"] = (
-        '<!doctype html><html><head><script type="application/ld+json">'
-        f"{json.dumps(data)}</script></head><body></body></html>"
+    media_server.pages["chaptered.html"] = video_page(
+        "Chaptered",
+        media_server.url("/media/chaptered.mp4"),
+        3,
+        [("Intro", 0, 1), ("Verse", 1, 3)],
     )
 
     video = download(api, media_server.url("/page/chaptered.html"))

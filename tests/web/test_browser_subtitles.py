@@ -6,14 +6,13 @@ Content-Security-Policy) and a chapter list whose buttons seek, by click and by 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.support import SRT, make_clip, wait_for, wait_for_job, with_subtitles
+from tests.support import SRT, make_clip, video_page, wait_for, wait_for_job, with_subtitles
 from tests.web.browser import needs_browser, screenshot, sign_in
 
 pytestmark = needs_browser
@@ -35,17 +34,11 @@ def test_the_player_has_the_subtitle_track_and_a_chapter_list_that_seeks(
     from playwright.sync_api import expect
 
     media_server.files["subtitled.mp4"] = subtitled_clip
-    data = {
-        "@context": "https://schema.org", "@type": "VideoObject", "name": "Sung with lines",
-        "contentUrl": media_server.url("/file/subtitled.mp4"), "duration": "PT6S",
-        "hasPart": [
-            {"@type": "Clip", "name": "Intro", "startOffset": 0, "endOffset": 3},
-            {"@type": "Clip", "name": "Chorus", "startOffset": 3, "endOffset": 6},
-        ],
-    }  # fmt: skip
-    media_server.pages["lines.html"] = (
-        '<!doctype html><html><head><script type="application/ld+json">'
-        f"{json.dumps(data)}</script></head><body></body></html>"
+    media_server.pages["lines.html"] = video_page(
+        "Sung with lines",
+        media_server.url("/file/subtitled.mp4"),
+        6,
+        [("Intro", 0, 3), ("Chorus", 3, 6)],
     )
     response = api.post("/api/videos/download", json={"url": media_server.url("/page/lines.html")})
     job = wait_for_job(api, response.json()["id"])

@@ -236,10 +236,15 @@ def registered_workers(fleet: Fleet, api: httpx.Client) -> dict[str, int]:
 
 @contextmanager
 def scale_fleet(
-    root: Path, *, heartbeat_timeout: int = 3, slow_delay: float = 0.1
+    root: Path,
+    *,
+    heartbeat_timeout: int = 3,
+    slow_delay: float = 0.1,
+    settings: dict[str, str] | None = None,
 ) -> Iterator[Fleet]:
     """Redis, a database, the release, two webs, two workers, the scheduler and a media
-    server, all ready; stopped (and the database dropped) on the way out."""
+    server, all ready; stopped (and the database dropped) on the way out. ``settings``:
+    vidfleet settings of the fleet's own (by default none: the defaults)."""
     from db.redis_server import EmbeddedRedis
 
     with ExitStack() as stack:
@@ -253,6 +258,7 @@ def scale_fleet(
             database_url,
             VIDFLEET_HEARTBEAT_TIMEOUT=str(heartbeat_timeout),
             VIDFLEET_LIFELINE_INTERVAL=str(max(1, heartbeat_timeout // 2)),
+            **(settings or {}),
         )
         release = start_procfile_line("release", "release", env, root)
         if release.popen.wait(120) != 0:
@@ -549,6 +555,16 @@ def all_quiet(api: httpx.Client) -> bool:
     )
 
 
+def unfinished(api: httpx.Client) -> list[str]:
+    """The jobs still queued or running, a line each (for a failure's message)."""
+    return [
+        f"{job['kind']} {job['id'][:8]} {job['status']} stage={job['stage']} "
+        f"attempts={job['attempts']} updated={job['updated_at']}"
+        for status in ("queued", "running")
+        for job in api.get("/api/jobs", params={"status": status, "limit": 20}).json()["items"]
+    ]
+
+
 def wait_finished(api: httpx.Client, job_ids: list[str], what: str) -> dict[str, dict[str, Any]]:
     states: dict[str, dict[str, Any]] = {}
 
@@ -642,12 +658,15 @@ def run_demo(fleet: Fleet, *, jobs: int) -> Report:
             if held
             else 0.0
         )
-        wait_for(
-            lambda: all_quiet(api),
-            timeout=FINISH_TIMEOUT_S,
-            what="every job to end",
-            error=DemoError,
-        )
+        try:
+            wait_for(
+                lambda: all_quiet(api),
+                timeout=FINISH_TIMEOUT_S,
+                what="every job to end",
+                error=DemoError,
+            )
+        except DemoError as exc:
+            raise DemoError(f"{exc}; still going: {unfinished(api)}") from None
         report.attempts = {
             job_id: int(job["attempts"]) for job_id, job in jobs_of(api, first + second).items()
         }
